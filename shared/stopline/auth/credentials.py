@@ -1,0 +1,172 @@
+"""The credential sources of interface.md section 5 and the IAM token cache.
+
+No I/O here: :class:`IamPasswordToken` builds the IAM request and reads its reply, while the client's
+sync and async drivers do the sending under their own locks. Secrets stay ``SecretStr`` until the
+moment a header is built, and no repr shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from pydantic import SecretStr
+
+from stopline.auth import signer
+from stopline.errors import Transient, UpstreamAuth, UpstreamInfo
+from stopline.wire import Call, RawReply, parse_error_body
+
+CONTENT_JSON = "application/json"
+TOKEN_REFRESH_MARGIN_S = 300.0
+
+
+class Credentials(Protocol):
+    """Turns a planned call into the headers that authenticate it."""
+
+    kind: Literal["aksk", "token", "iam", "agency"]
+    needs_token: bool
+
+    def apply(self, call: Call, token: str | None) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AkSk:
+    """AK/SK signing; also FunctionGraph agency credentials (temporary keys plus security token)."""
+
+    access_key: str
+    secret_key: SecretStr
+    project_id: str | None = None
+    security_token: SecretStr | None = None
+    kind: Literal["aksk", "agency"] = "aksk"
+    needs_token: bool = False
+
+    def apply(self, call: Call, token: str | None) -> dict[str, str]:
+        headers = dict(call.headers)
+        if self.project_id:
+            headers["X-Project-Id"] = self.project_id
+        if self.security_token is not None:
+            headers["X-Security-Token"] = self.security_token.get_secret_value()
+        return signer.sign(
+            access_key=self.access_key,
+            secret_key=self.secret_key.get_secret_value(),
+            method=call.method,
+            host=call.host,
+            path=call.path,
+            query=call.query,
+            headers=headers,
+            body=call.body,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StaticToken:
+    """A ready IAM token (STOPLINE_AUTH_TOKEN, or a FunctionGraph agency token)."""
+
+    token: SecretStr
+    kind: Literal["token"] = "token"
+    needs_token: bool = False
+
+    def apply(self, call: Call, token: str | None) -> dict[str, str]:
+        return {**call.headers, "X-Auth-Token": self.token.get_secret_value()}
+
+
+@dataclass(eq=False)
+class IamPasswordToken:
+    """A project-scoped IAM token from username/password, cached until 5 minutes before it expires.
+
+    The drivers fetch under :attr:`lock` (threads) or :meth:`async_lock` (tasks) and re-check
+    :meth:`valid` inside it, so many concurrent first calls make one IAM request.
+    """
+
+    username: str
+    password: SecretStr
+    domain: str
+    iam_endpoint: str
+    project_id: str | None
+    region: str
+    kind: Literal["iam"] = "iam"
+    needs_token: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _token: SecretStr | None = field(default=None, repr=False)
+    _refresh_at: float = 0.0
+    _async_locks: dict[int, asyncio.Lock] = field(default_factory=dict, repr=False)
+    fetches: int = 0
+
+    def apply(self, call: Call, token: str | None) -> dict[str, str]:
+        assert token is not None, "the driver fetches a token before applying IAM credentials"
+        return {**call.headers, "X-Auth-Token": token}
+
+    def async_lock(self) -> asyncio.Lock:
+        """One asyncio lock per running loop (an asyncio.Lock must not cross loops)."""
+        loop_id = id(asyncio.get_running_loop())
+        with self.lock:
+            found = self._async_locks.get(loop_id)
+            if found is None:
+                found = self._async_locks[loop_id] = asyncio.Lock()
+            return found
+
+    def valid(self) -> str | None:
+        token = self._token
+        if token is not None and time.monotonic() < self._refresh_at:
+            return token.get_secret_value()
+        return None
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` after the cloud refused it (401); a newer token is kept."""
+        current = self._token
+        if current is not None and current.get_secret_value() == token:
+            self._token = None
+
+    def request(self) -> Call:
+        scope = {"id": self.project_id} if self.project_id else {"name": self.region}
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": self.username,
+                            "password": self.password.get_secret_value(),
+                            "domain": {"name": self.domain},
+                        }
+                    },
+                },
+                "scope": {"project": scope},
+            }
+        }
+        return Call.build(
+            "POST", self.iam_endpoint, "/v3/auth/tokens", api="iam",
+            query=(("nocatalog", "true"),),
+            headers={"Content-Type": "application/json;charset=utf8"},
+            body=json.dumps(body, separators=(",", ":")).encode(),
+        )
+
+    def accept(self, reply: RawReply) -> str:
+        """Read IAM's answer; cache and return the token, or raise."""
+        if reply.status in (200, 201) and reply.header("x-subject-token"):
+            token = reply.header("x-subject-token") or ""
+            lifetime = 3600.0
+            try:
+                expires = json.loads(reply.body)["token"]["expires_at"]
+                expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+                lifetime = expires_at.timestamp() - time.time()
+            except (ValueError, KeyError, TypeError):
+                pass
+            self._token = SecretStr(token)
+            self._refresh_at = time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S)
+            self.fetches += 1
+            return token
+        code, msg = parse_error_body(reply.body)
+        info = UpstreamInfo(reply.status, code, msg, reply.header("x-request-id"))
+        if reply.status == 429 or reply.status >= 500:
+            raise Transient(f"IAM answered {reply.status} when asked for a token", upstream=info)
+        raise UpstreamAuth(
+            f"IAM refused the password login of {self.username!r} in domain {self.domain!r} "
+            f"(HTTP {reply.status}); check STOPLINE_IAM_USERNAME/PASSWORD/DOMAIN",
+            upstream=info,
+        )

@@ -1,0 +1,95 @@
+"""Fault rules: latency, 429 with Retry-After, 5xx (or any coded error) and dropped connections.
+
+Each rule matches request paths by regex and fires on every request (neither ``rate`` nor ``count``),
+on the first ``count`` matches, or with probability ``rate`` drawn from its own ``random.Random(seed)``
+so runs repeat exactly.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal["latency", "throttle", "error", "drop", "hold"]
+KINDS = ("latency", "throttle", "error", "drop", "hold")
+
+
+@dataclass
+class FaultRule:
+    path: str
+    kind: FaultKind
+    rate: float | None = None
+    count: int | None = None
+    status: int = 503
+    retry_after: float | None = 1
+    delay_ms: int = 2000
+    error_code: str | None = None
+    error_msg: str | None = None
+    seed: int | None = None
+    fired: int = 0
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+        if self.rate is not None and not 0 <= self.rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        self._pattern = re.compile(self.path)
+        self._random = random.Random(self.seed)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultRule:
+        allowed = {"path", "kind", "rate", "count", "status", "retry_after", "delay_ms", "error_code",
+                   "error_msg", "seed"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        if "path" not in data or "kind" not in data:
+            raise ValueError("a fault needs 'path' and 'kind'")
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "rate": self.rate, "count": self.count,
+                "status": self.status, "retry_after": self.retry_after, "delay_ms": self.delay_ms,
+                "error_code": self.error_code, "seed": self.seed, "fired": self.fired}
+
+    def fires(self, path: str) -> bool:
+        if not self._pattern.search(path):
+            return False
+        if self.count is not None:
+            if self.fired >= self.count:
+                return False
+        elif self.rate is not None and self._random.random() >= self.rate:
+            return False
+        self.fired += 1
+        return True
+
+
+class Faults:
+    """An ordered set of rules; the first that fires decides."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rules: list[FaultRule] = []
+        self.injected: dict[str, int] = {}
+
+    def add(self, rule: FaultRule) -> None:
+        with self._lock:
+            self.rules.append(rule)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.injected = {}
+
+    def pick(self, path: str) -> FaultRule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.fires(path):
+                    self.injected[rule.kind] = self.injected.get(rule.kind, 0) + 1
+                    return rule
+            return None

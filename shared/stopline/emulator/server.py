@@ -1,0 +1,138 @@
+"""Serving the emulator: a threaded HTTP server on 127.0.0.1, and an in-process httpx transport.
+
+Both feed the same :class:`~stopline.emulator.routes.Router`. A dropped connection is a closed socket
+with no answer on the server, and ``httpx.RemoteProtocolError`` in process -- what a client sees
+either way. Latency beyond the client's read timeout becomes ``httpx.ReadTimeout`` in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+from stopline.emulator.routes import EmuReply, EmuRequest, Router
+
+if TYPE_CHECKING:
+    pass
+
+MAX_BODY = 1024 * 1024
+
+
+def _to_emu(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> EmuRequest:
+    parts = urlsplit(raw_path)
+    return EmuRequest(method.upper(), parts.path, parse_qsl(parts.query, keep_blank_values=True), headers, body)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # the calls log is the record
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.send_error(413)
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = self.server.router.handle(_to_emu(self.command, self.path, headers, body))
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.drop:
+            self.close_connection = True
+            return
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if reply.body:
+            self.wfile.write(reply.body)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], router: Router) -> None:
+        self.router = router
+        super().__init__(address, _Handler)
+
+
+class EmulatorServer:
+    """The emulator on a real port; ``start()`` returns once it accepts connections."""
+
+    def __init__(self, router: Router, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = _Server((host, port), router)
+        self.host, self.port = self._server.server_address[0], int(self._server.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stopline-emulator",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _read_timeout(request: httpx.Request) -> float | None:
+    timeout = request.extensions.get("timeout", {})
+    value = timeout.get("read") if isinstance(timeout, dict) else None
+    return float(value) if value is not None else None
+
+
+class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """An httpx transport (sync and async) that answers from the emulator without a socket."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def _reply(self, request: httpx.Request, body: bytes) -> tuple[EmuReply, float | None]:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        raw_path = request.url.raw_path.decode("ascii")
+        return self.router.handle(_to_emu(request.method, raw_path, headers, body)), _read_timeout(request)
+
+    @staticmethod
+    def _finish(request: httpx.Request, reply: EmuReply) -> httpx.Response:
+        if reply.drop:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        reply, timeout = self._reply(request, request.read())
+        if reply.delay_s:
+            time.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
+            if timeout is not None and reply.delay_s > timeout:
+                raise httpx.ReadTimeout("The read operation timed out", request=request)
+        return self._finish(request, reply)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        reply, timeout = self._reply(request, await request.aread())
+        if reply.delay_s:
+            await asyncio.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
+            if timeout is not None and reply.delay_s > timeout:
+                raise httpx.ReadTimeout("The read operation timed out", request=request)
+        return self._finish(request, reply)

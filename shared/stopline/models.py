@@ -1,0 +1,202 @@
+"""Commands (interface.md section 1), outcomes (section 2) and the result of handling one command.
+
+Action and outcome strings are spelled here and nowhere else. Parsing a command never raises
+anything but :class:`~stopline.errors.InvalidCommand`, whose ``details`` name every bad field, so every
+trigger (HTTP, CloudEvent, queue) reports the same 422 for the same mistake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from stopline.errors import InvalidCommand, StoplineError
+
+
+class Action(StrEnum):
+    STOP_BUILD = "stop_build"
+    DELETE_BUILD_TASK = "delete_build_task"
+    STOP_DATAARTS_JOB = "stop_dataarts_job"
+
+
+class Outcome(StrEnum):
+    STOPPED = "stopped"
+    ALREADY_STOPPED = "already_stopped"
+    DELETED = "deleted"
+    ALREADY_DELETED = "already_deleted"
+    DUPLICATE = "duplicate"
+    DRY_RUN = "dry_run"
+    FAILED = "failed"
+
+
+def _build_no(value: object) -> object:
+    """Accept an integer or a string of digits; refuse bools and floats, which JSON senders mean otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("build_no must be an integer >= 1, not a boolean")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isdecimal() or not text.isascii():
+            raise ValueError("build_no must be an integer >= 1 (digits only)")
+        return int(text)
+    if isinstance(value, float):
+        raise ValueError("build_no must be an integer >= 1, not a number with a fraction part")
+    return value
+
+
+JobId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9]{32}$",
+        description="CodeArts Build task id: the 32 letters/digits at the end of the task's edit URL",
+    ),
+]
+BuildNo = Annotated[int, BeforeValidator(_build_no), Field(ge=1, le=2**31 - 1, strict=True)]
+# A slash would be signed as two path segments but sent as one (huaweicloud-apis.md section 3.4, "Edge").
+JobName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f\x7f]+$")]
+ProjectId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
+Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    idempotency_key: IdempotencyKey | None = None
+
+    def target(self) -> dict[str, Any]:
+        """The identifying fields that responses and logs echo back as ``target``."""
+        return self.model_dump(exclude={"action", "idempotency_key"}, exclude_none=True)
+
+    def fingerprint(self) -> str:
+        """A hash of the normalized command, stored with an idempotency claim (interface.md section 9)."""
+        canon = json.dumps(
+            {"action": self.action, **self.target()}, sort_keys=True, separators=(",", ":")  # type: ignore[attr-defined]
+        )
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+class StopBuild(_Command):
+    action: Literal["stop_build"] = "stop_build"
+    job_id: JobId
+    build_no: BuildNo
+
+
+class DeleteBuildTask(_Command):
+    action: Literal["delete_build_task"] = "delete_build_task"
+    job_id: JobId
+
+
+class StopDataArtsJob(_Command):
+    action: Literal["stop_dataarts_job"] = "stop_dataarts_job"
+    job_name: JobName
+    project_id: ProjectId | None = None
+    workspace: Workspace | None = None
+
+
+Command = StopBuild | DeleteBuildTask | StopDataArtsJob
+
+COMMAND_TYPES: dict[str, type[StopBuild] | type[DeleteBuildTask] | type[StopDataArtsJob]] = {
+    Action.STOP_BUILD: StopBuild,
+    Action.DELETE_BUILD_TASK: DeleteBuildTask,
+    Action.STOP_DATAARTS_JOB: StopDataArtsJob,
+}
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def parse_command(data: object, *, action: str | None = None, where: str = "") -> Command:
+    """Validate one command.
+
+    Args:
+        data: the decoded JSON value.
+        action: the action a per-action target or a CloudEvent ``type`` implies; the payload's own
+            ``action`` must then match it.
+        where: a prefix for field names (``commands.3.``) so batch errors point at the member.
+
+    Raises:
+        InvalidCommand: naming each bad field in ``details``.
+    """
+    if not isinstance(data, dict):
+        raise InvalidCommand(
+            "a command must be a JSON object",
+            details=[{"field": where.rstrip(".") or "body", "message": "expected a JSON object"}],
+        )
+    given = data.get("action")
+    if action is not None and given is not None and given != action:
+        raise InvalidCommand(
+            f"this target runs {action!r}, the command says {given!r}",
+            details=[{"field": f"{where}action", "message": f"must be {action!r} here (or left out)"}],
+        )
+    chosen = given if given is not None else action
+    if chosen is None:
+        raise InvalidCommand(
+            "the command has no action",
+            details=[{"field": f"{where}action", "message": f"required: one of {', '.join(COMMAND_TYPES)}"}],
+        )
+    model = COMMAND_TYPES.get(chosen) if isinstance(chosen, str) else None
+    if model is None:
+        raise InvalidCommand(
+            f"unknown action {chosen!r}",
+            details=[{"field": f"{where}action", "message": f"must be one of {', '.join(COMMAND_TYPES)}"}],
+        )
+    try:
+        return model.model_validate({**data, "action": chosen})
+    except ValidationError as exc:
+        details = [
+            {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        names = ", ".join(sorted({d["field"] for d in details}))
+        raise InvalidCommand(f"invalid {chosen} command: {names}", details=details) from None
+
+
+@dataclass(slots=True)
+class Result:
+    """How one command ended: an outcome, or a failure carrying its error.
+
+    ``to_json`` renders the response object of interface.md section 3 (and section 9's extras).
+    """
+
+    action: str | None
+    outcome: Outcome
+    target: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    upstream_request_id: str | None = None
+    attempts: int = 0
+    api: str | None = None
+    first_outcome: str | None = None
+    error: StoplineError | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def status(self) -> int:
+        return 200 if self.error is None else self.error.status
+
+    def to_json(self, *, with_status: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": self.ok, "action": self.action}
+        if self.error is None:
+            body["outcome"] = str(self.outcome)
+            if self.first_outcome is not None:
+                body["first_outcome"] = self.first_outcome
+        else:
+            body["error"] = self.error.to_json()
+        body["target"] = self.target
+        body["event_id"] = self.event_id
+        body["upstream_request_id"] = self.upstream_request_id
+        body["attempts"] = self.attempts
+        if self.api is not None:
+            body["api"] = self.api
+        if with_status:
+            body["status"] = self.status
+        return body

@@ -1,0 +1,164 @@
+"""Every environment variable of interface.md section 5, read and validated once.
+
+Variable names are spelled here and nowhere else. Loading never raises anything but
+:class:`~stopline.errors.ConfigurationError`, whose message names the offending variables -- never
+their values, since several of them are secrets (kept as ``SecretStr`` so no repr shows them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stopline.errors import ConfigurationError
+from stopline.models import Action
+
+CredentialMode = Literal["aksk", "token", "iam"]
+
+DEFAULT_NOT_RUNNING_CODES = ("CB.00060301", "DLF.0137")
+"""Error codes meaning "no longer running". The cloud documents none (huaweicloud-apis.md 4.3/4.4);
+these are the codes the emulator answers with, and users can replace them."""
+
+CREDENTIAL_VARIABLES = (
+    "HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK (AK/SK signing), STOPLINE_AUTH_TOKEN (a ready IAM token), "
+    "or STOPLINE_IAM_USERNAME + STOPLINE_IAM_PASSWORD + STOPLINE_IAM_DOMAIN (IAM password)"
+)
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """stopline's configuration; see README "Configuration" for the table."""
+
+    model_config = SettingsConfigDict(env_prefix="STOPLINE_", case_sensitive=False, extra="ignore")
+
+    ak: str | None = Field(None, validation_alias="HUAWEICLOUD_SDK_AK")
+    sk: SecretStr | None = Field(None, validation_alias="HUAWEICLOUD_SDK_SK")
+    security_token: SecretStr | None = Field(None, validation_alias="HUAWEICLOUD_SDK_SECURITY_TOKEN")
+    project_id: str | None = Field(
+        None, validation_alias=AliasChoices("HUAWEICLOUD_SDK_PROJECT_ID", "RUNTIME_PROJECT_ID")
+    )
+    auth_token: SecretStr | None = None
+    iam_username: str | None = None
+    iam_password: SecretStr | None = None
+    iam_domain: str | None = None
+
+    region: str = Field("cn-north-4", pattern=r"^[a-z0-9-]+$")
+    codearts_build_endpoint: str | None = None
+    dataarts_endpoint: str | None = None
+    iam_endpoint: str | None = None
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    max_attempts: int = Field(4, ge=1, le=20)
+    build_stop_api: Literal["auto", "v3", "v1"] = "auto"
+    not_running_codes: CommaList = DEFAULT_NOT_RUNNING_CODES
+
+    webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    webhook_tolerance_s: int = Field(300, ge=1, le=86400)
+    allow_unsigned: bool = False
+    allowed_actions: CommaList = tuple(a.value for a in Action)
+    allowed_job_ids: CommaList = ()
+    allowed_project_ids: CommaList = ()
+    dry_run: bool = False
+
+    idempotency_url: str = "memory://"
+    idempotency_ttl_s: int = Field(3600, ge=1)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    batch_concurrency: int = Field(16, ge=1, le=100)
+
+    _split_lists = field_validator(
+        "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", mode="before"
+    )(_split)
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return _split(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("allowed_actions")
+    @classmethod
+    def _known_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [a for a in value if a not in {x.value for x in Action}]
+        if unknown:
+            raise ValueError(f"unknown actions {unknown}; use {', '.join(a.value for a in Action)}")
+        return value
+
+    @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("idempotency_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("must be memory:// or redis://host:port/db")
+        return value
+
+    def credential_mode(self) -> CredentialMode | None:
+        """Which of the documented credential sources applies (first match wins, section 5)."""
+        if self.ak or self.sk:
+            if not (self.ak and self.sk):
+                raise ConfigurationError(
+                    "HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK must be set together"
+                )
+            return "aksk"
+        if self.auth_token is not None and self.auth_token.get_secret_value():
+            return "token"
+        iam = (self.iam_username, self.iam_password, self.iam_domain)
+        if any(iam):
+            if not all(iam):
+                raise ConfigurationError(
+                    "IAM password authentication needs STOPLINE_IAM_USERNAME, STOPLINE_IAM_PASSWORD "
+                    "and STOPLINE_IAM_DOMAIN together"
+                )
+            return "iam"
+        return None
+
+
+_ENV_NAMES = {
+    name: (
+        info.validation_alias
+        if isinstance(info.validation_alias, str)
+        else info.validation_alias.choices[0]
+        if isinstance(info.validation_alias, AliasChoices)
+        else f"STOPLINE_{name.upper()}"
+    )
+    for name, info in Settings.model_fields.items()
+}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable behind a settings field."""
+    return str(_ENV_NAMES.get(field_name, f"STOPLINE_{field_name.upper()}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; on bad values raise one error naming every offending variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = str(err["loc"][0]) if err["loc"] else "?"
+            name = env_name(loc) if loc in _ENV_NAMES else loc.upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

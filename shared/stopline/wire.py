@@ -1,0 +1,113 @@
+"""What goes over the wire, as plain values: a planned call, a raw reply, cloud error bodies.
+
+No I/O here; both the client drivers and (separately written) the emulator's HTTP layer read
+these shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from stopline.auth.signer import canonical_query
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request to the cloud, before authentication headers are added."""
+
+    method: str
+    scheme: str
+    host: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    body: bytes
+    api: str
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        base_url: str,
+        path: str,
+        *,
+        api: str,
+        query: tuple[tuple[str, str], ...] = (),
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> Call:
+        parts = urlsplit(base_url)
+        prefix = parts.path.rstrip("/")
+        return cls(method, parts.scheme, parts.netloc, prefix + path, query, headers or {}, body, api)
+
+    @property
+    def url(self) -> str:
+        query = canonical_query(self.query)
+        return f"{self.scheme}://{self.host}{self.path}" + (f"?{query}" if query else "")
+
+
+@dataclass(frozen=True, slots=True)
+class RawReply:
+    """A cloud answer: status, lower-cased headers and body bytes."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+
+def _find_code(node: Any, depth: int = 0) -> tuple[str | None, str | None]:
+    if not isinstance(node, dict) or depth > 3:
+        return None, None
+    for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
+        if code_key in node or msg_key in node:
+            code, msg = node.get(code_key), node.get(msg_key)
+            return (str(code) if code is not None else None), (str(msg) if msg is not None else None)
+    for value in node.values():
+        code, msg = _find_code(value, depth + 1)
+        if code is not None or msg is not None:
+            return code, msg
+    return None, None
+
+
+def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
+    """(error_code, error_msg) from any of the cloud's error shapes (huaweicloud-apis.md section 4.1)."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        text = body[:300].decode("utf-8", "replace").strip()
+        return None, text or None
+    return _find_code(data)
+
+
+def parse_retry_after(value: str | None, *, cap: float = 30.0) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, min(seconds, cap))
