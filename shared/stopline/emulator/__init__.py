@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from stopline import transport as _transport
 from stopline.emulator.faults import FaultKind, FaultRule, Faults
 from stopline.emulator.routes import Router
-from stopline.emulator.seeds import demo
+from stopline.emulator.seeds import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, demo
 from stopline.emulator.server import EmulatorServer, EmulatorTransport
 from stopline.emulator.state import CloudState
 
@@ -110,10 +110,12 @@ class mock_huaweicloud:  # noqa: N801 - named as moto names mock_aws
     def __enter__(self) -> Emulator:
         emulator = self.emulator = Emulator()
         if self._fake_credentials:
+            # With the demo seed, use its credentials so its projects' jobs are reachable.
+            ak, sk, project = ((DEMO_AK, DEMO_SK, DEMO_PROJECT_ID) if self._seed == "demo"
+                               else (MOCK_AK, MOCK_SK, MOCK_PROJECT_ID))
             self._saved = {name: os.environ.pop(name, None) for name in _CREDENTIAL_ENV}
-            os.environ.update(HUAWEICLOUD_SDK_AK=MOCK_AK, HUAWEICLOUD_SDK_SK=MOCK_SK,
-                              HUAWEICLOUD_SDK_PROJECT_ID=MOCK_PROJECT_ID)
-            emulator.seed(credentials=[{"ak": MOCK_AK, "sk": MOCK_SK, "project_id": MOCK_PROJECT_ID}])
+            os.environ.update(HUAWEICLOUD_SDK_AK=ak, HUAWEICLOUD_SDK_SK=sk, HUAWEICLOUD_SDK_PROJECT_ID=project)
+            emulator.seed(credentials=[{"ak": ak, "sk": sk, "project_id": project}])
         if self._seed is not None:
             emulator.seed(self._seed)
         self._override = _transport.override(emulator.transport)

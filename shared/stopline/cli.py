@@ -1,0 +1,222 @@
+"""The ``stopline`` command (interface.md section 7). Exit codes: 0 success, 1 failure outcome,
+2 usage or configuration error. Every subcommand imports what it needs when it runs, and the
+function targets never import this module."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from stopline.errors import ConfigurationError, InvalidCommand, StoplineError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _die(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"stopline: {message}", err=True)
+    sys.exit(code)
+
+
+def _summary(result: Any) -> str:
+    target = " ".join(f"{k}={v}" for k, v in result.target.items())
+    if result.error is None:
+        extra = [f"api {result.api}" if result.api else "",
+                 f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}" if result.attempts else "",
+                 f"request {result.upstream_request_id}" if result.upstream_request_id else ""]
+        return f"{result.outcome}: {result.action} {target} ({', '.join(e for e in extra if e)})"
+    err = result.error
+    upstream = ""
+    if err.upstream is not None:
+        upstream = f" [upstream HTTP {err.upstream.status} {err.upstream.error_code or ''}".rstrip() + "]"
+    return f"{err.type} (HTTP {err.status}): {err.message}{upstream}"
+
+
+def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
+    from stopline import logs
+    from stopline.entry import get_runtime
+    from stopline.models import parse_command
+    from stopline.pipeline import Delivery
+
+    try:
+        parse_command(raw)
+    except InvalidCommand as exc:
+        fields = ", ".join(f"{d['field']}: {d['message']}" for d in exc.details)
+        _die(f"invalid arguments: {fields}")
+    if not verbose and "STOPLINE_LOG_LEVEL" not in os.environ:
+        logs.configure("CRITICAL")
+    try:
+        runtime = get_runtime()
+        if not verbose and "STOPLINE_LOG_LEVEL" not in os.environ:
+            logs.configure("CRITICAL")
+        runtime.client()  # credentials are checked before anything is sent
+    except ConfigurationError as exc:
+        _die(exc.message)
+    result = runtime.pipeline.handle(raw, Delivery(None, "cli"))
+    if as_json:
+        click.echo(json.dumps(result.to_json(with_status=True), indent=2))
+    else:
+        click.echo(_summary(result))
+    if result.error is not None and result.error.upstream is not None and not as_json:
+        up = result.error.upstream
+        click.echo(f"  upstream said: {up.error_code or '-'}: {up.error_msg or '-'}", err=True)
+    if isinstance(result.error, ConfigurationError):
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+_verbose_option = click.option("-v", "--verbose", is_flag=True, help="Also write the JSON log lines to stderr.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stopline")
+def main() -> None:
+    """stopline: stop CodeArts Build builds, delete build tasks and stop DataArts Studio jobs."""
+
+
+@main.command("stop-build")
+@click.argument("job_id")
+@click.argument("build_no")
+@_json_option
+@_verbose_option
+def stop_build(job_id: str, build_no: str, as_json: bool, verbose: bool) -> None:
+    """Stop build BUILD_NO of CodeArts Build task JOB_ID."""
+    _run_direct({"action": "stop_build", "job_id": job_id, "build_no": build_no}, as_json, verbose)
+
+
+@main.command("delete-build-task")
+@click.argument("job_id")
+@_json_option
+@_verbose_option
+def delete_build_task(job_id: str, as_json: bool, verbose: bool) -> None:
+    """Delete CodeArts Build task JOB_ID."""
+    _run_direct({"action": "delete_build_task", "job_id": job_id}, as_json, verbose)
+
+
+@main.command("stop-job")
+@click.argument("job_name")
+@click.option("--project-id", help="DataArts project (default: HUAWEICLOUD_SDK_PROJECT_ID).")
+@click.option("--workspace", help="DataArts workspace id (default: the default workspace).")
+@_json_option
+@_verbose_option
+def stop_job(job_name: str, project_id: str | None, workspace: str | None, as_json: bool, verbose: bool) -> None:
+    """Stop DataArts Studio job JOB_NAME."""
+    raw: dict[str, Any] = {"action": "stop_dataarts_job", "job_name": job_name}
+    if project_id:
+        raw["project_id"] = project_id
+    if workspace:
+        raw["workspace"] = workspace
+    _run_direct(raw, as_json, verbose)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8790, show_default=True, type=int, help="Port (0 = any free port).")
+@click.option("--seed", type=click.Choice(["demo"]), help="Start with the demo state.")
+def emulator(host: str, port: int, seed: str | None) -> None:
+    """Serve the Huawei Cloud emulator (IAM, CodeArts Build, DataArts Studio) on one port."""
+    import signal
+
+    from stopline.emulator import Emulator
+    from stopline.emulator.seeds import demo_environment
+
+    emu = Emulator()
+    if seed:
+        emu.seed(seed)
+    try:
+        server = emu.serve(host, port)
+    except OSError as exc:
+        _die(f"cannot listen on {host}:{port}: {exc.strerror or exc} (is another process using the port? "
+             "choose one with --port)")
+    click.echo(f"stopline emulator listening on {server.url} (control API: {server.url}/_emulator/)")
+    if seed == "demo":
+        click.echo("demo state loaded; point stopline at it with:")
+        for name, value in demo_environment(server.url).items():
+            click.echo(f"  export {name}={value}")
+    sys.stdout.flush()
+    stopping = {"now": False}
+
+    def stop(*_: Any) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping["now"]:
+            signal.pause() if hasattr(signal, "pause") else __import__("time").sleep(0.5)
+    finally:
+        server.stop()
+        click.echo("emulator stopped")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("action")
+@click.option("--url", envvar="STOPLINE_URL", required=True, help="The webhook target's URL [env STOPLINE_URL].")
+@click.option("--secret", envvar="STOPLINE_WEBHOOK_SECRET", help="Signing secret [env STOPLINE_WEBHOOK_SECRET].")
+@click.option("--id", "msg_id", help="webhook-id to send (default: a new random id).")
+@click.option("--batch", "batch_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Send the commands in this JSON file (a list, or {\"commands\": [...]}) as one batch.")
+@_json_option
+@click.pass_context
+def send(ctx: click.Context, action: str, url: str, secret: str | None, msg_id: str | None,
+         batch_file: Path | None, as_json: bool) -> None:
+    """Sign (Standard Webhooks) and send one command: stopline send stop_build --job-id ID --build-no 20."""
+    from stopline.sender import build_command, send_signed
+
+    try:
+        if batch_file is not None:
+            loaded = json.loads(batch_file.read_text())
+            body: dict[str, Any] = loaded if isinstance(loaded, dict) else {"commands": loaded}
+        else:
+            body = build_command(action, ctx.args)
+    except (ValueError, OSError) as exc:
+        _die(str(exc))
+    status, reply = send_signed(url, body, secret=secret, msg_id=msg_id)
+    if as_json:
+        click.echo(json.dumps(reply, indent=2))
+    else:
+        from stopline.sender import describe_reply
+
+        click.echo(describe_reply(status, reply))
+    sys.exit(EXIT_OK if 200 <= status < 300 and reply.get("ok") else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("target", type=click.Choice(
+    ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event", "functiongraph"]))
+@click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The event file: an HTTP body, a CloudEvent, a Pub/Sub envelope or a FunctionGraph event.")
+@click.option("--emulate", is_flag=True, help="Run against the in-process emulator with the demo state.")
+def invoke(target: str, event_file: Path, emulate: bool) -> None:
+    """Run one function target in-process on an event file and print its answer."""
+    from stopline.invoker import invoke_file
+
+    try:
+        code, output = invoke_file(target, event_file, emulate=emulate)
+    except (ValueError, OSError) as exc:
+        _die(str(exc))
+    except StoplineError as exc:
+        _die(exc.message, EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILED)
+    click.echo(json.dumps(output, indent=2))
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--emulator-port", default=8790, show_default=True, type=int)
+@click.option("--port", "base_port", default=8080, show_default=True, type=int,
+              help="First port of the function targets (webhook); the others follow.")
+@click.option("--asgi", is_flag=True, help="Serve the targets in functions-framework's ASGI mode.")
+def dev(emulator_port: int, base_port: int, asgi: bool) -> None:
+    """Run the local stack: emulator + every function target on 127.0.0.1, demo state seeded."""
+    from stopline.devstack import run_dev
+
+    sys.exit(run_dev(emulator_port=emulator_port, base_port=base_port, asgi=asgi))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""``stopline dev``: the emulator plus every function target on 127.0.0.1, ready to try.
+
+The emulator runs in this process; each function target is a real ``functions-framework`` child
+process. Ctrl-C (or SIGTERM) stops every child before this process exits, so nothing is orphaned.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+TARGETS = (
+    ("webhook", "http"),
+    ("stop_build", "http"),
+    ("delete_build_task", "http"),
+    ("stop_dataarts_job", "http"),
+    ("on_event", "cloudevent"),
+)
+
+
+def find_functions_source() -> Path | None:
+    """``functions/main.py`` of the checkout: the working directory's, else the one beside the package."""
+    for candidate in (Path.cwd() / "functions" / "main.py",
+                      Path(__file__).resolve().parents[2] / "functions" / "main.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _banner(emulator_url: str, urls: dict[str, str], secret: str) -> str:
+    from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_TASK_ID
+
+    hook, event = urls["webhook"], urls["on_event"]
+    pubsub = ('{"message":{"data":"\'$(printf \'%s\' \'{"action":"stop_dataarts_job","job_name":"nightly"}\' '
+              '| base64 -w0)\'","messageId":"demo-1"},"subscription":"projects/demo/subscriptions/stopline"}')
+    lines = [
+        "",
+        "stopline dev is up (Ctrl-C stops everything)",
+        f"  emulator           {emulator_url}   (calls: {emulator_url}/_emulator/calls)",
+        *(f"  {name:<18} {url}" for name, url in urls.items()),
+        f"  webhook secret     {secret}",
+        "",
+        "Try these in another terminal:",
+        f"  stopline send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
+        f"  stopline send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
+        f"  stopline send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
+        f"--secret {secret}",
+        f"  curl -s -X POST {event} -H 'Content-Type: application/json' -d '{pubsub}'",
+        "  stopline invoke functiongraph --event events/functiongraph-kafka.json --emulate",
+        f"  curl -s {emulator_url}/_emulator/calls",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + 5
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = False) -> int:
+    from stopline.emulator import Emulator
+    from stopline.emulator.seeds import demo_environment
+
+    source = find_functions_source()
+    if source is None:
+        print("stopline dev: functions/main.py not found; run it from the stopline checkout", file=sys.stderr)
+        return 2
+    ports = {name: base_port + i for i, (name, _) in enumerate(TARGETS)}
+    busy = [p for p in (emulator_port, *ports.values()) if not port_free(p)]
+    if busy:
+        print(f"stopline dev: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; stop what uses "
+              "them or pick others with --emulator-port / --port", file=sys.stderr)
+        return 2
+
+    emulator = Emulator().seed("demo")
+    server = emulator.serve("127.0.0.1", emulator_port)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    env = {**os.environ, **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": secret,
+           "PYTHONUNBUFFERED": "1"}
+    framework = [sys.executable, "-m", "functions_framework"]
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = {"now": False}
+
+    def on_signal(*_: Any) -> None:
+        stopping["now"] = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for name, kind in TARGETS:
+            cmd = [*framework, "--target", name, "--source", str(source), "--host", "127.0.0.1",
+                   "--port", str(ports[name]), "--signature-type", kind]
+            if asgi:
+                cmd.append("--asgi")
+            children.append(subprocess.Popen(cmd, env=env))
+        deadline = time.monotonic() + 60
+        for name, port in ports.items():
+            if not wait_for_port(port, deadline) or stopping["now"]:
+                if not stopping["now"]:
+                    print(f"stopline dev: the {name} target did not start on port {port}", file=sys.stderr)
+                return 1 if not stopping["now"] else 0
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        print(_banner(server.url, urls, secret), flush=True)
+        while not stopping["now"]:
+            if any(child.poll() is not None for child in children):
+                print("stopline dev: a function target exited; stopping", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop(children)
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("stopline dev stopped", file=sys.stderr, flush=True)

@@ -1,0 +1,143 @@
+"""The process-wide runtime: settings, client, store and pipeline, built once on first use.
+
+Importing this module costs only the standard library; the first invocation builds the runtime and
+caches it, so a configuration problem becomes an invocation error naming the variables (not an
+import crash), and later invocations pay nothing. Changing the transport (the emulator's
+``mock_huaweicloud``) drops the cache so the next call is rebuilt against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from stopline import transport
+
+if TYPE_CHECKING:
+    from stopline.auth.credentials import Credentials
+    from stopline.client import AsyncClient, Client, ClientCore
+    from stopline.pipeline import Pipeline
+    from stopline.settings import Settings
+
+log = logging.getLogger("stopline")
+
+
+class Runtime:
+    """Everything an invocation needs, composed from settings (constructor injection throughout)."""
+
+    def __init__(self, settings: Settings, *, transport_override: Any = None) -> None:
+        from stopline import logs
+        from stopline.errors import ConfigurationError
+        from stopline.idempotency import open_store
+        from stopline.pipeline import Pipeline
+        from stopline.webhooks import secret_key
+
+        self.settings = settings
+        self._transport = transport_override
+        self._lock = threading.Lock()
+        self._core: ClientCore | None = None
+        self._client: Client | None = None
+        self._async_clients: dict[int, AsyncClient] = {}
+        self._agency: dict[str, tuple[ClientCore, Client]] = {}
+        logs.configure(settings.log_level)
+        logs.register_secret(
+            *(s.get_secret_value() for s in settings.webhook_secrets),
+            *(s.get_secret_value() for s in (settings.sk, settings.security_token, settings.auth_token,
+                                              settings.iam_password) if s is not None),
+        )
+        try:
+            self.webhook_keys = tuple(secret_key(s.get_secret_value()) for s in settings.webhook_secrets)
+        except ValueError as exc:
+            raise ConfigurationError(f"STOPLINE_WEBHOOK_SECRETS: {exc}") from None
+        if not self.webhook_keys and settings.allow_unsigned:
+            log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
+        self.store = open_store(settings.idempotency_url)
+        self.pipeline: Pipeline = Pipeline(settings, self.store, client=self.client,
+                                           async_client=self.async_client)
+
+    def core(self) -> ClientCore:
+        if self._core is None:
+            from stopline.client import core_from
+
+            with self._lock:
+                if self._core is None:
+                    self._core = core_from(self.settings)
+        return self._core
+
+    def client(self) -> Client:
+        if self._client is None:
+            from stopline.client import Client
+
+            core = self.core()
+            with self._lock:
+                if self._client is None:
+                    self._client = Client(core, transport=self._transport)
+        return self._client
+
+    def async_client(self) -> AsyncClient:
+        """One AsyncClient per event loop: httpx's async pool must not cross loops."""
+        from stopline.client import AsyncClient
+
+        loop_id = id(asyncio.get_running_loop())
+        found = self._async_clients.get(loop_id)
+        if found is None:
+            core = self.core()
+            with self._lock:
+                found = self._async_clients.setdefault(
+                    loop_id, AsyncClient(core, transport=self._transport))
+        return found
+
+    def pipeline_for_agency(self, credentials: Credentials, project_id: str | None) -> Pipeline:
+        """A pipeline whose client signs with FunctionGraph agency credentials (used only when no
+        other credentials are configured); cached per temporary access key."""
+        from stopline.client import Client, core_from
+        from stopline.pipeline import Pipeline
+
+        key = getattr(credentials, "access_key", "") or "agency"
+        with self._lock:
+            entry = self._agency.get(key)
+            if entry is None:
+                core = core_from(self.settings, agency=credentials, project_id=project_id)
+                entry = self._agency[key] = (core, Client(core, transport=self._transport))
+                if len(self._agency) > 4:  # temporary keys rotate; keep the newest few
+                    self._agency.pop(next(iter(self._agency)))
+        client = entry[1]
+        return Pipeline(self.settings, self.store, client=lambda: client,
+                        async_client=self.async_client)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        for _, client in self._agency.values():
+            client.close()
+        self.pipeline.close()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The cached runtime; raises ConfigurationError (naming variables) when settings are invalid."""
+    global _runtime
+    if _runtime is None:
+        from stopline.settings import load_settings
+
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime(load_settings(), transport_override=transport.current())
+    return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the cached runtime (settings or transport changed); the next call builds a new one."""
+    global _runtime
+    with _runtime_lock:
+        old, _runtime = _runtime, None
+    if old is not None:
+        old.close()
+
+
+transport.on_change(reset_runtime)

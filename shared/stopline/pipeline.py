@@ -1,0 +1,307 @@
+"""The one pipeline every trigger feeds: validate -> allow -> dedupe -> dry run or call -> outcome -> log.
+
+Trigger adapters only turn their input into ``(raw command, Delivery)`` and a :class:`Result` back
+into their answer. The steps before and after the cloud call (:meth:`Pipeline.prepare`,
+:meth:`Pipeline.begin`, :meth:`Pipeline.finish`) are plain functions of the store and settings, so
+the sync driver (:meth:`Pipeline.handle`) and the async one (:meth:`Pipeline.ahandle`) differ only in
+how they wait and how they call the cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from stopline.client import AsyncClient, Client, Reply
+from stopline.errors import (
+    ERROR_TYPES,
+    ConfigurationError,
+    Conflict,
+    Forbidden,
+    InProgress,
+    StoplineError,
+    Transient,
+    UpstreamInfo,
+)
+from stopline.idempotency import IdempotencyStore, StoreUnavailable
+from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_command
+from stopline.settings import Settings
+
+log = logging.getLogger("stopline")
+WAIT_POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a command came from: the delivery id (idempotency fallback) and the trigger's name."""
+
+    event_id: str | None
+    trigger: str
+    action: str | None = None
+
+
+@dataclass(slots=True)
+class Work:
+    """A validated, allowed command on its way through dedupe and the call."""
+
+    command: Command
+    delivery: Delivery
+    key: str | None
+    started: float
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    claimed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """The same key is being handled right now; poll the store until it is done or released."""
+
+    work: Work
+    deadline: float
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: IdempotencyStore,
+        *,
+        client: Callable[[], Client],
+        async_client: Callable[[], AsyncClient],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._client = client
+        self._async_client = async_client
+        self.claim_ttl_s = settings.timeout_s * settings.max_attempts + 30
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- shared steps (no I/O but the store) ------------------------------------------------------------
+    def prepare(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Work | Result:
+        """Validate and apply the allowlists; a failure becomes a finished Result."""
+        started = time.perf_counter()
+        where = f"commands.{index}." if index is not None else ""
+        try:
+            command = parse_command(raw, action=delivery.action, where=where)
+            self._allow(command, where)
+        except StoplineError as exc:
+            action = raw.get("action") if isinstance(raw, dict) else None
+            result = Result(action if isinstance(action, str) else delivery.action, Outcome.FAILED,
+                            event_id=delivery.event_id, error=exc)
+            return self._log(result, delivery, started)
+        key = command.idempotency_key
+        if key is None and delivery.event_id is not None:
+            key = delivery.event_id if index is None else f"{delivery.event_id}:{index}"
+        return Work(command, delivery, key, started)
+
+    def _allow(self, command: Command, where: str) -> None:
+        s = self.settings
+        if command.action not in s.allowed_actions:
+            raise Forbidden(f"action {command.action!r} is not allowed here (STOPLINE_ALLOWED_ACTIONS)",
+                            details=[{"field": f"{where}action", "message": "not in STOPLINE_ALLOWED_ACTIONS"}])
+        if isinstance(command, StopDataArtsJob):
+            project = command.project_id or s.project_id
+            if s.allowed_project_ids and project not in s.allowed_project_ids:
+                raise Forbidden(f"project {project!r} is not allowed here (STOPLINE_ALLOWED_PROJECT_IDS)",
+                                details=[{"field": f"{where}project_id",
+                                          "message": "not in STOPLINE_ALLOWED_PROJECT_IDS"}])
+        elif s.allowed_job_ids and command.job_id not in s.allowed_job_ids:
+            raise Forbidden(f"build task {command.job_id} is not allowed here (STOPLINE_ALLOWED_JOB_IDS)",
+                            details=[{"field": f"{where}job_id", "message": "not in STOPLINE_ALLOWED_JOB_IDS"}])
+
+    def begin(self, work: Work) -> Work | Wait | Result:
+        """Claim the idempotency key: go ahead (Work), wait for a running twin (Wait), or answer (Result)."""
+        if work.key is None:
+            return work
+        record = {"state": "in_progress", "hash": work.command.fingerprint(), "token": work.token,
+                  "at": time.time()}
+        try:
+            existing = self.store.claim(work.key, record, self.claim_ttl_s)
+        except StoreUnavailable as exc:
+            return self._fail(work, Transient(f"{exc}; not calling the cloud without a claim", retry_after=1))
+        if existing is None:
+            work.claimed = True
+            return work
+        if existing.get("hash") != record["hash"]:
+            return self._fail(work, Conflict(
+                f"idempotency key {work.key!r} was already used for a different command",
+                details=[{"field": "idempotency_key" if work.command.idempotency_key else "event_id",
+                          "message": "reused with a different command"}]))
+        if existing.get("state") == "done":
+            return self._replay(work, existing)
+        return Wait(work, time.monotonic() + self.settings.timeout_s)
+
+    def poll(self, wait: Wait) -> Work | Wait | Result:
+        """Look again at a key another delivery holds."""
+        try:
+            existing = self.store.get(wait.work.key or "")
+        except StoreUnavailable as exc:
+            return self._fail(wait.work, Transient(str(exc), retry_after=1))
+        if existing is None:  # released after a transient failure: this delivery may run it
+            return self.begin(wait.work)
+        if existing.get("state") == "done":
+            return self._replay(wait.work, existing)
+        if time.monotonic() >= wait.deadline:
+            return self._fail(wait.work, InProgress(
+                "the same event is still being handled by another delivery; retry shortly", retry_after=1))
+        return wait
+
+    def finish(self, work: Work, reply: Reply | None, error: StoplineError | None) -> Result:
+        """Record the outcome (or release the claim after a transient failure) and log it."""
+        command = work.command
+        if error is not None:
+            result = Result(command.action, Outcome.FAILED, command.target(), work.delivery.event_id,
+                            error.upstream.request_id if error.upstream else None, error.attempts, error=error)
+        elif reply is None:
+            result = Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
+        else:
+            result = Result(command.action, reply.outcome, command.target(), work.delivery.event_id,
+                            reply.request_id, reply.attempts, api=reply.api)
+        if work.claimed and work.key is not None:
+            try:
+                if error is not None and (error.transient or isinstance(error, ConfigurationError)):
+                    self.store.release(work.key, work.token)
+                else:
+                    self.store.complete(work.key, self._record(work, result), self.settings.idempotency_ttl_s)
+            except StoreUnavailable as exc:
+                log.error("could not record the outcome in the idempotency store: %s", exc,
+                          extra={"event_id": work.delivery.event_id})
+        return self._log(result, work.delivery, work.started)
+
+    # -- drivers -------------------------------------------------------------------------------------------
+    def handle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
+        step: Work | Wait | Result = self.prepare(raw, delivery, index=index)
+        if isinstance(step, Result):
+            return step
+        if not self.settings.dry_run:
+            try:
+                client = self._client()
+            except ConfigurationError as exc:
+                return self._fail(step, exc)
+        step = self.begin(step)
+        while isinstance(step, Wait):
+            time.sleep(WAIT_POLL_S)
+            step = self.poll(step)
+        if isinstance(step, Result):
+            return step
+        if self.settings.dry_run:
+            return self.finish(step, None, None)
+        try:
+            return self.finish(step, client.execute(step.command), None)
+        except StoplineError as exc:
+            return self.finish(step, None, exc)
+
+    async def ahandle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
+        step: Work | Wait | Result = self.prepare(raw, delivery, index=index)
+        if isinstance(step, Result):
+            return step
+        if not self.settings.dry_run:
+            try:
+                client = self._async_client()
+            except ConfigurationError as exc:
+                return self._fail(step, exc)
+        step = await self._off_loop(self.begin, step)
+        while isinstance(step, Wait):
+            await asyncio.sleep(WAIT_POLL_S)
+            step = await self._off_loop(self.poll, step)
+        if isinstance(step, Result):
+            return step
+        if self.settings.dry_run:
+            return await self._off_loop(self.finish, step, None, None)
+        try:
+            reply = await client.execute(step.command)
+        except StoplineError as exc:
+            return await self._off_loop(self.finish, step, None, exc)
+        return await self._off_loop(self.finish, step, reply, None)
+
+    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store step; a remote store's round trip goes to a thread so the loop never blocks."""
+        if self.store.remote:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
+        """Run members concurrently (bounded); results in input order; one failure never stops the rest."""
+        if len(raws) == 1:
+            return [self.handle(raws[0], delivery, index=0)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.settings.batch_concurrency,
+                                            thread_name_prefix="stopline-batch")
+        futures = [self._pool.submit(self.handle, raw, delivery, index=i) for i, raw in enumerate(raws)]
+        return [f.result() for f in futures]
+
+    async def ahandle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
+        gate = asyncio.Semaphore(self.settings.batch_concurrency)
+
+        async def one(i: int, raw: object) -> Result:
+            async with gate:
+                return await self.ahandle(raw, delivery, index=i)
+
+        return list(await asyncio.gather(*(one(i, raw) for i, raw in enumerate(raws))))
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _fail(self, work: Work, error: StoplineError) -> Result:
+        result = Result(work.command.action, Outcome.FAILED, work.command.target(), work.delivery.event_id,
+                        error=error)
+        return self._log(result, work.delivery, work.started)
+
+    def _record(self, work: Work, result: Result) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "state": "done", "hash": work.command.fingerprint(), "token": work.token, "ok": result.ok,
+            "action": result.action, "outcome": str(result.outcome), "target": result.target,
+            "event_id": result.event_id, "upstream_request_id": result.upstream_request_id,
+            "attempts": result.attempts, "api": result.api,
+        }
+        if result.error is not None:
+            err = result.error
+            record["error"] = {"type": err.type, "message": err.message, "details": err.details,
+                               "upstream": err.upstream.to_json() if err.upstream else None}
+        return record
+
+    def _replay(self, work: Work, record: dict[str, Any]) -> Result:
+        """A duplicate: the first result, without calling the cloud again (interface.md section 9)."""
+        first = record.get("error")
+        error: StoplineError | None = None
+        if first is not None:
+            cls = ERROR_TYPES.get(first.get("type", ""), StoplineError)
+            up = first.get("upstream")
+            error = cls(first.get("message", ""), details=first.get("details") or [],
+                        upstream=UpstreamInfo(up["status"], up.get("error_code"), up.get("error_msg"))
+                        if up else None)
+        result = Result(
+            record.get("action"), Outcome.DUPLICATE if error is None else Outcome.FAILED,
+            record.get("target") or work.command.target(), record.get("event_id"),
+            record.get("upstream_request_id"), 0, api=record.get("api"),
+            first_outcome=record.get("outcome") if error is None else None, error=error,
+        )
+        return self._log(result, work.delivery, work.started, duplicate_of=record.get("outcome"))
+
+    def _log(self, result: Result, delivery: Delivery, started: float, **more: Any) -> Result:
+        result.duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        fields: dict[str, Any] = {
+            "action": result.action, "target": result.target, "outcome": str(result.outcome),
+            "attempts": result.attempts, "duration_ms": result.duration_ms, "event_id": result.event_id,
+            "upstream_request_id": result.upstream_request_id, "trigger": delivery.trigger,
+            **({"api": result.api} if result.api else {}), **more,
+        }
+        if result.error is None or "duplicate_of" in more:
+            log.info("%s %s", result.action, result.outcome, extra=fields)
+            return result
+        err = result.error
+        fields.update(status=err.status, error_type=err.type,
+                      upstream_status=err.upstream.status if err.upstream else None,
+                      upstream_error_code=err.upstream.error_code if err.upstream else None)
+        level = logging.WARNING if err.transient else logging.ERROR
+        log.log(level, "%s failed: %s", result.action or "command", err.message, extra=fields)
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        self.store.close()

@@ -1,0 +1,70 @@
+"""The sending side of ``stopline send``: build a command from ``--field value`` words, sign it with
+:mod:`stopline.webhooks` (the verifier's own code), post it, and describe the answer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+
+def build_command(action: str, words: list[str]) -> dict[str, Any]:
+    """``["--job-id", "X", "--build-no=20"]`` -> ``{"action": action, "job_id": "X", "build_no": "20"}``."""
+    command: dict[str, Any] = {"action": action}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("--"):
+            raise ValueError(f"expected --field value, got {word!r}")
+        name, eq, value = word[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(words):
+                raise ValueError(f"--{name} needs a value")
+            value = words[i + 1]
+            i += 1
+        command[name.replace("-", "_")] = value
+        i += 1
+    return command
+
+
+def send_signed(url: str, body: dict[str, Any], *, secret: str | None, msg_id: str | None = None,
+                timeout_s: float = 60.0) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` as JSON, signed when a secret is given; (status, decoded answer)."""
+    import httpx
+
+    from stopline.webhooks import sign
+
+    content = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if secret:
+        headers.update(sign(secret, msg_id or f"msg_{uuid.uuid4().hex}", content))
+    elif msg_id:
+        headers["webhook-id"] = msg_id
+    try:
+        response = httpx.post(url, content=content, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        return 0, {"ok": False, "error": {"type": "connection", "message": f"could not reach {url}: {exc}"}}
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {"ok": False, "error": {"type": "not_json", "message": response.text[:500]}}
+    return response.status_code, answer if isinstance(answer, dict) else {"ok": False, "answer": answer}
+
+
+def _line(item: dict[str, Any]) -> str:
+    target = " ".join(f"{k}={v}" for k, v in (item.get("target") or {}).items())
+    if item.get("ok"):
+        first = f" (first: {item['first_outcome']})" if item.get("first_outcome") else ""
+        return f"{item.get('outcome')}{first}: {item.get('action')} {target}".rstrip()
+    error = item.get("error") or {}
+    fields = ", ".join(d.get("field", "?") for d in error.get("details") or [] if isinstance(d, dict))
+    return (f"{error.get('type', 'error')}: {error.get('message', '')}" + (f" [{fields}]" if fields else "")).strip()
+
+
+def describe_reply(status: int, reply: dict[str, Any]) -> str:
+    """A readable rendering of a target's answer (single command or batch)."""
+    if "results" in reply:
+        lines = [f"HTTP {status}: batch of {len(reply['results'])}, ok={reply.get('ok')}"]
+        lines += [f"  [{i}] {r.get('status', '')} {_line(r)}" for i, r in enumerate(reply["results"])]
+        return "\n".join(lines)
+    return f"HTTP {status} {_line(reply)}"

@@ -1,0 +1,59 @@
+"""functions-framework request objects -> the framework-free HTTP target.
+
+Flask mode hands a target a ``flask.Request``; ``--asgi`` mode hands it a Starlette ``Request`` and
+runs the (sync) target in a thread. For ASGI we return a Starlette ``Response`` whose ``__call__``
+runs on the event loop: it reads the body (stopping at the size limit) and runs the async pipeline
+there, so ASGI mode does its cloud I/O with httpx's async client. Starlette is imported only in
+that mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stopline.triggers import http
+
+
+def _flask_reply(reply: http.HttpReply) -> tuple[bytes, int, dict[str, str]]:
+    return reply.content(), reply.status, reply.all_headers()
+
+
+def serve_http(target: str, request: Any) -> Any:
+    """Answer one HTTP request for ``target`` in whichever mode functions-framework runs."""
+    if hasattr(request, "scope"):  # Starlette (ASGI mode)
+        return _asgi_response(target, request)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+
+    def read_body(limit: int) -> bytes:
+        # Flask: read at most limit + 1 bytes, so a body without Content-Length is still bounded.
+        return bytes(request.stream.read(limit + 1))
+
+    return _flask_reply(http.handle(target, request.method, headers, read_body))
+
+
+def _asgi_response(target: str, request: Any) -> Any:
+    from starlette.responses import Response
+
+    class PipelineResponse(Response):
+        """Runs the async pipeline when Starlette sends the response, on the event loop."""
+
+        def __init__(self) -> None:
+            super().__init__()
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+
+            async def read_body(limit: int) -> bytes:
+                chunks, size = [], 0
+                async for chunk in request.stream():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                return b"".join(chunks)
+
+            reply = await http.ahandle(target, request.method, headers, read_body)
+            out = Response(reply.content(), status_code=reply.status, headers=reply.all_headers())
+            await out(scope, receive, send)
+
+    return PipelineResponse()

@@ -1,0 +1,173 @@
+"""Huawei FunctionGraph: detect the trigger (APIG, DMS Kafka, DMS RabbitMQ, SMN, timer) and run the
+pipeline on what it carries (event shapes in huaweicloud-apis.md section 7).
+
+APIG requests go through the HTTP target's checks and get APIG's response shape. Queue triggers run
+every message, answer per-message results, and fail the invocation only when a message failed
+transiently. Kafka and RabbitMQ messages carry no id of their own, so a message without an
+``idempotency_key`` is keyed by its source and a hash of its bytes: a redelivered batch re-runs
+nothing that already succeeded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from stopline.errors import BadRequest, StoplineError
+from stopline.models import Result
+from stopline.pipeline import Delivery, Pipeline
+from stopline.triggers import http
+from stopline.triggers.queue import decode_message, failed, raise_for_redelivery
+
+if TYPE_CHECKING:
+    from stopline.auth.credentials import AkSk
+    from stopline.entry import Runtime
+
+
+def detect(event: Any) -> str:
+    """Which trigger sent ``event`` (huaweicloud-apis.md 7.7), or ``direct`` / ``unknown``."""
+    if not isinstance(event, dict):
+        return "unknown"
+    if "httpMethod" in event and "requestContext" in event:
+        return "apig"
+    kind = str(event.get("trigger_type") or "").upper()
+    if kind in ("KAFKA", "OPENSOURCEKAFKA", "ROCKETMQ"):
+        return "kafka"
+    if kind == "RABBITMQ":
+        return "rabbitmq"
+    if kind == "TIMER":
+        return "timer"
+    records = event.get("record")
+    if isinstance(records, list) and records and isinstance(records[0], dict) and (
+            records[0].get("event_source") == "smn" or "smn" in records[0]):
+        return "smn"
+    if "action" in event or "commands" in event:
+        return "direct"
+    return "unknown"
+
+
+def _call(context: Any, name: str) -> str:
+    method = getattr(context, name, None)
+    try:
+        value = method() if callable(method) else None
+    except Exception:  # noqa: BLE001 - a runtime without an agency may raise anything here
+        value = None
+    return str(value) if value else ""
+
+
+def agency_credentials(context: Any) -> AkSk | None:
+    """The function agency's temporary AK/SK/security token, or None when no agency is configured."""
+    from stopline.auth.credentials import AkSk
+
+    ak, sk, token = (_call(context, n) for n in ("getSecurityAccessKey", "getSecuritySecretKey",
+                                                "getSecurityToken"))
+    if not (ak and sk and token):
+        return None
+    from stopline import logs
+
+    logs.register_secret(sk, token)
+    return AkSk(ak, SecretStr(sk), _call(context, "getProjectID") or None, SecretStr(token), kind="agency")
+
+
+def _pipeline_chooser(context: Any) -> Callable[[Runtime], Pipeline]:
+    def choose(runtime: Runtime) -> Pipeline:
+        if runtime.settings.credential_mode() is None:
+            agency = agency_credentials(context)
+            if agency is not None:
+                return runtime.pipeline_for_agency(agency, agency.project_id)
+        return runtime.pipeline
+
+    return choose
+
+
+def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    path = str(event.get("path") or "")
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    target = last if last in http.TARGET_ACTIONS else "webhook"
+    raw = event.get("body") or ""
+
+    def read_body(limit: int) -> bytes:
+        if event.get("isBase64Encoded"):
+            try:
+                return base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                return b"\xff"  # reaches the JSON check and fails there as 400
+        return raw.encode() if isinstance(raw, str) else bytes(raw)
+
+    reply = http.handle(target, str(event.get("httpMethod") or "GET"), headers, read_body,
+                        pipeline=_pipeline_chooser(context), trigger="functiongraph:apig")
+    return {"statusCode": reply.status, "isBase64Encoded": False, "headers": reply.all_headers(),
+            "body": reply.content().decode()}
+
+
+def _messages(kind: str, event: dict[str, Any]) -> list[tuple[Any, str | None]]:
+    """(message, delivery id) pairs of a queue event."""
+    out: list[tuple[Any, str | None]] = []
+    if kind in ("kafka", "rabbitmq"):
+        for record in event.get("records") or []:
+            if not isinstance(record, dict):
+                continue
+            source = record.get("topic_id") or record.get("exchange") or ""
+            instance = record.get("instance_id") or event.get("instance_id") or ""
+            for message in record.get("messages") or []:
+                text = message if isinstance(message, str) else json.dumps(message, sort_keys=True)
+                digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+                out.append((message, f"{kind}:{instance}:{source}:{digest}"))
+    elif kind == "smn":
+        for record in event.get("record") or []:
+            smn = record.get("smn") if isinstance(record, dict) else None
+            if isinstance(smn, dict):
+                out.append((smn.get("message"), smn.get("message_id")))
+    elif kind == "timer":
+        payload = event.get("user_event")
+        commands = decode_message(payload) if payload else None
+        base = f"timer:{event.get('trigger_name', '')}:{event.get('time', '')}"
+        items = commands if isinstance(commands, list) else [commands]
+        out.extend((c, f"{base}:{i}" if len(items) > 1 else base) for i, c in enumerate(items))
+    return out
+
+
+def handle(event: Any, context: Any) -> dict[str, Any]:
+    """FunctionGraph entry point behind every supported trigger."""
+    from stopline.entry import get_runtime
+
+    kind = detect(event)
+    if kind == "apig":
+        return _apig(event, context)
+    trigger = f"functiongraph:{kind}"
+    if kind == "unknown":
+        error = BadRequest("unrecognized event: expected an APIG, Kafka, RabbitMQ, SMN or timer event, "
+                           "or a command", details=[{"field": "event", "message": "unknown trigger"}])
+        return {"ok": False, "trigger": kind, "results": [failed(Delivery(None, trigger), error)
+                                                          .to_json(with_status=True)]}
+    results: list[Result] = []
+    try:
+        runtime = get_runtime()
+        pipeline = _pipeline_chooser(context)(runtime)
+        if kind == "direct":
+            raws = event["commands"] if isinstance(event.get("commands"), list) else [event]
+            pairs: list[tuple[Any, str | None]] = [(raw, None) for raw in raws]
+        else:
+            pairs = _messages(kind, event)
+    except StoplineError as exc:
+        results.append(failed(Delivery(None, trigger), exc))
+        raise_for_redelivery(results)
+        return {"ok": False, "trigger": kind, "results": [r.to_json(with_status=True) for r in results]}
+    for message, event_id in pairs:
+        delivery = Delivery(event_id, trigger)
+        try:
+            raw = decode_message(message)
+        except StoplineError as exc:
+            results.append(failed(delivery, exc))
+            continue
+        results.append(pipeline.handle(raw, delivery))
+    raise_for_redelivery(results)
+    return {"ok": all(r.ok for r in results), "trigger": kind,
+            "results": [r.to_json(with_status=True) for r in results]}

@@ -1,0 +1,180 @@
+"""HTTP targets, independent of the web framework (interface.md sections 3, 4 and 9).
+
+Checks run in the contract's order: 405 method -> 413 size (before the body is read) -> 415 content
+type -> 401 signature over the raw body -> 400 JSON -> 422 fields -> 403 allowlists -> dedupe -> call.
+Flask and Starlette adapters (``triggers.frameworks``) only supply the method, headers and a way to
+read at most N bytes of body; FunctionGraph's APIG adapter supplies the same from its event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stopline.errors import (
+    BadRequest,
+    InvalidCommand,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    StoplineError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from stopline.models import Result
+from stopline.pipeline import Delivery, Pipeline
+
+if TYPE_CHECKING:
+    from stopline.entry import Runtime
+
+log = logging.getLogger("stopline")
+MAX_BODY = 256 * 1024
+MAX_BATCH = 100
+TARGET_ACTIONS: dict[str, str | None] = {
+    "stop_build": "stop_build",
+    "delete_build_task": "delete_build_task",
+    "stop_dataarts_job": "stop_dataarts_job",
+    "webhook": None,
+}
+
+
+@dataclass(slots=True)
+class HttpReply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def content(self) -> bytes:
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def all_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", **self.headers}
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    delivery: Delivery
+    commands: list[Any] | None  # a batch
+    command: Any = None  # a single command
+
+
+def error_reply(error: StoplineError) -> HttpReply:
+    headers = {}
+    if error.transient:
+        headers["Retry-After"] = str(max(1, round(error.retry_after or 1)))
+    return HttpReply(error.status, {"ok": False, "error": error.to_json()}, headers)
+
+
+def result_reply(result: Result) -> HttpReply:
+    if result.error is not None:
+        reply = error_reply(result.error)
+        reply.body = result.to_json()
+        return reply
+    return HttpReply(200, result.to_json())
+
+
+def batch_reply(results: list[Result]) -> HttpReply:
+    return HttpReply(200, {"ok": all(r.ok for r in results),
+                           "results": [r.to_json(with_status=True) for r in results]})
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def precheck(method: str, headers: Mapping[str, str], target: str) -> None:
+    """The checks that need no body: method, declared size, content type."""
+    if target not in TARGET_ACTIONS:
+        raise BadRequest(f"unknown target {target!r}")
+    if method.upper() != "POST":
+        raise MethodNotAllowed(f"{method.upper()} is not allowed; send a POST")
+    length = headers.get("content-length")
+    if length is not None and length.strip().isdigit() and int(length) > MAX_BODY:
+        raise PayloadTooLarge(f"body is {int(length)} bytes; the limit is {MAX_BODY} bytes (256 KiB)")
+    if not _is_json(headers.get("content-type")):
+        raise UnsupportedMediaType(
+            f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
+
+
+def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[bytes, ...],
+          allow_unsigned: bool, tolerance_s: int) -> Parsed:
+    """Size of what was read, signature, JSON and the request's shape; the pipeline does the rest."""
+    if len(body) > MAX_BODY:
+        raise PayloadTooLarge(f"body is over the limit of {MAX_BODY} bytes (256 KiB)")
+    from stopline.webhooks import verify
+
+    if keys:
+        event_id: str | None = verify(keys, headers, body, tolerance_s=tolerance_s)
+    elif allow_unsigned:
+        event_id = headers.get("webhook-id") or None
+    else:
+        raise Unauthorized("no webhook secret is configured: set STOPLINE_WEBHOOK_SECRETS "
+                           "(or STOPLINE_ALLOW_UNSIGNED=1 for local development)")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON ({exc.__class__.__name__})",
+                         details=[{"field": "body", "message": str(exc)[:200]}]) from None
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object",
+                         details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
+    action = TARGET_ACTIONS[target]
+    delivery = Delivery(event_id, target, action)
+    if target == "webhook" and "commands" in data:
+        commands = data["commands"]
+        extra = sorted(set(data) - {"commands"})
+        if not isinstance(commands, list) or not 1 <= len(commands) <= MAX_BATCH or extra:
+            problem = ("must be a list of 1 to 100 commands" if not extra
+                       else f"a batch body has only 'commands' (also got {', '.join(extra)})")
+            raise InvalidCommand(f"commands {problem}", details=[{"field": "commands", "message": problem}])
+        return Parsed(delivery, commands)
+    return Parsed(delivery, None, data)
+
+
+def _config_error(exc: StoplineError) -> HttpReply:
+    log.error("configuration error: %s", exc.message, extra={"error_type": exc.type})
+    return error_reply(exc)
+
+
+def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
+           *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None) -> HttpReply:
+    """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline)."""
+    from stopline.entry import get_runtime
+
+    try:
+        precheck(method, headers, target)
+        runtime = get_runtime()
+        s = runtime.settings
+        parsed = parse(target, headers, read_body(MAX_BODY), keys=runtime.webhook_keys,
+                       allow_unsigned=s.allow_unsigned, tolerance_s=s.webhook_tolerance_s)
+        chosen = pipeline(runtime) if pipeline is not None else runtime.pipeline
+    except StoplineError as exc:
+        return _config_error(exc) if exc.status == 500 else error_reply(exc)
+    delivery = parsed.delivery if trigger is None else Delivery(
+        parsed.delivery.event_id, trigger, parsed.delivery.action)
+    if parsed.commands is not None:
+        return batch_reply(chosen.handle_batch(parsed.commands, delivery))
+    return result_reply(chosen.handle(parsed.command, delivery))
+
+
+async def ahandle(target: str, method: str, headers: Mapping[str, str],
+                  read_body: Callable[[int], Awaitable[bytes]]) -> HttpReply:
+    """Asynchronous HTTP target (ASGI mode): the same checks, the cloud called with httpx's async client."""
+    from stopline.entry import get_runtime
+
+    try:
+        precheck(method, headers, target)
+        runtime = get_runtime()
+        s = runtime.settings
+        parsed = parse(target, headers, await read_body(MAX_BODY), keys=runtime.webhook_keys,
+                       allow_unsigned=s.allow_unsigned, tolerance_s=s.webhook_tolerance_s)
+    except StoplineError as exc:
+        return _config_error(exc) if exc.status == 500 else error_reply(exc)
+    if parsed.commands is not None:
+        return batch_reply(await runtime.pipeline.ahandle_batch(parsed.commands, parsed.delivery))
+    return result_reply(await runtime.pipeline.ahandle(parsed.command, parsed.delivery))

@@ -1,0 +1,63 @@
+"""What every queue-like trigger shares: decode a message into a command, run it, decide ack or redeliver.
+
+A message that is not JSON, or not an object, is a permanent failure (acknowledged, logged once at
+ERROR): redelivering it cannot help. Transient failures -- and missing credentials, which an operator
+can fix -- make the invocation fail so the platform redelivers; idempotency keeps the successes of
+the same batch from running twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from stopline.errors import BadRequest, ConfigurationError, StoplineError
+from stopline.models import Outcome, Result
+from stopline.pipeline import Delivery
+
+log = logging.getLogger("stopline")
+
+
+class RedeliveryRequested(Exception):  # noqa: N818 - it is a request, not an error of ours
+    """Raised to fail an invocation so the platform delivers the event again.
+
+    Its message is shown by functions-framework in the 500 body, so it names the failure only.
+    """
+
+
+def decode_message(payload: str | bytes | dict[str, Any] | Any) -> Any:
+    """A queue message's command: a JSON object, or JSON text of one."""
+    if isinstance(payload, dict):
+        return payload
+    if isinstance(payload, bytes | str):
+        try:
+            return json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"message is not valid JSON ({exc.__class__.__name__})",
+                             details=[{"field": "message", "message": str(exc)[:200]}]) from None
+    raise BadRequest("message must be a JSON object",
+                     details=[{"field": "message", "message": f"got {type(payload).__name__}"}])
+
+
+def failed(delivery: Delivery, error: StoplineError) -> Result:
+    """A message refused before the pipeline (undecodable): logged once at ERROR, then acknowledged."""
+    log.error("message refused: %s", error.message,
+              extra={"event_id": delivery.event_id, "trigger": delivery.trigger, "status": error.status,
+                     "error_type": error.type, "outcome": "failed"})
+    return Result(delivery.action, Outcome.FAILED, event_id=delivery.event_id, error=error)
+
+
+def needs_redelivery(result: Result) -> bool:
+    error = result.error
+    return error is not None and (error.transient or isinstance(error, ConfigurationError))
+
+
+def raise_for_redelivery(results: list[Result]) -> None:
+    retry = [r for r in results if needs_redelivery(r)]
+    if retry:
+        first = retry[0].error
+        assert first is not None
+        raise RedeliveryRequested(
+            f"{len(retry)} of {len(results)} command(s) failed transiently ({first.type}: {first.message}); "
+            "redeliver the event")
