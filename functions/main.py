@@ -1,4 +1,4 @@
-"""functions-framework targets (interface.md section 3): ``functions-framework --target NAME --source functions/main.py``.
+"""functions-framework targets (interface.md section 3): `functions-framework --target NAME --source functions/main.py`.
 
 Each target is a plain function named as its target and hands its request to stopline; importing
 this file loads only functions_framework's decorators and stopline's stdlib-only entry points.

@@ -30,7 +30,7 @@ from stopline.errors import (
     UpstreamInfo,
     UpstreamRejected,
 )
-from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob
+from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild
 from stopline.wire import Call, RawReply, parse_error_body, parse_retry_after
 
 if TYPE_CHECKING:

@@ -25,25 +25,25 @@ class LocalContext:
     def __init__(self) -> None:
         self._request_id = uuid.uuid4().hex
 
-    def getRequestID(self) -> str:  # noqa: N802 - FunctionGraph's method names
+    def getRequestID(self) -> str:
         return self._request_id
 
-    def getProjectID(self) -> str:  # noqa: N802
+    def getProjectID(self) -> str:
         return os.environ.get("HUAWEICLOUD_SDK_PROJECT_ID", "")
 
-    def getRemainingTimeInMilliSeconds(self) -> int:  # noqa: N802
+    def getRemainingTimeInMilliSeconds(self) -> int:
         return 30_000
 
-    def getSecurityAccessKey(self) -> str:  # noqa: N802
+    def getSecurityAccessKey(self) -> str:
         return ""
 
-    def getSecuritySecretKey(self) -> str:  # noqa: N802
+    def getSecuritySecretKey(self) -> str:
         return ""
 
-    def getSecurityToken(self) -> str:  # noqa: N802
+    def getSecurityToken(self) -> str:
         return ""
 
-    def getUserData(self, key: str, default: str = "") -> str:  # noqa: N802
+    def getUserData(self, key: str, default: str = "") -> str:
         return os.environ.get(key, default)
 
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from stopline.client import AsyncClient, Client, Reply
 from stopline.errors import (
@@ -34,6 +34,8 @@ from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_com
 from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
+P = ParamSpec("P")
+T = TypeVar("T")
 WAIT_POLL_S = 0.05
 
 
@@ -176,15 +178,15 @@ class Pipeline:
 
     # -- drivers -------------------------------------------------------------------------------------------
     def handle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
-        step: Work | Wait | Result = self.prepare(raw, delivery, index=index)
-        if isinstance(step, Result):
-            return step
+        prepared = self.prepare(raw, delivery, index=index)
+        if isinstance(prepared, Result):
+            return prepared
         if not self.settings.dry_run:
             try:
                 client = self._client()
             except ConfigurationError as exc:
-                return self._fail(step, exc)
-        step = self.begin(step)
+                return self._fail(prepared, exc)
+        step = self.begin(prepared)
         while isinstance(step, Wait):
             time.sleep(WAIT_POLL_S)
             step = self.poll(step)
@@ -198,15 +200,15 @@ class Pipeline:
             return self.finish(step, None, exc)
 
     async def ahandle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
-        step: Work | Wait | Result = self.prepare(raw, delivery, index=index)
-        if isinstance(step, Result):
-            return step
+        prepared = self.prepare(raw, delivery, index=index)
+        if isinstance(prepared, Result):
+            return prepared
         if not self.settings.dry_run:
             try:
                 client = self._async_client()
             except ConfigurationError as exc:
-                return self._fail(step, exc)
-        step = await self._off_loop(self.begin, step)
+                return self._fail(prepared, exc)
+        step = await self._off_loop(self.begin, prepared)
         while isinstance(step, Wait):
             await asyncio.sleep(WAIT_POLL_S)
             step = await self._off_loop(self.poll, step)
@@ -220,11 +222,11 @@ class Pipeline:
             return await self._off_loop(self.finish, step, None, exc)
         return await self._off_loop(self.finish, step, reply, None)
 
-    async def _off_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def _off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a store step; a remote store's round trip goes to a thread so the loop never blocks."""
         if self.store.remote:
-            return await asyncio.to_thread(fn, *args)
-        return fn(*args)
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
         """Run members concurrently (bounded); results in input order; one failure never stops the rest."""

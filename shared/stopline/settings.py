@@ -38,7 +38,9 @@ def _split(value: Any) -> Any:
 class Settings(BaseSettings):
     """stopline's configuration; see README "Configuration" for the table."""
 
-    model_config = SettingsConfigDict(env_prefix="STOPLINE_", case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="STOPLINE_", case_sensitive=False, extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     ak: str | None = Field(None, validation_alias="HUAWEICLOUD_SDK_AK")
     sk: SecretStr | None = Field(None, validation_alias="HUAWEICLOUD_SDK_SK")

@@ -28,8 +28,11 @@ TOKEN_REFRESH_MARGIN_S = 300.0
 class Credentials(Protocol):
     """Turns a planned call into the headers that authenticate it."""
 
-    kind: Literal["aksk", "token", "iam", "agency"]
-    needs_token: bool
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def needs_token(self) -> bool: ...
 
     def apply(self, call: Call, token: str | None) -> dict[str, str]: ...
 

@@ -34,7 +34,7 @@ __all__ = ["Emulator", "EmulatorServer", "mock_huaweicloud"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 MOCK_AK = "MOCKAK00000000000001"
-MOCK_SK = "mock-secret-key-for-the-in-process-emulator"  # noqa: S105 - not a real secret
+MOCK_SK = "mock-secret-key-for-the-in-process-emulator"
 MOCK_PROJECT_ID = "0123456789abcdef0123456789abcdef"
 _CREDENTIAL_ENV = (
     "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN", "HUAWEICLOUD_SDK_PROJECT_ID",
@@ -93,7 +93,7 @@ class Emulator:
         return EmulatorServer(self.router, host, port).start()
 
 
-class mock_huaweicloud:  # noqa: N801 - named as moto names mock_aws
+class mock_huaweicloud:
     """Context manager and decorator routing stopline's httpx traffic to a fresh :class:`Emulator`.
 
     Like moto, it swaps in fake credentials for the duration (so real ones can never be used) and

@@ -6,7 +6,7 @@ from typing import Any
 
 DEMO_PROJECT_ID = "b384b9e9ab9b4ee8994c8633aabc9505"
 DEMO_AK = "STOPLINEDEMOAK000001"
-DEMO_SK = "stopline-demo-secret-key-not-for-production"  # noqa: S105 - a published demo value
+DEMO_SK = "stopline-demo-secret-key-not-for-production"
 DEMO_TOKEN = "MIIdemo-stopline-emulator-token"  # noqa: S105 - a published demo value
 DEMO_IAM = {"domain": "demo-domain", "username": "demo-user", "password": "demo-password"}
 DEMO_JOB_ID = "f9d6c8466d614a9788e9a0acf6c15f46"

@@ -11,15 +11,12 @@ import asyncio
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
 from stopline.emulator.routes import EmuReply, EmuRequest, Router
-
-if TYPE_CHECKING:
-    pass
 
 MAX_BODY = 1024 * 1024
 
@@ -75,7 +72,7 @@ class EmulatorServer:
 
     def __init__(self, router: Router, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server = _Server((host, port), router)
-        self.host, self.port = self._server.server_address[0], int(self._server.server_address[1])
+        self.host, self.port = str(self._server.server_address[0]), int(self._server.server_address[1])
         self._thread: threading.Thread | None = None
 
     @property

@@ -8,7 +8,7 @@ Any Redis error becomes :class:`StoreUnavailable` -- the caller answers 503, nev
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -40,7 +40,7 @@ class RedisStore:
             raise StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})") from None
         if raw is None:  # expired between SET and GET: try once more
             return self.claim(key, record, ttl_s)
-        return json.loads(raw)  # type: ignore[no-any-return]
+        return json.loads(cast(bytes, raw))  # type: ignore[no-any-return]
 
     def complete(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
         try:
@@ -59,7 +59,7 @@ class RedisStore:
             raw = self._redis.get(_PREFIX + key)
         except redis.RedisError as exc:
             raise StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})") from None
-        return json.loads(raw) if raw else None
+        return json.loads(cast(bytes, raw)) if raw else None
 
     def close(self) -> None:
         self._redis.close()

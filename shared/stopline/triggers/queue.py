@@ -19,7 +19,7 @@ from stopline.pipeline import Delivery
 log = logging.getLogger("stopline")
 
 
-class RedeliveryRequested(Exception):  # noqa: N818 - it is a request, not an error of ours
+class RedeliveryRequested(Exception):
     """Raised to fail an invocation so the platform delivers the event again.
 
     Its message is shown by functions-framework in the 500 body, so it names the failure only.

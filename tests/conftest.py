@@ -1,0 +1,142 @@
+"""Shared fixtures: a clean environment per test, stamina without sleeps, the emulator (in process
+and served on 127.0.0.1), captured JSON log lines, and a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stamina
+
+from stopline import logs
+from stopline.emulator import Emulator, EmulatorServer
+from stopline.emulator.seeds import demo_environment
+from stopline.entry import reset_runtime
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", help="run the long forms of the reliability tests")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No STOPLINE_* / HUAWEICLOUD_* from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(("STOPLINE_", "HUAWEICLOUD_", "RUNTIME_PROJECT_ID")):
+            monkeypatch.delenv(name)
+    reset_runtime()
+    stamina.set_testing(True, attempts=100, cap=True)  # configured attempts, no waiting
+    yield
+    stamina.set_testing(False)
+    reset_runtime()
+
+
+class LogCapture(logging.Handler):
+    """Collects every stopline log line exactly as it would be written (JSON text)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logs.JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    @property
+    def records(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.lines]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    logger = logging.getLogger("stopline")
+    logger.addHandler(capture)
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield capture
+    logger.removeHandler(capture)
+    logger.setLevel(old)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Emulator, EmulatorServer]]:
+    """The emulator with the demo state, served over real HTTP on 127.0.0.1."""
+    emulator = Emulator().seed("demo")
+    server = emulator.serve("127.0.0.1", 0)
+    yield emulator, server
+    server.stop()
+
+
+@pytest.fixture
+def demo_env(served: tuple[Emulator, EmulatorServer], monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """Environment pointing stopline at the served emulator with the demo AK/SK."""
+    emulator, server = served
+    for name, value in demo_environment(server.url).items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    return emulator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
+
+
+class RedisServer:
+    """A real redis-server on a random 127.0.0.1 port in a temp dir; stopped by pid."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed (.ci/run installs Debian's redis-server)")
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,92 @@
+"""The `stopline` command as a user runs it: real processes against the served emulator; exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stopline.emulator import Emulator, EmulatorServer
+from stopline.emulator.seeds import DEMO_JOB_ID, demo_environment
+
+from .conftest import ROOT, free_port, wait_port
+
+STOPLINE = [sys.executable, "-m", "stopline.cli"]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    return subprocess.run([*STOPLINE, *args], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+
+
+@pytest.fixture
+def env(served: tuple[Emulator, EmulatorServer]) -> dict[str, str]:
+    return demo_environment(served[1].url)
+
+
+def test_issue_walkthrough(served: tuple[Emulator, EmulatorServer], env: dict[str, str]) -> None:
+    """The README's direct-call tour: stopped, already_stopped, deleted, already_deleted, stopped, not_found."""
+    first = run(["stop-build", DEMO_JOB_ID, "20"], env)
+    assert first.returncode == 0 and first.stdout.startswith("stopped:"), first.stderr
+    assert run(["stop-build", DEMO_JOB_ID, "20"], env).stdout.startswith("already_stopped:")
+    assert run(["delete-build-task", DEMO_JOB_ID], env).stdout.startswith("deleted:")
+    again = run(["delete-build-task", DEMO_JOB_ID], env)
+    assert again.returncode == 0 and again.stdout.startswith("already_deleted:")
+    assert run(["stop-job", "myJob", "--workspace", "ws1"], env).stdout.startswith("stopped:")
+    missing = run(["stop-job", "noSuchJob"], env)
+    assert missing.returncode == 1
+    assert missing.stdout.startswith("not_found") and "DLF.0100" in missing.stdout + missing.stderr
+    assert len(served[0].effects) == 3
+
+
+def test_json_output(env: dict[str, str]) -> None:
+    out = run(["stop-build", DEMO_JOB_ID, "21", "--json"], env)
+    data = json.loads(out.stdout)
+    assert data["ok"] is True and data["outcome"] == "stopped" and data["api"] == "v3"
+    assert data["target"] == {"job_id": DEMO_JOB_ID, "build_no": 21} and data["upstream_request_id"]
+
+
+@pytest.mark.parametrize("args", [["stop-build", "short", "20"], ["stop-build", DEMO_JOB_ID, "0"],
+                                  ["stop-job", "a/b"], ["stop-build", DEMO_JOB_ID]])
+def test_bad_arguments_are_usage_errors(args: list[str], env: dict[str, str]) -> None:
+    result = run(args, env)
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_no_credentials_is_exit_2_naming_variables() -> None:
+    result = run(["stop-build", DEMO_JOB_ID, "20"], {})
+    assert result.returncode == 2
+    assert "HUAWEICLOUD_SDK_AK" in result.stderr and "STOPLINE_IAM_USERNAME" in result.stderr
+
+
+def test_bad_setting_is_exit_2_naming_the_variable(env: dict[str, str]) -> None:
+    result = run(["stop-build", DEMO_JOB_ID, "20"], {**env, "STOPLINE_MAX_ATTEMPTS": "lots"})
+    assert result.returncode == 2 and "STOPLINE_MAX_ATTEMPTS" in result.stderr
+
+
+def test_emulator_command_serves_and_stops(tmp_path: Path) -> None:
+    """`stopline emulator --seed demo` prints its URL and credentials, serves, and stops on SIGTERM."""
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([*STOPLINE, "emulator", "--port", str(port), "--seed", "demo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        wait_port(port)
+        assert httpx.get(f"http://127.0.0.1:{port}/_emulator/health").json() == {"ok": True}
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert f"http://127.0.0.1:{port}" in out and "HUAWEICLOUD_SDK_AK=" in out
+
+
+def test_emulator_busy_port_is_a_clear_error(served: tuple[Emulator, EmulatorServer]) -> None:
+    result = run(["emulator", "--port", str(served[1].port)], {})
+    assert result.returncode == 2 and "in use" not in result.stdout and "--port" in result.stderr
+    assert "Traceback" not in result.stderr

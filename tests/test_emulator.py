@@ -1,0 +1,112 @@
+"""The emulator as a real fake: the official SDK clients succeed against it, bad signatures get the
+cloud's 401 body, the control API works over HTTP, and faults repeat by seed."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from huaweicloudsdkcodeartsbuild.v3 import (
+    CodeArtsBuildClient,
+    DeleteBuildJobRequest,
+    StopJobRequest,
+    StopJobRequestBody,
+    StopTheJobRequest,
+)
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+from huaweicloudsdkdgc.v1 import DgcClient
+from huaweicloudsdkdgc.v1 import StopJobRequest as DgcStopJobRequest
+
+from stopline.auth import signer
+from stopline.emulator import Emulator, EmulatorServer
+from stopline.emulator.seeds import DEMO_AK, DEMO_JOB_ID, DEMO_PROJECT_ID, DEMO_SK, DEMO_TASK_ID
+
+
+def _build(url: str, sk: str = DEMO_SK) -> CodeArtsBuildClient:
+    return (CodeArtsBuildClient.new_builder().with_credentials(BasicCredentials(DEMO_AK, sk, DEMO_PROJECT_ID))
+            .with_endpoints([url]).build())
+
+
+def _dgc(url: str) -> DgcClient:
+    return DgcClient.new_builder().with_credentials(BasicCredentials(DEMO_AK, DEMO_SK, DEMO_PROJECT_ID)) \
+        .with_endpoints([url]).build()
+
+
+def test_official_sdk_clients_succeed(served: tuple[Emulator, EmulatorServer]) -> None:
+    """StopJob (v3), StopTheJob (v1, build_no in the query), DeleteBuildJob and DGC StopJob all succeed."""
+    emulator, server = served
+    build = _build(server.url)
+    assert build.stop_job(StopJobRequest(body=StopJobRequestBody(job_id=DEMO_JOB_ID, build_no="20"))).result is True
+    assert build.stop_the_job(StopTheJobRequest(job_id=DEMO_JOB_ID, build_no=21)).status == "success"
+    assert build.delete_build_job(DeleteBuildJobRequest(job_id=DEMO_TASK_ID)).status == "success"
+    _dgc(server.url).stop_job(DgcStopJobRequest(workspace="ws1", job_name="myJob"))
+    assert [c["status"] for c in emulator.calls] == [200, 200, 200, 204]
+    assert all(c["auth"] == "aksk" for c in emulator.calls)
+    assert [e["effect"] for e in emulator.effects] == ["build_stopped", "build_stopped", "task_deleted",
+                                                      "job_stopped"]
+
+
+def test_wrong_key_gets_the_cloud_401(served: tuple[Emulator, EmulatorServer]) -> None:
+    _, server = served
+    with pytest.raises(ClientRequestException) as info:
+        _build(server.url, sk="not-the-secret").stop_job(
+            StopJobRequest(body=StopJobRequestBody(job_id=DEMO_JOB_ID, build_no="20")))
+    assert info.value.status_code == 401 and info.value.error_code == "APIGW.0301"
+
+
+def test_tampered_body_is_refused(served: tuple[Emulator, EmulatorServer]) -> None:
+    """A signature over one body does not authorize another."""
+    emulator, server = served
+    body = json.dumps({"job_id": DEMO_JOB_ID, "build_no": "21"}).encode()
+    host = server.url.removeprefix("http://")
+    headers = signer.sign(access_key=DEMO_AK, secret_key=DEMO_SK, method="POST", host=host, path="/v3/jobs/stop",
+                          headers={"Content-Type": "application/json", "X-Project-Id": DEMO_PROJECT_ID},
+                          body=body)
+    tampered = body.replace(b"21", b"22")
+    answer = httpx.post(f"{server.url}/v3/jobs/stop", content=tampered, headers=headers)
+    assert answer.status_code == 401 and answer.json()["error_code"] == "APIGW.0301"
+    assert answer.headers["X-Request-Id"]
+    ok = httpx.post(f"{server.url}/v3/jobs/stop", content=body, headers=headers)
+    assert ok.status_code == 200 and ok.json() == {"result": True}
+    assert emulator.effects == [{"effect": "build_stopped", "job_id": DEMO_JOB_ID, "build_no": 21}]
+
+
+def test_unknown_path_is_api_not_found(served: tuple[Emulator, EmulatorServer]) -> None:
+    answer = httpx.post(f"{served[1].url}/v9/nothing")
+    assert answer.status_code == 404 and answer.json()["error_code"] == "APIGW.0101"
+
+
+def test_control_api(served: tuple[Emulator, EmulatorServer]) -> None:
+    emulator, server = served
+    url = server.url + "/_emulator"
+    assert httpx.get(f"{url}/health").json() == {"ok": True}
+    assert httpx.post(f"{url}/reset").status_code == 200
+    assert emulator.state.build_tasks == {}
+    seed = {"tokens": ["tok-1"], "build_tasks": [{"job_id": "a" * 32, "project_id": "p",
+                                                  "builds": [{"build_no": 5, "state": "running"}]}]}
+    assert httpx.post(f"{url}/seed", json=seed).status_code == 200
+    rule = {"path": "^/v3/jobs/stop$", "kind": "throttle", "count": 1, "retry_after": 3}
+    assert httpx.post(f"{url}/faults", json=rule).status_code == 200
+    first = httpx.post(f"{server.url}/v3/jobs/stop", json={"job_id": "a" * 32, "build_no": "5"},
+                       headers={"X-Auth-Token": "tok-1"})
+    assert first.status_code == 429 and first.headers["Retry-After"] == "3"
+    second = httpx.post(f"{server.url}/v3/jobs/stop", json={"job_id": "a" * 32, "build_no": "5"},
+                        headers={"X-Auth-Token": "tok-1"})
+    assert second.json() == {"result": True}
+    calls = httpx.get(f"{url}/calls").json()["calls"]
+    assert [(c["status"], c["auth"]) for c in calls] == [(429, "none"), (200, "token")]
+    assert httpx.request("DELETE", f"{url}/faults").status_code == 200
+    assert httpx.post(f"{url}/faults", json={"path": "x", "kind": "nope"}).status_code == 400
+
+
+def test_faults_repeat_by_seed() -> None:
+    """The same rule with the same seed fires on the same requests."""
+    def pattern(seed: int) -> list[bool]:
+        emulator = Emulator()
+        rule = emulator.inject("stop", "error", rate=0.3, seed=seed)
+        return [rule.fires("/v3/jobs/stop") for _ in range(200)]
+
+    assert pattern(7) == pattern(7) != pattern(8)
+    assert 30 <= sum(pattern(7)) <= 90
