@@ -67,6 +67,8 @@ class Router:
         self.state = state
         self.faults = faults
         self.calls: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., EmuReply]]] = [
             ("POST", re.compile(r"^/v3/auth/tokens$"), self._iam_token),
             ("POST", re.compile(r"^/v3/jobs/stop$"), self._stop_build_v3),
@@ -79,6 +81,9 @@ class Router:
     def handle(self, request: EmuRequest) -> EmuReply:
         if request.path.startswith("/_emulator/"):
             return self._control(request)
+        with self.state.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
         request_id = uuid.uuid4().hex
         started = time.time()
         auth_kind = "none"
@@ -90,6 +95,14 @@ class Router:
             if fault is not None:  # latency / hold: the work is done, the answer comes late
                 reply.delay_s = fault.delay_ms / 1000
         reply.headers.setdefault("X-Request-Id", request_id)
+        build_no = None
+        if request.path == "/v3/jobs/stop":
+            try:
+                build_no = int(json.loads(request.body).get("build_no"))
+            except (ValueError, TypeError, AttributeError):
+                build_no = None
+        elif "build_no" in dict(request.query):
+            build_no = int(dict(request.query)["build_no"]) if dict(request.query)["build_no"].isdigit() else None
         with self.state.lock:
             self.calls.append({
                 "method": request.method, "path": request.path,
@@ -97,7 +110,7 @@ class Router:
                 "status": None if reply.drop else reply.status, "auth": auth_kind,
                 "request_id": request_id, "time": started,
                 "fault": fault.kind if fault is not None else None,
-                "workspace": request.headers.get("workspace"),
+                "workspace": request.headers.get("workspace"), "build_no": build_no,
             })
         return reply
 
@@ -256,7 +269,8 @@ class Router:
                 with self.state.lock:
                     return _json(200, {"calls": list(self.calls)})
             if route == ("GET", "/_emulator/state"):
-                return _json(200, {**self.state.snapshot(), "faults_injected": dict(self.faults.injected)})
+                return _json(200, {**self.state.snapshot(), "faults_injected": dict(self.faults.injected),
+                                   "max_in_flight": self.max_in_flight})
             if route == ("POST", "/_emulator/faults"):
                 self.faults.add(FaultRule.from_json(body))
                 return _json(200, {"ok": True, "faults": [r.to_json() for r in self.faults.rules]})
@@ -269,8 +283,14 @@ class Router:
             return _json(400, {"ok": False, "error": str(exc)})
         return _json(404, {"ok": False, "error": f"no control route {request.method} {request.path}"})
 
+    def done(self) -> None:
+        """The server or transport finished answering one cloud call (after any delay)."""
+        with self.state.lock:
+            self.in_flight -= 1
+
     def reset(self) -> None:
         self.state.reset()
         self.faults.clear()
         with self.state.lock:
             self.calls.clear()
+            self.max_in_flight = 0

@@ -40,7 +40,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = self.server.router.handle(_to_emu(self.command, self.path, headers, body))
+        request = _to_emu(self.command, self.path, headers, body)
+        reply = self.server.router.handle(request)
+        try:
+            self._answer(reply)
+        finally:
+            if not request.path.startswith("/_emulator/"):
+                self.server.router.done()
+
+    def _answer(self, reply: EmuReply) -> None:
         if reply.delay_s:
             time.sleep(reply.delay_s)
         if reply.drop:
@@ -120,16 +128,26 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         reply, timeout = self._reply(request, request.read())
-        if reply.delay_s:
-            time.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
-            if timeout is not None and reply.delay_s > timeout:
-                raise httpx.ReadTimeout("The read operation timed out", request=request)
-        return self._finish(request, reply)
+        try:
+            if reply.delay_s:
+                time.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
+                if timeout is not None and reply.delay_s > timeout:
+                    raise httpx.ReadTimeout("The read operation timed out", request=request)
+            return self._finish(request, reply)
+        finally:
+            self._done(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         reply, timeout = self._reply(request, await request.aread())
-        if reply.delay_s:
-            await asyncio.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
-            if timeout is not None and reply.delay_s > timeout:
-                raise httpx.ReadTimeout("The read operation timed out", request=request)
-        return self._finish(request, reply)
+        try:
+            if reply.delay_s:
+                await asyncio.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
+                if timeout is not None and reply.delay_s > timeout:
+                    raise httpx.ReadTimeout("The read operation timed out", request=request)
+            return self._finish(request, reply)
+        finally:
+            self._done(request)
+
+    def _done(self, request: httpx.Request) -> None:
+        if not request.url.path.startswith("/_emulator/"):
+            self.router.done()
