@@ -19,17 +19,26 @@ from stopline.triggers.queue import decode_message, failed, raise_for_redelivery
 TYPE_PREFIX = "stopline."
 
 
-def unwrap(attributes: Mapping[str, Any], data: Any) -> tuple[Any, Delivery]:
-    """(raw command, delivery) from a CloudEvent's attributes and data; raises BadRequest."""
+def _envelope(data: Any) -> dict[str, Any] | None:
+    message = data.get("message") if isinstance(data, dict) else None
+    return message if isinstance(message, dict) else None
+
+
+def delivery_of(attributes: Mapping[str, Any], data: Any) -> Delivery:
+    """The delivery id (Pub/Sub messageId, else the CloudEvent id) and the action ``type`` implies."""
     event_type = str(attributes.get("type") or "")
     action = event_type[len(TYPE_PREFIX):] if event_type.startswith(TYPE_PREFIX) else None
-    event_id = attributes.get("id")
+    message = _envelope(data)
+    event_id = (message.get("messageId") or message.get("message_id") if message else None) or attributes.get("id")
+    return Delivery(str(event_id) if event_id else None, "on_event", action)
+
+
+def unwrap(data: Any) -> Any:
+    """The raw command inside a CloudEvent's data (or its Pub/Sub envelope); raises BadRequest."""
     if isinstance(data, bytes | str) and data:
         data = decode_message(data)
-    if isinstance(data, dict) and isinstance(data.get("message"), dict):
-        message = data["message"]
-        event_id = message.get("messageId") or message.get("message_id") or event_id
-        delivery = Delivery(str(event_id) if event_id else None, "on_event", action)
+    message = _envelope(data)
+    if message is not None:
         encoded = message.get("data")
         if not isinstance(encoded, str):
             raise BadRequest("Pub/Sub message has no data",
@@ -39,22 +48,22 @@ def unwrap(attributes: Mapping[str, Any], data: Any) -> tuple[Any, Delivery]:
         except (binascii.Error, ValueError):
             raise BadRequest("Pub/Sub message data is not base64",
                              details=[{"field": "message.data", "message": "invalid base64"}]) from None
-        return decode_message(decoded), delivery
-    delivery = Delivery(str(event_id) if event_id else None, "on_event", action)
+        return decode_message(decoded)
     if not isinstance(data, dict):
         raise BadRequest("CloudEvent data must be a JSON object (a command)",
                          details=[{"field": "data", "message": "expected a JSON object"}])
-    return data, delivery
+    return data
 
 
 def handle(attributes: Mapping[str, Any], data: Any) -> Result:
     """Run one event; raise RedeliveryRequested on transient failure, return the Result otherwise."""
     from stopline.entry import get_runtime
 
+    delivery = delivery_of(attributes, data)
     try:
-        raw, delivery = unwrap(attributes, data)
+        raw = unwrap(data)
     except StoplineError as exc:
-        return failed(Delivery(str(attributes.get("id") or "") or None, "on_event"), exc)
+        return failed(delivery, exc)
     try:
         runtime = get_runtime()
     except StoplineError as exc:

@@ -1,0 +1,71 @@
+"""No secret, token or signature appears in any log line or response, across the status matrix."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from functions_framework import create_app
+
+from stopline import webhooks
+from stopline.emulator import mock_huaweicloud
+from stopline.emulator.seeds import DEMO_IAM, DEMO_JOB_ID, DEMO_PROJECT_ID
+from stopline.entry import reset_runtime
+from stopline.triggers import cloudevent
+from stopline.triggers.functiongraph import handle as fg_handle
+
+from .conftest import ROOT, LogCapture
+
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"very-secret-webhook-key-material").decode()
+PLAIN_SECRET = "plain-webhook-secret-value-42"
+
+
+def test_secret_scan_across_the_matrix(monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+    responses: list[str] = []
+    signatures: list[str] = []
+    with mock_huaweicloud("demo", fake_credentials=False) as cloud:
+        for name, value in {"STOPLINE_IAM_USERNAME": DEMO_IAM["username"], "STOPLINE_IAM_PASSWORD":
+                            DEMO_IAM["password"], "STOPLINE_IAM_DOMAIN": DEMO_IAM["domain"],
+                            "HUAWEICLOUD_SDK_PROJECT_ID": DEMO_PROJECT_ID, "STOPLINE_MAX_ATTEMPTS": "2",
+                            "STOPLINE_WEBHOOK_SECRETS": f"{WEBHOOK_SECRET},{PLAIN_SECRET}"}.items():
+            monkeypatch.setenv(name, value)
+        reset_runtime()
+        app = create_app("webhook", str(ROOT / "functions" / "main.py")).test_client()  # type: ignore[no-untyped-call]
+
+        def send(body: Any, msg_id: str, secret: str = WEBHOOK_SECRET) -> None:
+            raw = json.dumps(body).encode()
+            headers = webhooks.sign(secret, msg_id, raw)
+            signatures.append(headers["webhook-signature"].removeprefix("v1,"))
+            r = app.post("/", data=raw, headers={**headers, "Content-Type": "application/json"})
+            responses.append(r.get_data(as_text=True) + json.dumps(dict(r.headers)))
+
+        cloud.inject(r"busy", "throttle", retry_after=0)
+        cloud.inject(r"denied", "error", status=403, error_code="APIGW.0302", retry_after=None)
+        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}, "m1")            # 200
+        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}, "m1")            # duplicate
+        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "m1")            # 409
+        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "m2", "wrong")  # 401
+        send({"action": "stop_build", "job_id": "x", "build_no": 0}, "m3", PLAIN_SECRET)     # 422
+        send({"action": "stop_dataarts_job", "job_name": "nope"}, "m4")                      # 404
+        send({"action": "stop_dataarts_job", "job_name": "busy"}, "m5")                      # 503
+        send({"action": "stop_dataarts_job", "job_name": "denied"}, "m6")                    # 502
+        first_tokens = list(cloud.state.tokens)
+        cloud.state.revoke_tokens()
+        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 22}, "m7")            # refresh on 401
+        event = {"message": {"data": base64.b64encode(b'{"action":"stop_dataarts_job","job_name":"nightly"}')
+                             .decode(), "messageId": "p1"}}
+        responses.append(json.dumps(cloudevent.handle({"id": "x", "type": "t"}, event).to_json()))
+        responses.append(json.dumps(fg_handle(json.loads((ROOT / "events/functiongraph-timer.json").read_text()),
+                                              object())))
+        tokens = first_tokens + list(cloud.state.tokens)
+        assert cloud.state.token_requests == 2 and len(tokens) == 3  # the demo token + two issued
+    statuses = [json.loads(r.split("}{")[0] + "}").get("ok") for r in responses[:1]]
+    assert statuses == [True]
+    haystack = "\n".join(log_lines.lines + responses)
+    assert len(log_lines.lines) >= 10
+    needles = [WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"), PLAIN_SECRET, DEMO_IAM["password"],
+               *tokens, *signatures]
+    leaks = [n for n in needles if n in haystack]
+    assert leaks == []

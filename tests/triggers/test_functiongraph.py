@@ -1,0 +1,147 @@
+"""The FunctionGraph handler in process: trigger detection, APIG answers, per-record results,
+redelivery only for transient failures, and agency credentials from the context."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stopline import webhooks
+from stopline.emulator import mock_huaweicloud
+from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PROJECT_ID
+from stopline.entry import reset_runtime
+from stopline.triggers.functiongraph import detect
+from stopline.triggers.queue import RedeliveryRequested
+
+from ..conftest import ROOT, LogCapture
+
+SECRET = "fg-test-secret"
+EVENTS = ROOT / "events"
+
+
+def load(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text()))
+
+
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("functiongraph", ROOT / "functions" / "functiongraph.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.handler(event, context or object()))
+
+
+@pytest.fixture(autouse=True)
+def secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOPLINE_WEBHOOK_SECRETS", SECRET)
+
+
+def apig(body: bytes, *, method: str = "POST", content_type: str = "application/json", sign: bool = True,
+         msg_id: str = "apig-1") -> dict[str, Any]:
+    event = load("functiongraph-apig.json")
+    headers = {"content-type": content_type}
+    if sign:
+        headers.update(webhooks.sign(SECRET, msg_id, body))
+    event.update(httpMethod=method, headers=headers, body=base64.b64encode(body).decode())
+    return event
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("functiongraph-apig.json", "apig"), ("functiongraph-kafka.json", "kafka"),
+    ("functiongraph-rabbitmq.json", "rabbitmq"), ("functiongraph-smn.json", "smn"),
+    ("functiongraph-timer.json", "timer"), ("functiongraph-timer-list.json", "timer"),
+])
+def test_detection(name: str, kind: str) -> None:
+    assert detect(load(name)) == kind
+
+
+def test_apig_answers_in_apig_shape_with_http_statuses() -> None:
+    good = json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}).encode()
+    with mock_huaweicloud("demo") as cloud:
+        answer = handler(apig(good))
+        assert answer["statusCode"] == 200 and answer["isBase64Encoded"] is False
+        assert answer["headers"]["Content-Type"] == "application/json"
+        assert json.loads(answer["body"])["outcome"] == "stopped"
+        assert handler(apig(good, sign=False))["statusCode"] == 401
+        assert handler(apig(good, method="GET"))["statusCode"] == 405
+        assert handler(apig(good, content_type="text/plain"))["statusCode"] == 415
+        assert handler(apig(b"x" * 300_000))["statusCode"] == 413
+        assert handler(apig(b"[1]"))["statusCode"] == 400
+        bad = handler(apig(b'{"action":"stop_build","job_id":"x","build_no":1}', msg_id="apig-2"))
+        assert bad["statusCode"] == 422 and "job_id" in bad["body"]
+        assert json.loads(handler(apig(good))["body"])["outcome"] == "duplicate"
+        assert len(cloud.calls) == 1
+
+
+def test_queue_records_each_get_a_result_and_bad_ones_are_acknowledged(log_lines: LogCapture) -> None:
+    event = load("functiongraph-kafka.json")
+    event["records"][0]["messages"].extend(["kafka message2", json.dumps({"action": "stop_build"})])
+    with mock_huaweicloud("demo"):
+        answer = handler(event)
+    statuses = [r["status"] for r in answer["results"]]
+    assert statuses == [200, 200, 400, 422] and answer["ok"] is False
+    assert sum(1 for r in log_lines.records if r["level"] == "ERROR") == 2
+
+
+def test_transient_failure_fails_the_invocation_and_redelivery_does_not_repeat_successes() -> None:
+    event = load("functiongraph-kafka.json")  # delete task, then stop build 21
+    with mock_huaweicloud("demo") as cloud:
+        cloud.inject(r"^/v3/jobs/stop$", "error", status=503, count=4)
+        with pytest.raises(RedeliveryRequested) as info:
+            handler(event)
+        assert "1 of 2" in str(info.value)
+        answer = handler(event)  # the platform redelivers the same batch
+        assert [r["outcome"] for r in answer["results"]] == ["duplicate", "stopped"]
+        assert [e["effect"] for e in cloud.effects] == ["task_deleted", "build_stopped"]
+
+
+def test_smn_message_id_is_the_idempotency_key() -> None:
+    with mock_huaweicloud("demo") as cloud:
+        first = handler(load("functiongraph-smn.json"))
+        second = handler(load("functiongraph-smn.json"))
+        assert first["results"][0]["event_id"] == "a51671f77d4a479cacb09e2cd591a983"
+        assert second["results"][0]["outcome"] == "duplicate" and len(cloud.calls) == 1
+
+
+class AgencyContext:
+    def __init__(self, ak: str, sk: str, token: str) -> None:
+        self.values = {"getSecurityAccessKey": ak, "getSecuritySecretKey": sk, "getSecurityToken": token,
+                       "getProjectID": DEMO_PROJECT_ID}
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.values:
+            return lambda: self.values[name]
+        raise AttributeError(name)
+
+
+def test_agency_credentials_from_the_context(monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+    """With no credentials configured, the context's temporary AK/SK/token sign the call."""
+    with mock_huaweicloud("demo", fake_credentials=False) as cloud:
+        cloud.seed(credentials=[{"ak": "AGENCYAK", "sk": "agency-sk-value", "project_id": DEMO_PROJECT_ID,
+                                 "security_token": "agency-sts-token"}])
+        answer = handler(load("functiongraph-timer.json"), AgencyContext("AGENCYAK", "agency-sk-value",
+                                                                          "agency-sts-token"))
+        assert answer["results"][0]["outcome"] == "stopped"
+        assert cloud.calls[-1]["auth"] == "aksk"
+        with pytest.raises(RedeliveryRequested, match="configuration"):
+            handler(load("functiongraph-rabbitmq.json"), object())  # no agency, no credentials
+    text = "\n".join(log_lines.lines)
+    assert "agency-sk-value" not in text and "agency-sts-token" not in text
+
+
+def test_configured_credentials_win_over_the_agency(monkeypatch: pytest.MonkeyPatch) -> None:
+    with mock_huaweicloud("demo") as cloud:
+        reset_runtime()
+        answer = handler(load("functiongraph-timer.json"), AgencyContext("NOPE", "nope", "nope"))
+        assert answer["ok"] and cloud.calls[-1]["auth"] == "aksk"
+
+
+def test_unknown_event_is_acknowledged_with_a_reason(tmp_path: Path) -> None:
+    answer = handler({"Records": [{"eventName": "ObjectCreated:Post"}]})
+    assert answer["ok"] is False and answer["results"][0]["status"] == 400
