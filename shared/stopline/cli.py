@@ -155,7 +155,7 @@ def emulator(host: str, port: int, seed: str | None) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("action")
+@click.argument("action", required=False)
 @click.option("--url", envvar="STOPLINE_URL", required=True, help="The webhook target's URL [env STOPLINE_URL].")
 @click.option("--secret", envvar="STOPLINE_WEBHOOK_SECRET", help="Signing secret [env STOPLINE_WEBHOOK_SECRET].")
 @click.option("--id", "msg_id", help="webhook-id to send (default: a new random id).")
@@ -163,7 +163,7 @@ def emulator(host: str, port: int, seed: str | None) -> None:
               help="Send the commands in this JSON file (a list, or {\"commands\": [...]}) as one batch.")
 @_json_option
 @click.pass_context
-def send(ctx: click.Context, action: str, url: str, secret: str | None, msg_id: str | None,
+def send(ctx: click.Context, action: str | None, url: str, secret: str | None, msg_id: str | None,
          batch_file: Path | None, as_json: bool) -> None:
     """Sign (Standard Webhooks) and send one command: stopline send stop_build --job-id ID --build-no 20."""
     from stopline.sender import build_command, send_signed
@@ -172,6 +172,8 @@ def send(ctx: click.Context, action: str, url: str, secret: str | None, msg_id: 
         if batch_file is not None:
             loaded = json.loads(batch_file.read_text())
             body: dict[str, Any] = loaded if isinstance(loaded, dict) else {"commands": loaded}
+        elif action is None:
+            _die("give an ACTION (stop_build, delete_build_task, stop_dataarts_job) or --batch FILE")
         else:
             body = build_command(action, ctx.args)
     except (ValueError, OSError) as exc:

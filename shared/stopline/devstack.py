@@ -68,14 +68,17 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str) -> str:
         *(f"  {name:<18} {url}" for name, url in urls.items()),
         f"  webhook secret     {secret}",
         "",
-        "Try these in another terminal:",
-        f"  stopline send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
-        f"  stopline send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
-        f"  stopline send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
+        "Try these in another terminal (from the checkout):",
+        f"  uv run stopline send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
+        f"  uv run stopline send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
+        f"  uv run stopline send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
         f"--secret {secret}",
         f"  curl -s -X POST {event} -H 'Content-Type: application/json' -d '{pubsub}'",
-        "  stopline invoke functiongraph --event events/functiongraph-kafka.json --emulate",
+        "  uv run stopline invoke functiongraph --event events/functiongraph-kafka.json --emulate",
         f"  curl -s {emulator_url}/_emulator/calls",
+        "",
+        "Or set these once and drop --url/--secret from `stopline send`:",
+        f"  export STOPLINE_URL={hook} STOPLINE_WEBHOOK_SECRET={secret}",
         "",
     ]
     return "\n".join(lines)

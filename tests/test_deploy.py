@@ -1,0 +1,66 @@
+"""Deployment files stay truthful: serverless.yml names importable handlers and only variables stopline
+reads; the Google requirements file matches the lock; the Google package folder loads its targets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from stopline.settings import Settings, env_name
+
+from .conftest import ROOT
+
+READ_VARIABLES = {env_name(name) for name in Settings.model_fields}
+
+
+def test_serverless_yml_handlers_and_variables() -> None:
+    config = yaml.safe_load((ROOT / "serverless.yml").read_text())
+    assert config["provider"]["name"] == "huawei" and "serverless-huawei-functions" in config["plugins"]
+    variables = set(config["provider"]["environment"]["variables"])
+    assert variables <= READ_VARIABLES, variables - READ_VARIABLES
+    assert "HUAWEICLOUD_SDK_SK" not in variables  # credentials come from the agency, never the file
+    triggers = set()
+    for name, function in config["functions"].items():
+        module, _, attribute = function["handler"].partition(".")
+        source = ROOT / "functions" / f"{module}.py"
+        assert source.is_file(), name
+        probe = (f"import importlib.util as u; s=u.spec_from_file_location('{module}', {str(source)!r}); "
+                 f"m=u.module_from_spec(s); s.loader.exec_module(m); assert callable(m.{attribute})")
+        subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
+        assert function["xrole"] == "stopline-agency"
+        triggers |= {event["triggerTypeCode"] for event in function.get("events", [])}
+    assert triggers == {"DEDICATEDGATEWAY", "KAFKA", "SMN", "TIMER"}
+    assert "stopline-rabbitmq" in config["functions"]
+    for value in config["provider"]["environment"]["variables"].values():
+        assert "whsec_" not in str(value)  # secrets are taken from the deploying environment
+
+
+def test_google_requirements_match_the_lock(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    assert uv is not None, "uv runs the tests, so it is on PATH"
+    out = tmp_path / "requirements.txt"
+    subprocess.run([uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes", "--no-header", "-o",
+                    str(out)], check=True, cwd=ROOT, capture_output=True, timeout=120)
+    assert out.read_text() == (ROOT / "functions" / "requirements.txt").read_text(), (
+        "functions/requirements.txt is stale: run the uv export command in README 'Deploy to Google'")
+
+
+def test_google_package_folder_loads_every_target(tmp_path: Path) -> None:
+    subprocess.run(["bash", str(ROOT / "scripts" / "package"), "gcf"], check=True, cwd=ROOT, capture_output=True,
+                   timeout=120)
+    folder = ROOT / "build" / "gcf"
+    assert {p.name for p in folder.iterdir()} >= {"main.py", "requirements.txt", "stopline"}
+    probe = ("import importlib.util as u, sys; s=u.spec_from_file_location('main', 'main.py'); m=u.module_from_spec(s);"
+             "s.loader.exec_module(m); import stopline; assert stopline.__file__.startswith(sys.argv[1]);"
+             "print(*[t for t in ('stop_build','delete_build_task','stop_dataarts_job','webhook','on_event')"
+             " if callable(getattr(m, t))])")
+    env = {**os.environ, "PYTHONPATH": str(folder)}
+    done = subprocess.run([sys.executable, "-c", probe, str(folder)], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event"]

@@ -1,0 +1,126 @@
+"""`stopline dev`, the README's run command: it comes up, every printed example works, the emulator
+records the calls, and Ctrl-C stops every child process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import ROOT, free_port
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> tuple[subprocess.Popen[str], str, int]:
+    emulator_port, base = free_port(), free_port()
+    while any(not _free(p) for p in range(base, base + 5)) or emulator_port in range(base, base + 5):
+        base = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
+                             "--port", str(base)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=ROOT, env=clean)
+    assert proc.stdout is not None
+    banner, deadline = [], time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        banner.append(line)
+        if line.startswith("  export STOPLINE_URL"):
+            break
+    return proc, "".join(banner), emulator_port
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subprocess.Popen[str], str, int]) -> None:
+    proc, banner, emulator_port = dev
+    try:
+        assert "stopline dev is up" in banner, banner
+        commands = [line.strip() for line in banner.splitlines()
+                    if line.strip().startswith(("uv run stopline", "curl"))]
+        assert len(commands) >= 5
+        for command in commands:
+            done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120)
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
+            if "stopline send" in command:
+                assert done.stdout.startswith("HTTP 200"), done.stdout
+        calls = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/calls").json()["calls"]
+        paths = [c["path"] for c in calls]
+        assert "/v3/jobs/stop" in paths and any(p.endswith("/jobs/myJob/stop") for p in paths)
+        assert any(p.endswith("/delete") for p in paths) and any(p.endswith("/jobs/nightly/stop") for p in paths)
+        assert all(c["status"] in (200, 204) for c in calls)
+        exported = re.search(r"export STOPLINE_URL=(\S+) STOPLINE_WEBHOOK_SECRET=(\S+)", banner)
+        assert exported is not None and exported.group(2).startswith("whsec_")
+        _run_readme_block(exported.group(1), exported.group(2), emulator_port)
+        children = _children(proc.pid)
+        assert len(children) == 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == 0
+    time.sleep(0.2)
+    assert [pid for pid in children if _alive(pid)] == []
+
+
+def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
+    """The README's tested tour block, run line by line with the banner's URL and secret."""
+    readme = (ROOT / "README.md").read_text()
+    marker = readme.index("<!-- tested: tests/test_dev.py")
+    start = readme.index("```bash", marker) + len("```bash")
+    block = readme[start: readme.index("```", start)]
+    lines = [line for line in block.strip().splitlines() if line and not line.startswith("export ")]
+    env = {**os.environ, "STOPLINE_URL": url, "STOPLINE_WEBHOOK_SECRET": secret}
+    outputs = []
+    for line in lines:
+        line = line.replace("127.0.0.1:8790", f"127.0.0.1:{emulator_port}")
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+        outputs.append(done.stdout)
+    assert outputs[0].startswith("HTTP 200 stopped") and "duplicate (first: stopped)" in outputs[1]
+    calls = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/calls").json()["calls"]
+    assert sum(1 for c in calls if c.get("build_no") == 3 and c["path"] == "/v3/jobs/stop") == 1
+
+
+def test_busy_port_is_a_clear_message() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(port)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and f"{port}" in done.stderr and "Traceback" not in done.stderr
