@@ -1,0 +1,1 @@
+"""stopline benchmarks: run with `uv run python -m bench` (see README "Performance")."""
