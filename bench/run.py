@@ -191,37 +191,11 @@ def concurrency(server: EmulatorServer, calls: int, reps: int) -> tuple[str, dic
 
 
 # -- 2. cold start ----------------------------------------------------------------------------------------
-COLD = """
-import json, os, resource, sys, time
-t0 = time.perf_counter()
-sys.path.insert(0, {root!r})
-kind = sys.argv[1]
-from stopline.emulator import mock_huaweicloud
-with mock_huaweicloud("demo"):
-    start = time.perf_counter()
-    from functions_framework import create_app
-    if kind == "stopline":
-        from stopline import webhooks
-        app = create_app("webhook", {main!r}).test_client()
-        body = json.dumps({{"action": "stop_build", "job_id": "f9d6c8466d614a9788e9a0acf6c15f46", "build_no": 20}}).encode()
-        r = app.post("/", data=body, headers={{**webhooks.sign("cold-secret", "m1", body), "Content-Type": "application/json"}})
-        assert r.get_json()["outcome"] == "stopped", r.get_data()
-    elif kind == "echo":
-        app = create_app("echo", {peers!r}).test_client()
-        r = app.post("/", data=b"{{}}", headers={{"Content-Type": "application/json"}})
-    else:
-        from huaweicloudsdkcodeartsbuild.v3 import CodeArtsBuildClient, StopJobRequest, StopJobRequestBody
-        from huaweicloudsdkcore.auth.credentials import BasicCredentials
-        client = CodeArtsBuildClient.new_builder().with_credentials(BasicCredentials("a", "b", "c")).with_endpoints(["https://example.invalid"]).build()
-    handled = time.perf_counter()
-print(json.dumps({{"handler_ms": (handled - start) * 1000, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-"""
 
 
 def cold_start(reps: int) -> tuple[str, dict[str, Any]]:
     """Fresh processes: import the target module and handle the first request (in-process emulator)."""
-    script = COLD.format(root=str(ROOT / "shared"), main=str(ROOT / "functions" / "main.py"),
-                         peers=str(ROOT / "bench" / "peers.py"))
+    script = str(ROOT / "bench" / "cold_probe.py")
     env = {**os.environ, "STOPLINE_WEBHOOK_SECRETS": "cold-secret"}
     peers = {"bare functions-framework echo": "echo", "stopline webhook, first signed call": "stopline",
              "official SDK client built (no call)": "sdk"}
@@ -231,7 +205,7 @@ def cold_start(reps: int) -> tuple[str, dict[str, Any]]:
     for rep in range(reps):
         for name in rotate(list(peers), rep):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", script, peers[name]], capture_output=True, text=True,
+            out = subprocess.run([sys.executable, script, peers[name]], capture_output=True, text=True,
                                  env=env, timeout=120, check=True)
             wall[name].values.append((time.perf_counter() - t0) * 1000)
             data = json.loads(out.stdout.strip().splitlines()[-1])
