@@ -41,7 +41,10 @@ def main(kind: str) -> None:
                 app = create_app("echo", str(ROOT / "bench" / "peers.py")).test_client()  # type: ignore[no-untyped-call]
                 app.post("/", data=b"{}", headers={"Content-Type": "application/json"})
         handled = time.perf_counter()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM is this program's own peak; ru_maxrss would carry the forking parent's over exec.
+    status = Path("/proc/self/status").read_text()
+    rss = next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")),
+               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps({"handler_ms": (handled - start) * 1000, "rss_mb": rss}))
 
 

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     idempotency_url: str = "memory://"
     idempotency_ttl_s: int = Field(3600, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    batch_concurrency: int = Field(16, ge=1, le=100)
+    batch_concurrency: int = Field(50, ge=1, le=100)
 
     _split_lists = field_validator(
         "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", mode="before"
