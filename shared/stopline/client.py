@@ -206,9 +206,10 @@ class ClientCore:
         return Call(call.method, call.scheme, call.host, call.path, call.query,
                     self.credentials.apply(call, token), call.body, call.api)
 
-    def transport_failure(self, command: Command, exc: Exception) -> Transient:
+    def transport_failure(self, what: str, exc: Exception) -> Transient:
+        """A timeout or dropped connection, as the transient failure it is."""
         kind = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
-        return Transient(f"{_describe(command)}: the request {kind} ({type(exc).__name__})")
+        return Transient(f"{what}: the request {kind} ({type(exc).__name__})")
 
     def retry_wait(self, exc: Exception) -> bool | float:
         """stamina's ``on=`` hook: retry transient failures only, honouring Retry-After."""
@@ -290,18 +291,18 @@ class Client:
         try:
             step = next(flow)
             while True:
-                answer = self._token() if isinstance(step, NeedToken) else self._send(command, step)
+                answer = self._token() if isinstance(step, NeedToken) else self._send(_describe(command), step)
                 step = flow.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def _send(self, command: Command, call: Call) -> RawReply:
+    def _send(self, what: str, call: Call) -> RawReply:
         import httpx
 
         try:
             response = self._http.request(call.method, call.url, headers=dict(call.headers), content=call.body)
         except httpx.TransportError as exc:
-            raise self.core.transport_failure(command, exc) from None
+            raise self.core.transport_failure(what, exc) from None
         return _to_raw(response)
 
     def _token(self) -> str:
@@ -314,16 +315,7 @@ class Client:
             token = creds.valid()
             if token is not None:
                 return token
-            return creds.accept(self._send_iam(creds.request()))
-
-    def _send_iam(self, call: Call) -> RawReply:
-        import httpx
-
-        try:
-            response = self._http.request(call.method, call.url, headers=dict(call.headers), content=call.body)
-        except httpx.TransportError as exc:
-            raise Transient(f"IAM token request failed ({type(exc).__name__})") from None
-        return _to_raw(response)
+            return creds.accept(self._send("IAM token", creds.request()))
 
 
 class AsyncClient:
@@ -374,24 +366,23 @@ class AsyncClient:
         try:
             step = next(flow)
             while True:
-                answer = await self._token() if isinstance(step, NeedToken) else await self._send(command, step)
+                answer = await self._token() if isinstance(step, NeedToken) else await self._send(
+                    _describe(command), step)
                 step = flow.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    async def _send(self, command: Command, call: Call) -> RawReply:
+    async def _send(self, what: str, call: Call) -> RawReply:
         import httpx
 
         try:
             response = await self._http.request(call.method, call.url, headers=dict(call.headers),
                                                 content=call.body)
         except httpx.TransportError as exc:
-            raise self.core.transport_failure(command, exc) from None
+            raise self.core.transport_failure(what, exc) from None
         return _to_raw(response)
 
     async def _token(self) -> str:
-        import httpx
-
         creds = self.core.credentials
         assert isinstance(creds, IamPasswordToken)
         token = creds.valid()
@@ -401,13 +392,7 @@ class AsyncClient:
             token = creds.valid()
             if token is not None:
                 return token
-            call = creds.request()
-            try:
-                response = await self._http.request(call.method, call.url, headers=dict(call.headers),
-                                                    content=call.body)
-            except httpx.TransportError as exc:
-                raise Transient(f"IAM token request failed ({type(exc).__name__})") from None
-            return creds.accept(_to_raw(response))
+            return creds.accept(await self._send("IAM token", creds.request()))
 
 
 def credentials_from(settings: Settings, endpoints: Endpoints, *, agency: Credentials | None = None) -> Credentials:
