@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-import stamina
-
 from stopline.auth.credentials import AkSk, Credentials, IamPasswordToken, StaticToken
 from stopline.endpoints import Endpoints
 from stopline.errors import (
@@ -219,6 +217,8 @@ class ClientCore:
 
 
 def _retrying(core: ClientCore) -> Any:
+    import stamina  # only after a transient failure: the first attempt runs without it
+
     return stamina.retry_context(
         on=core.retry_wait, attempts=core.max_attempts, timeout=None,
         wait_initial=0.1, wait_max=5.0, wait_jitter=0.5,

@@ -8,7 +8,6 @@ import crash), and later invocations pay nothing. Changing the transport (the em
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -78,6 +77,8 @@ class Runtime:
 
     def async_client(self) -> AsyncClient:
         """One AsyncClient per event loop: httpx's async pool must not cross loops."""
+        import asyncio
+
         from stopline.client import AsyncClient
 
         loop_id = id(asyncio.get_running_loop())

@@ -9,7 +9,6 @@ how they wait and how they call the cloud.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -200,6 +199,8 @@ class Pipeline:
             return self.finish(step, None, exc)
 
     async def ahandle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
+        import asyncio  # only the ASGI path pays for asyncio
+
         prepared = self.prepare(raw, delivery, index=index)
         if isinstance(prepared, Result):
             return prepared
@@ -224,6 +225,8 @@ class Pipeline:
 
     async def _off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a store step; a remote store's round trip goes to a thread so the loop never blocks."""
+        import asyncio
+
         if self.store.remote:
             return await asyncio.to_thread(fn, *args, **kwargs)
         return fn(*args, **kwargs)
@@ -239,6 +242,8 @@ class Pipeline:
         return [f.result() for f in futures]
 
     async def ahandle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
+        import asyncio
+
         gate = asyncio.Semaphore(self.settings.batch_concurrency)
 
         async def one(i: int, raw: object) -> Result:

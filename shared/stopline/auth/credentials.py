@@ -7,19 +7,21 @@ moment a header is built, and no repr shows them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import SecretStr
 
 from stopline.auth import signer
 from stopline.errors import Transient, UpstreamAuth, UpstreamInfo
 from stopline.wire import Call, RawReply, parse_error_body
+
+if TYPE_CHECKING:
+    import asyncio
 
 CONTENT_JSON = "application/json"
 TOKEN_REFRESH_MARGIN_S = 300.0
@@ -106,6 +108,8 @@ class IamPasswordToken:
 
     def async_lock(self) -> asyncio.Lock:
         """One asyncio lock per running loop (an asyncio.Lock must not cross loops)."""
+        import asyncio
+
         loop_id = id(asyncio.get_running_loop())
         with self.lock:
             found = self._async_locks.get(loop_id)
