@@ -87,19 +87,22 @@ def _pipeline_chooser(context: Any) -> Callable[[Runtime], Pipeline]:
 
 
 def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    given = event.get("headers")
+    headers = {str(k).lower(): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
     path = str(event.get("path") or "")
     last = path.rstrip("/").rsplit("/", 1)[-1]
     target = last if last in http.TARGET_ACTIONS else "webhook"
     raw = event.get("body") or ""
 
     def read_body(limit: int) -> bytes:
+        if not isinstance(raw, str):
+            return b"\xff"  # not a body APIG would send: fails the JSON check as 400
         if event.get("isBase64Encoded"):
             try:
                 return base64.b64decode(raw, validate=True)
             except (binascii.Error, ValueError):
-                return b"\xff"  # reaches the JSON check and fails there as 400
-        return raw.encode() if isinstance(raw, str) else bytes(raw)
+                return b"\xff"
+        return raw.encode()
 
     reply = http.handle(target, str(event.get("httpMethod") or "GET"), headers, read_body,
                         pipeline=_pipeline_chooser(context), trigger="functiongraph:apig")
@@ -107,21 +110,25 @@ def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "body": reply.content().decode()}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _messages(kind: str, event: dict[str, Any]) -> list[tuple[Any, str | None]]:
     """(message, delivery id) pairs of a queue event."""
     out: list[tuple[Any, str | None]] = []
     if kind in ("kafka", "rabbitmq"):
-        for record in event.get("records") or []:
+        for record in _list(event.get("records")):
             if not isinstance(record, dict):
                 continue
             source = record.get("topic_id") or record.get("exchange") or ""
             instance = record.get("instance_id") or event.get("instance_id") or ""
-            for message in record.get("messages") or []:
+            for message in _list(record.get("messages")):
                 text = message if isinstance(message, str) else json.dumps(message, sort_keys=True)
                 digest = hashlib.sha256(text.encode()).hexdigest()[:32]
                 out.append((message, f"{kind}:{instance}:{source}:{digest}"))
     elif kind == "smn":
-        for record in event.get("record") or []:
+        for record in _list(event.get("record")):
             smn = record.get("smn") if isinstance(record, dict) else None
             if isinstance(smn, dict):
                 out.append((smn.get("message"), smn.get("message_id")))
