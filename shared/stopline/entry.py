@@ -52,7 +52,7 @@ class Runtime:
             raise ConfigurationError(f"STOPLINE_WEBHOOK_SECRETS: {exc}") from None
         if not self.webhook_keys and settings.allow_unsigned:
             log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
-        self.store = open_store(settings.idempotency_url)
+        self.store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries)
         self.pipeline: Pipeline = Pipeline(settings, self.store, client=self.client,
                                            async_client=self.async_client)
 

@@ -31,11 +31,13 @@ from stopline.errors import (
 from stopline.idempotency import IdempotencyStore, StoreUnavailable
 from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_command
 from stopline.settings import Settings
+from stopline.wire import RETRY_AFTER_CAP_S
 
 log = logging.getLogger("stopline")
 P = ParamSpec("P")
 T = TypeVar("T")
 WAIT_POLL_S = 0.05
+CLAIM_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,11 @@ class Pipeline:
         self.store = store
         self._client = client
         self._async_client = async_client
-        self.claim_ttl_s = settings.timeout_s * settings.max_attempts + 30
+        # An in-progress claim outlives the longest possible first delivery (every attempt timing out,
+        # every wait at the Retry-After cap) by a few seconds, and no more: a process killed mid-call
+        # blocks its key only that long.
+        self.claim_ttl_s = (settings.timeout_s * settings.max_attempts
+                            + RETRY_AFTER_CAP_S * (settings.max_attempts - 1) + CLAIM_MARGIN_S)
         self._pool: ThreadPoolExecutor | None = None
 
     # -- shared steps (no I/O but the store) ------------------------------------------------------------

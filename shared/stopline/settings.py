@@ -72,6 +72,7 @@ class Settings(BaseSettings):
 
     idempotency_url: str = "memory://"
     idempotency_ttl_s: int = Field(3600, ge=1)
+    idempotency_max_entries: int = Field(100_000, ge=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     batch_concurrency: int = Field(50, ge=1, le=100)
 

@@ -94,7 +94,11 @@ def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
     return _find_code(data)
 
 
-def parse_retry_after(value: str | None, *, cap: float = 30.0) -> float | None:
+RETRY_AFTER_CAP_S = 30.0
+"""The longest Retry-After stopline honours between two attempts."""
+
+
+def parse_retry_after(value: str | None, *, cap: float = RETRY_AFTER_CAP_S) -> float | None:
     """Seconds to wait from a Retry-After header (delta seconds or an HTTP date), capped."""
     if not value:
         return None

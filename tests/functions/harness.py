@@ -62,7 +62,8 @@ class FunctionProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if hasattr(self, "_log"):
+            self._log.close()
 
     def log_records(self) -> list[dict[str, Any]]:
         out = []

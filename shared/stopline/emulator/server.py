@@ -77,6 +77,13 @@ class _Server(ThreadingHTTPServer):
         self.router = router
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout, injected latency) is normal here, not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class EmulatorServer:
     """The emulator on a real port; ``start()`` returns once it accepts connections."""
