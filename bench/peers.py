@@ -8,6 +8,8 @@ from typing import Any
 import functions_framework
 import httpx
 
+from stopline.auth import signer
+
 _client: httpx.Client | None = None
 
 
@@ -19,11 +21,15 @@ def echo(request: Any) -> Any:
 
 @functions_framework.http
 def raw_call(request: Any) -> Any:
-    """One raw httpx call to the emulator with a ready token, no validation or bookkeeping."""
+    """One raw httpx call to the emulator, AK/SK-signed like stopline's; no validation or bookkeeping."""
     global _client
     if _client is None:
         _client = httpx.Client(timeout=10)
     base = os.environ["STOPLINE_CODEARTS_BUILD_ENDPOINT"]
-    reply = _client.post(f"{base}/v3/jobs/stop", content=request.get_data(),
-                         headers={"Content-Type": "application/json", "X-Auth-Token": os.environ["BENCH_TOKEN"]})
+    body = request.get_data()
+    headers = signer.sign(access_key=os.environ["HUAWEICLOUD_SDK_AK"], secret_key=os.environ["HUAWEICLOUD_SDK_SK"],
+                          method="POST", host=base.removeprefix("http://"), path="/v3/jobs/stop",
+                          headers={"Content-Type": "application/json",
+                                   "X-Project-Id": os.environ["HUAWEICLOUD_SDK_PROJECT_ID"]}, body=body)
+    reply = _client.post(f"{base}/v3/jobs/stop", content=body, headers=headers)
     return reply.content, reply.status_code, {"Content-Type": "application/json"}

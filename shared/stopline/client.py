@@ -235,8 +235,8 @@ def _warn_retry(command: Command, exc: Transient, attempt: int, core: ClientCore
 
 
 def _to_raw(response: httpx.Response) -> RawReply:
-    return RawReply(response.status_code, {k.lower(): v for k, v in response.headers.items()},
-                    response.content)
+    # httpx.Headers is a case-insensitive mapping already: no copy needed
+    return RawReply(response.status_code, response.headers, response.content)
 
 
 class Client:

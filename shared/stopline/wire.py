@@ -11,10 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from stopline.auth.signer import canonical_query
+
+
+@lru_cache(maxsize=16)
+def _split_base(base_url: str) -> tuple[str, str, str]:
+    """(scheme, authority, path prefix) of an endpoint; the few endpoints a process uses are cached."""
+    parts = urlsplit(base_url)
+    return parts.scheme, parts.netloc, parts.path.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +50,8 @@ class Call:
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
     ) -> Call:
-        parts = urlsplit(base_url)
-        prefix = parts.path.rstrip("/")
-        return cls(method, parts.scheme, parts.netloc, prefix + path, query, headers or {}, body, api)
+        scheme, netloc, prefix = _split_base(base_url)
+        return cls(method, scheme, netloc, prefix + path, query, headers or {}, body, api)
 
     @property
     def url(self) -> str:
@@ -54,7 +61,7 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class RawReply:
-    """A cloud answer: status, lower-cased headers and body bytes."""
+    """A cloud answer: status, headers (looked up by lower-case name) and body bytes."""
 
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
