@@ -70,18 +70,27 @@ def test_http_targets(target: str, cloud: Emulator, request: pytest.FixtureReque
     @given(method=st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
            content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain",
                                          "application/cloudevents+json", ""]),
-           payload=st.one_of(COMMANDS.map(lambda c: json.dumps(c).encode()), st.binary(max_size=64), BATCHES),
+           payload=st.one_of(COMMANDS.map(lambda c: json.dumps(c).encode()), st.binary(max_size=64), BATCHES,
+                             st.integers(256 * 1024 - 12, 256 * 1024 + 8)),  # a size: built below, kept out of reprs
+           declare_length=st.booleans(),
            signing=st.sampled_from(["good", "good", "none", "wrong", "stale"]),
            msg_id=st.text(min_size=1, max_size=12))
-    def run(method: str, content_type: str, payload: bytes, signing: str, msg_id: str) -> None:
+    def run(method: str, content_type: str, payload: bytes | int, declare_length: bool, signing: str,
+            msg_id: str) -> None:
+        if isinstance(payload, int):
+            payload = b'{"a":"' + b"x" * payload + b'"}'
         headers = {"content-type": content_type} if content_type else {}
+        if declare_length:
+            headers["content-length"] = str(len(payload))
         if signing != "none":
             ts = 1 if signing == "stale" else None
             headers.update(webhooks.sign("other" if signing == "wrong" else SECRET, msg_id, payload, ts))
         before = len(cloud.calls)
         reply = http.handle(target, method, {k.lower(): v for k, v in headers.items()}, lambda n: payload[: n + 1])
         check_reply(reply.status, reply.body, before, cloud)
-        if signing != "good":
+        if len(payload) > http.MAX_BODY and method == "POST":
+            assert reply.status == 413 and len(cloud.calls) == before
+        elif signing != "good":
             assert reply.status in (401, 405, 415) and len(cloud.calls) == before
 
     run()

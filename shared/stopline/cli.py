@@ -47,11 +47,13 @@ def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
     except InvalidCommand as exc:
         fields = ", ".join(f"{d['field']}: {d['message']}" for d in exc.details)
         _die(f"invalid arguments: {fields}")
-    if not verbose and "STOPLINE_LOG_LEVEL" not in os.environ:
+    # A person reads the one-line summary; the JSON log lines are for -v or an explicit log level.
+    quiet = not verbose and "STOPLINE_LOG_LEVEL" not in os.environ
+    if quiet:
         logs.configure("CRITICAL")
     try:
-        runtime = get_runtime()
-        if not verbose and "STOPLINE_LOG_LEVEL" not in os.environ:
+        runtime = get_runtime()  # configures the level from settings again
+        if quiet:
             logs.configure("CRITICAL")
         runtime.client()  # credentials are checked before anything is sent
     except ConfigurationError as exc:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stopline")
 MAX_BODY = 256 * 1024
+DRAIN_LIMIT = 4 * 1024 * 1024
+"""A refused body up to this size is read and discarded after deciding 413, so the sender (still writing)
+sees the answer instead of a reset connection; a larger one is not read at all."""
 MAX_BATCH = 100
 TARGET_ACTIONS: dict[str, str | None] = {
     "stop_build": "stop_build",
@@ -88,7 +91,7 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def precheck(method: str, headers: Mapping[str, str], target: str) -> None:
-    """The checks that need no body: method, declared size, content type."""
+    """The checks before the body is read: method, then the declared size."""
     if target not in TARGET_ACTIONS:
         raise BadRequest(f"unknown target {target!r}")
     if method.upper() != "POST":
@@ -96,16 +99,17 @@ def precheck(method: str, headers: Mapping[str, str], target: str) -> None:
     length = headers.get("content-length")
     if length is not None and length.strip().isdigit() and int(length) > MAX_BODY:
         raise PayloadTooLarge(f"body is {int(length)} bytes; the limit is {MAX_BODY} bytes (256 KiB)")
-    if not _is_json(headers.get("content-type")):
-        raise UnsupportedMediaType(
-            f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
 
 
 def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[bytes, ...],
           allow_unsigned: bool, tolerance_s: int) -> Parsed:
-    """Size of what was read, signature, JSON and the request's shape; the pipeline does the rest."""
+    """Size of what was read (a body sent without Content-Length), content type, signature, JSON and the
+    request's shape -- in the contract's order; the pipeline does the rest."""
     if len(body) > MAX_BODY:
         raise PayloadTooLarge(f"body is over the limit of {MAX_BODY} bytes (256 KiB)")
+    if not _is_json(headers.get("content-type")):
+        raise UnsupportedMediaType(
+            f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
     from stopline.webhooks import verify
 
     if keys:
@@ -136,6 +140,14 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[b
     return Parsed(delivery, None, data)
 
 
+def _drain_size(exc: StoplineError, headers: Mapping[str, str]) -> int:
+    """How much of a refused body to read and discard (0: none)."""
+    length = headers.get("content-length", "").strip()
+    if isinstance(exc, PayloadTooLarge) and length.isdigit() and int(length) <= DRAIN_LIMIT:
+        return int(length)
+    return 0
+
+
 def _config_error(exc: StoplineError) -> HttpReply:
     log.error("configuration error: %s", exc.message, extra={"error_type": exc.type})
     return error_reply(exc)
@@ -154,6 +166,8 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
                        allow_unsigned=s.allow_unsigned, tolerance_s=s.webhook_tolerance_s)
         chosen = pipeline(runtime) if pipeline is not None else runtime.pipeline
     except StoplineError as exc:
+        if drain := _drain_size(exc, headers):
+            read_body(drain)
         return _config_error(exc) if exc.status == 500 else error_reply(exc)
     delivery = parsed.delivery if trigger is None else Delivery(
         parsed.delivery.event_id, trigger, parsed.delivery.action)
@@ -174,6 +188,8 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
         parsed = parse(target, headers, await read_body(MAX_BODY), keys=runtime.webhook_keys,
                        allow_unsigned=s.allow_unsigned, tolerance_s=s.webhook_tolerance_s)
     except StoplineError as exc:
+        if drain := _drain_size(exc, headers):
+            await read_body(drain)
         return _config_error(exc) if exc.status == 500 else error_reply(exc)
     if parsed.commands is not None:
         return batch_reply(await runtime.pipeline.ahandle_batch(parsed.commands, parsed.delivery))
