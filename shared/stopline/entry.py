@@ -39,7 +39,7 @@ class Runtime:
         self._core: ClientCore | None = None
         self._client: Client | None = None
         self._async_clients: dict[int, AsyncClient] = {}
-        self._agency: dict[str, tuple[ClientCore, Client]] = {}
+        self._agency: dict[str, tuple[Client, Pipeline]] = {}
         logs.configure(settings.log_level)
         logs.register_secret(
             *(s.get_secret_value() for s in settings.webhook_secrets),
@@ -91,8 +91,8 @@ class Runtime:
         return found
 
     def pipeline_for_agency(self, credentials: Credentials, project_id: str | None) -> Pipeline:
-        """A pipeline whose client signs with FunctionGraph agency credentials (used only when no
-        other credentials are configured); cached per temporary access key."""
+        """A pipeline whose client signs with FunctionGraph agency credentials (used only when no other
+        credentials are configured); cached per temporary access key, sharing the store."""
         from stopline.client import Client, core_from
         from stopline.pipeline import Pipeline
 
@@ -100,19 +100,23 @@ class Runtime:
         with self._lock:
             entry = self._agency.get(key)
             if entry is None:
-                core = core_from(self.settings, agency=credentials, project_id=project_id)
-                entry = self._agency[key] = (core, Client(core, transport=self._transport))
-                if len(self._agency) > 4:  # temporary keys rotate; keep the newest few
-                    self._agency.pop(next(iter(self._agency)))
-        client = entry[1]
-        return Pipeline(self.settings, self.store, client=lambda: client,
-                        async_client=self.async_client)
+                client = Client(core_from(self.settings, agency=credentials, project_id=project_id),
+                                transport=self._transport)
+                pipeline = Pipeline(self.settings, self.store, client=lambda: client,
+                                    async_client=self.async_client)
+                entry = self._agency[key] = (client, pipeline)
+                if len(self._agency) > 4:  # temporary keys rotate every few minutes; keep the newest few
+                    old_client, old_pipeline = self._agency.pop(next(iter(self._agency)))
+                    old_client.close()
+                    old_pipeline.shutdown()
+        return entry[1]
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
-        for _, client in self._agency.values():
+        for client, pipeline in self._agency.values():
             client.close()
+            pipeline.shutdown()
         self.pipeline.close()
 
 

@@ -238,13 +238,19 @@ class Pipeline:
         return fn(*args, **kwargs)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
-        """Run members concurrently (bounded); results in input order; one failure never stops the rest."""
-        if len(raws) == 1:
-            return [self.handle(raws[0], delivery, index=0)]
+        """A webhook batch: member i is keyed ``<delivery id>:i`` unless it has its own key."""
+        return self.handle_each([(raw, delivery, i) for i, raw in enumerate(raws)])
+
+    def handle_each(self, items: Sequence[tuple[object, Delivery, int | None]]) -> list[Result]:
+        """Run commands concurrently (bounded by STOPLINE_BATCH_CONCURRENCY); results in input order; one
+        slow or failing command never stops the rest."""
+        if len(items) == 1:
+            raw, delivery, index = items[0]
+            return [self.handle(raw, delivery, index=index)]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.settings.batch_concurrency,
                                             thread_name_prefix="stopline-batch")
-        futures = [self._pool.submit(self.handle, raw, delivery, index=i) for i, raw in enumerate(raws)]
+        futures = [self._pool.submit(self.handle, raw, delivery, index=index) for raw, delivery, index in items]
         return [f.result() for f in futures]
 
     async def ahandle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
@@ -314,7 +320,11 @@ class Pipeline:
         log.log(level, "%s failed: %s", result.action or "command", err.message, extra=fields)
         return result
 
-    def close(self) -> None:
+    def shutdown(self) -> None:
+        """Stop the batch threads; the store stays open (others may share it)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+
+    def close(self) -> None:
+        self.shutdown()
         self.store.close()

@@ -129,6 +129,10 @@ def test_agency_credentials_from_the_context(monkeypatch: pytest.MonkeyPatch, lo
                                                                           "agency-sts-token"))
         assert answer["results"][0]["outcome"] == "stopped"
         assert cloud.calls[-1]["auth"] == "aksk"
+        handler(load("functiongraph-smn.json"), AgencyContext("AGENCYAK", "agency-sk-value", "agency-sts-token"))
+        from stopline.entry import get_runtime
+
+        assert len(get_runtime()._agency) == 1  # one client and pipeline per temporary key, reused
         with pytest.raises(RedeliveryRequested, match="configuration"):
             handler(load("functiongraph-rabbitmq.json"), object())  # no agency, no credentials
     text = "\n".join(log_lines.lines)
@@ -140,6 +144,34 @@ def test_configured_credentials_win_over_the_agency(monkeypatch: pytest.MonkeyPa
         reset_runtime()
         answer = handler(load("functiongraph-timer.json"), AgencyContext("NOPE", "nope", "nope"))
         assert answer["ok"] and cloud.calls[-1]["auth"] == "aksk"
+
+
+def test_queue_records_run_concurrently() -> None:
+    """A Kafka batch's records overlap upstream, as a webhook batch's members do."""
+    event = load("functiongraph-kafka.json")
+    event["records"][0]["messages"] = [json.dumps({"action": "stop_build", "job_id": "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+                                                   "build_no": n}) for n in range(1, 11)]
+    with mock_huaweicloud("demo") as cloud:
+        cloud.inject(r"^/v3/jobs/stop$", "latency", delay_ms=100)
+        answer = handler(event)
+        assert [r["outcome"] for r in answer["results"]] == ["stopped"] * 10
+        assert cloud.router.max_in_flight > 1
+
+
+def test_a_bug_still_answers_json_500(monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+    """An unexpected exception inside the pipeline becomes the contract's error shape, logged at ERROR."""
+    from stopline.pipeline import Pipeline
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(Pipeline, "handle", broken)
+    body = json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}).encode()
+    with mock_huaweicloud("demo"):
+        answer = handler(apig(body))
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"]["type"] == "internal"
+    assert any(r["level"] == "ERROR" and r.get("error_type") == "internal" for r in log_lines.records)
 
 
 def test_unknown_event_is_acknowledged_with_a_reason(tmp_path: Path) -> None:

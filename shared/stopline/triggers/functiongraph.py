@@ -167,14 +167,17 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         results.append(failed(Delivery(None, trigger), exc))
         raise_for_redelivery(results)
         return {"ok": False, "trigger": kind, "results": [r.to_json(with_status=True) for r in results]}
+    slots: list[Result | None] = []
+    runnable: list[tuple[object, Delivery, int | None]] = []
     for message, event_id in pairs:
         delivery = Delivery(event_id, trigger)
         try:
-            raw = decode_message(message)
+            runnable.append((decode_message(message), delivery, None))
+            slots.append(None)
         except StoplineError as exc:
-            results.append(failed(delivery, exc))
-            continue
-        results.append(pipeline.handle(raw, delivery))
+            slots.append(failed(delivery, exc))
+    ran = iter(pipeline.handle_each(runnable))  # records run concurrently, like a webhook batch
+    results = [slot if slot is not None else next(ran) for slot in slots]
     raise_for_redelivery(results)
     return {"ok": all(r.ok for r in results), "trigger": kind,
             "results": [r.to_json(with_status=True) for r in results]}

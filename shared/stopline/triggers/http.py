@@ -148,6 +148,13 @@ def _drain_size(exc: StoplineError, headers: Mapping[str, str]) -> int:
     return 0
 
 
+def _internal_error(exc: Exception) -> HttpReply:
+    """An unexpected failure (a bug): logged with its type, answered as a JSON 500 without details."""
+    log.error("internal error: %s", type(exc).__name__, exc_info=exc, extra={"error_type": "internal"})
+    return HttpReply(500, {"ok": False, "error": {"type": "internal", "message": "internal error; see the logs",
+                                                  "details": []}})
+
+
 def _config_error(exc: StoplineError) -> HttpReply:
     log.error("configuration error: %s", exc.message, extra={"error_type": exc.type})
     return error_reply(exc)
@@ -171,9 +178,12 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
         return _config_error(exc) if exc.status == 500 else error_reply(exc)
     delivery = parsed.delivery if trigger is None else Delivery(
         parsed.delivery.event_id, trigger, parsed.delivery.action)
-    if parsed.commands is not None:
-        return batch_reply(chosen.handle_batch(parsed.commands, delivery))
-    return result_reply(chosen.handle(parsed.command, delivery))
+    try:
+        if parsed.commands is not None:
+            return batch_reply(chosen.handle_batch(parsed.commands, delivery))
+        return result_reply(chosen.handle(parsed.command, delivery))
+    except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
+        return _internal_error(exc)
 
 
 async def ahandle(target: str, method: str, headers: Mapping[str, str],
@@ -191,6 +201,9 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
         if drain := _drain_size(exc, headers):
             await read_body(drain)
         return _config_error(exc) if exc.status == 500 else error_reply(exc)
-    if parsed.commands is not None:
-        return batch_reply(await runtime.pipeline.ahandle_batch(parsed.commands, parsed.delivery))
-    return result_reply(await runtime.pipeline.ahandle(parsed.command, parsed.delivery))
+    try:
+        if parsed.commands is not None:
+            return batch_reply(await runtime.pipeline.ahandle_batch(parsed.commands, parsed.delivery))
+        return result_reply(await runtime.pipeline.ahandle(parsed.command, parsed.delivery))
+    except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
+        return _internal_error(exc)
