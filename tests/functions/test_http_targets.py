@@ -220,10 +220,10 @@ def test_batch_of_100_in_order_with_a_bad_member(stack: Stack, mode: str) -> Non
 
 
 @pytest.mark.parametrize("bad", [{"commands": []}, {"commands": "x"}, {"commands": [{}] * 101},
-                                 {"commands": [{}], "more": 1}])
+                                 {"commands": [{}], "more": 1}, {"job_id": JOB}])
 def test_batch_shape_errors_name_commands(stack: Stack, bad: dict[str, object]) -> None:
     r = signed_post(url(stack, "webhook-flask"), bad)
-    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "commands"
+    assert r.status_code == 422 and "commands" in [d["field"] for d in r.json()["error"]["details"]]
 
 
 def test_logs_are_json_lines_with_the_contract_fields(stack: Stack, tmp_path: Path) -> None:

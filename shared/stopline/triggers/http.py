@@ -129,6 +129,10 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[b
                          details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
     action = TARGET_ACTIONS[target]
     delivery = Delivery(event_id, target, action)
+    if target == "webhook" and "commands" not in data and "action" not in data:
+        raise InvalidCommand("send one command with an action, or a batch {\"commands\": [...]}", details=[
+            {"field": "action", "message": "required for a single command"},
+            {"field": "commands", "message": "required for a batch (a list of 1 to 100 commands)"}])
     if target == "webhook" and "commands" in data:
         commands = data["commands"]
         extra = sorted(set(data) - {"commands"})
