@@ -64,7 +64,8 @@ IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    # Schemas are built on first use: a cold start validates one action, not all three.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     idempotency_key: IdempotencyKey | None = None
 
