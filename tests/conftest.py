@@ -28,6 +28,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="run the long forms of the reliability tests")
 
 
+# -- the suite-wide secret scan ------------------------------------------------------------------------------
+SUITE_SECRETS: set[str] = set()
+"""Every secret a test configures registers itself here (see `configured_secret`)."""
+SUITE_LOG_FILES: list[Path] = []
+"""Log files of the functions-framework processes the tests start."""
+
+
+def configured_secret(*values: str) -> None:
+    """Record secrets a test configures, so the end-of-session scan looks for them in every log line."""
+    SUITE_SECRETS.update(v for v in values if v)
+
+
+class _SuiteLogs(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logs.JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+_SUITE_LOGS = _SuiteLogs()
+logging.getLogger("stopline").addHandler(_SUITE_LOGS)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Search every stopline log line of the run (in process and from child processes) for every secret the
+    tests configured; a hit fails the run."""
+    from stopline.emulator.seeds import DEMO_IAM, DEMO_SK
+
+    configured_secret(DEMO_SK, DEMO_IAM["password"])
+    lines = list(_SUITE_LOGS.lines)
+    for path in SUITE_LOG_FILES:
+        if path.exists():
+            lines.extend(path.read_text(errors="replace").splitlines())
+    hits = sorted({secret[:4] + "..." for secret in SUITE_SECRETS for line in lines if secret in line})
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"secret scan: {len(lines)} log lines from the run and {len(SUITE_LOG_FILES)} process "
+                            f"logs searched for {len(SUITE_SECRETS)} configured secrets: {len(hits)} hits")
+    if hits:
+        if reporter is not None:
+            reporter.write_line(f"secret scan FAILED: secrets starting {', '.join(hits)} appeared in logs")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No STOPLINE_* / HUAWEICLOUD_* from the developer's shell leaks into a test."""

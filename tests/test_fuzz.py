@@ -25,7 +25,10 @@ from stopline.triggers import cloudevent, http
 from stopline.triggers.functiongraph import handle as fg_handle
 from stopline.triggers.queue import RedeliveryRequested
 
-SECRET = "fuzz-secret"
+from .conftest import configured_secret
+
+SECRET = "fuzz-webhook-secret"
+configured_secret(SECRET)
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
                     max_leaves=10)

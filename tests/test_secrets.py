@@ -16,10 +16,11 @@ from stopline.entry import reset_runtime
 from stopline.triggers import cloudevent
 from stopline.triggers.functiongraph import handle as fg_handle
 
-from .conftest import ROOT, LogCapture
+from .conftest import ROOT, LogCapture, configured_secret
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"very-secret-webhook-key-material").decode()
 PLAIN_SECRET = "plain-webhook-secret-value-42"
+configured_secret(WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_"), PLAIN_SECRET)
 
 
 def test_secret_scan_across_the_matrix(monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:

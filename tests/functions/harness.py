@@ -18,10 +18,11 @@ import httpx
 
 from stopline import webhooks
 
-from ..conftest import ROOT, free_port, wait_port
+from ..conftest import ROOT, SUITE_LOG_FILES, configured_secret, free_port, wait_port
 
 SECRET = "whsec_" + base64.b64encode(b"stopline-test-webhook-key-32byte").decode()
 OLD_SECRET = "rotated-out-plain-secret"
+configured_secret(SECRET, SECRET.removeprefix("whsec_"), OLD_SECRET)
 
 
 @dataclass
@@ -46,6 +47,11 @@ class FunctionProcess:
         if self.asgi:
             cmd.append("--asgi")
         self._log = self.log_path.open("wb")
+        SUITE_LOG_FILES.append(self.log_path)
+        for name in ("HUAWEICLOUD_SDK_SK", "STOPLINE_IAM_PASSWORD", "STOPLINE_AUTH_TOKEN"):
+            configured_secret(self.env.get(name, ""))
+        for secret in self.env.get("STOPLINE_WEBHOOK_SECRETS", "").split(","):
+            configured_secret(secret, secret.removeprefix("whsec_"))
         self.proc = subprocess.Popen(cmd, env={**clean, **self.env}, stdout=self._log, stderr=subprocess.STDOUT,
                                      cwd=ROOT)
         return self

@@ -17,9 +17,10 @@ from stopline.entry import reset_runtime
 from stopline.triggers.functiongraph import detect
 from stopline.triggers.queue import RedeliveryRequested
 
-from ..conftest import ROOT, LogCapture
+from ..conftest import ROOT, LogCapture, configured_secret
 
 SECRET = "fg-test-secret"
+configured_secret(SECRET, "agency-sk-value", "agency-sts-token")
 EVENTS = ROOT / "events"
 
 
