@@ -31,14 +31,15 @@ def _alive(pid: int) -> bool:
     return not (status.exists() and "State:\tZ" in status.read_text())
 
 
-@pytest.fixture
-def dev(tmp_path: Path) -> tuple[subprocess.Popen[str], str, int]:
+@pytest.fixture(params=["flask", "asgi"])
+def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Popen[str], str, int]:
     emulator_port, base = free_port(), free_port()
     while any(not _free(p) for p in range(base, base + 5)) or emulator_port in range(base, base + 5):
         base = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    mode = ["--asgi"] if request.param == "asgi" else []
     proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
-                             "--port", str(base)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                             "--port", str(base), *mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             cwd=ROOT, env=clean)
     assert proc.stdout is not None
     banner, deadline = [], time.monotonic() + 90

@@ -55,7 +55,7 @@ def wait_for_port(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def _banner(emulator_url: str, urls: dict[str, str], secret: str) -> str:
+def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = False) -> str:
     from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_TASK_ID
 
     hook, event = urls["webhook"], urls["on_event"]
@@ -73,7 +73,11 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str) -> str:
         f"  uv run stopline send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
         f"  uv run stopline send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
         f"--secret {secret}",
-        f"  curl -s -X POST {event} -H 'Content-Type: application/json' -d '{pubsub}'",
+        # functions-framework converts a raw push body only in Flask mode; under ASGI send it as Eventarc does
+        (f"  curl -s -X POST {event} -H 'Content-Type: application/json' -H 'ce-specversion: 1.0' "
+         "-H 'ce-id: demo-1' -H 'ce-source: //pubsub.googleapis.com/projects/demo/topics/stopline' "
+         f"-H 'ce-type: google.cloud.pubsub.topic.v1.messagePublished' -d '{pubsub}'" if asgi else
+         f"  curl -s -X POST {event} -H 'Content-Type: application/json' -d '{pubsub}'"),
         "  uv run stopline invoke functiongraph --event events/functiongraph-kafka.json --emulate",
         f"  curl -s {emulator_url}/_emulator/calls",
         "",
@@ -139,7 +143,7 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
                     print(f"stopline dev: the {name} target did not start on port {port}", file=sys.stderr)
                 return 1 if not stopping["now"] else 0
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        print(_banner(server.url, urls, secret), flush=True)
+        print(_banner(server.url, urls, secret, asgi), flush=True)
         while not stopping["now"]:
             if any(child.poll() is not None for child in children):
                 print("stopline dev: a function target exited; stopping", file=sys.stderr)
