@@ -10,7 +10,6 @@ Everything served runs on 127.0.0.1 and is stopped by pid when the scenario ends
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -28,10 +27,9 @@ from typing import Any
 import httpx
 
 from stopline import transport
-from stopline.auth import signer
-from stopline.client import AsyncClient, Client, core_from
+from stopline.client import Client, core_from
 from stopline.emulator import mock_huaweicloud
-from stopline.emulator.seeds import DEMO_AK, DEMO_IAM, DEMO_PROJECT_ID, DEMO_SK, DEMO_TOKEN, demo_environment
+from stopline.emulator.seeds import DEMO_IAM, DEMO_PROJECT_ID, demo_environment
 from stopline.models import parse_command
 from stopline.settings import load_settings
 
@@ -80,127 +78,7 @@ def rotate(items: list[Any], k: int) -> list[Any]:
     return items[k % len(items):] + items[:k % len(items)]
 
 
-# -- 1. per call ----------------------------------------------------------------------------------------
-def per_call(server: RemoteEmulator, calls: int, reps: int) -> tuple[str, dict[str, Any]]:
-    """Sequential calls against the served emulator: wall and CPU time per call, p50 and p99."""
-    from huaweicloudsdkcodeartsbuild.v3 import CodeArtsBuildClient, StopJobRequest, StopJobRequestBody
-    from huaweicloudsdkcore.auth.credentials import BasicCredentials
-
-    url = server.url
-    host = url.removeprefix("http://")
-    counter = iter(range(1, 10**9))
-    stopline_client = Client(core_from(load_settings(ak=DEMO_AK, sk=DEMO_SK, project_id=DEMO_PROJECT_ID,
-                                                     codearts_build_endpoint=url, build_stop_api="v3")))
-    raw = httpx.Client(timeout=10)
-    sdk = CodeArtsBuildClient.new_builder().with_credentials(
-        BasicCredentials(DEMO_AK, DEMO_SK, DEMO_PROJECT_ID)).with_endpoints([url]).build()
-
-    prepared: list[Any] = []  # commands are validated by the pipeline before the client sees them
-
-    def stopline_call() -> None:
-        stopline_client.execute(prepared.pop())
-
-    def raw_signed() -> None:
-        body = f'{{"job_id":"{JOB}","build_no":"{next(counter)}"}}'.encode()
-        headers = signer.sign(access_key=DEMO_AK, secret_key=DEMO_SK, method="POST", host=host,
-                              path="/v3/jobs/stop", headers={"Content-Type": "application/json",
-                                                             "X-Project-Id": DEMO_PROJECT_ID}, body=body)
-        raw.post(f"{url}/v3/jobs/stop", content=body, headers=headers).raise_for_status()
-
-    def raw_token() -> None:
-        body = f'{{"job_id":"{JOB}","build_no":"{next(counter)}"}}'.encode()
-        raw.post(f"{url}/v3/jobs/stop", content=body, headers={"Content-Type": "application/json",
-                                                               "X-Auth-Token": DEMO_TOKEN}).raise_for_status()
-
-    def sdk_call() -> None:
-        sdk.stop_job(StopJobRequest(body=StopJobRequestBody(job_id=JOB, build_no=str(next(counter)))))
-
-    peers: dict[str, Callable[[], None]] = {"stopline (AK/SK)": stopline_call, "raw httpx + signing": raw_signed,
-                                            "raw httpx, token": raw_token, "official SDK (AK/SK)": sdk_call}
-    prepared[:] = [parse_command({"action": "stop_build", "job_id": JOB, "build_no": next(counter)})
-                   for _ in range(20)]
-    for fn in peers.values():  # warm up pools, imports, the SDK's lazy setup
-        for _ in range(20):
-            if fn is stopline_call and not prepared:
-                break
-            fn()
-    wall = {name: Series(name) for name in peers}
-    cpu = {name: Series(name) for name in peers}
-    p99 = {name: Series(name) for name in peers}
-    for rep in range(reps):
-        for name in rotate(list(peers), rep):
-            fn, samples = peers[name], []
-            prepared[:] = [parse_command({"action": "stop_build", "job_id": JOB, "build_no": next(counter)})
-                           for _ in range(calls)]
-            cpu0 = time.process_time()
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                fn()
-                samples.append((time.perf_counter() - t0) * 1e6)
-            cpu[name].values.append((time.process_time() - cpu0) / calls * 1e6)
-            wall[name].values.append(statistics.median(samples))
-            p99[name].values.append(sorted(samples)[int(len(samples) * 0.99) - 1])
-    stopline_client.close()
-    raw.close()
-    order = list(peers)
-    text = "\n\n".join([
-        table("Per call, p50 wall time (sequential, emulator served by another process)", [wall[n] for n in order],
-              "µs", "raw httpx + signing"),
-        table("Per call, p99 wall time", [p99[n] for n in order], "µs", "raw httpx + signing"),
-        table("Per call, client CPU time", [cpu[n] for n in order], "µs",
-              "raw httpx + signing"),
-    ])
-    return text, {"p50_us": {n: wall[n].values for n in order}, "p99_us": {n: p99[n].values for n in order},
-                  "cpu_us": {n: cpu[n].values for n in order}}
-
-
-def concurrency(server: RemoteEmulator, calls: int, reps: int) -> tuple[str, dict[str, Any]]:
-    """Throughput at 16 concurrent calls: sync client on threads vs async client on one loop."""
-    url = server.url
-    counter = iter(range(100_000, 10**9))
-    settings = load_settings(ak=DEMO_AK, sk=DEMO_SK, project_id=DEMO_PROJECT_ID, codearts_build_endpoint=url,
-                             build_stop_api="v3")
-    sync_client = Client(core_from(settings))
-
-    def cmd() -> Any:
-        return parse_command({"action": "stop_build", "job_id": JOB, "build_no": next(counter)})
-
-    def sync16() -> float:
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda _: sync_client.execute(cmd()), range(calls)))
-        return calls / (time.perf_counter() - t0)
-
-    def async16() -> float:
-        async def go() -> float:
-            client = AsyncClient(core_from(settings))
-            gate = asyncio.Semaphore(16)
-
-            async def one() -> None:
-                async with gate:
-                    await client.execute(cmd())
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(calls)))
-            rate = calls / (time.perf_counter() - t0)
-            await client.aclose()
-            return rate
-        return asyncio.run(go())
-
-    def sync1() -> float:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            sync_client.execute(cmd())
-        return calls / (time.perf_counter() - t0)
-
-    peers = {"sync, 1 at a time": sync1, "sync, 16 threads": sync16, "async, 16 tasks": async16}
-    series = {n: Series(n) for n in peers}
-    for rep in range(reps):
-        for name in rotate(list(peers), rep):
-            series[name].values.append(peers[name]())
-    sync_client.close()
-    return table("stopline client throughput (req/s, higher is better)", list(series.values()), "req/s",
-                 "sync, 1 at a time"), {n: s.values for n, s in series.items()}
+# -- 1. per call: bench/percall.py ------------------------------------------------------------------------
 
 
 # -- 2. cold start ----------------------------------------------------------------------------------------
@@ -406,14 +284,20 @@ def token(calls: int) -> tuple[str, dict[str, Any]]:
             f"(asserted), {calls / elapsed:,.0f} calls/s in process."), {"calls": calls, "token_requests": requests}
 
 
+def per_call_matrix(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, Any]]:
+    from bench.percall import per_call
+
+    return per_call(url, job, calls, reps)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny counts, for the smoke test")
-    parser.add_argument("--only", nargs="*", help="scenarios: per_call concurrency cold batch served token")
+    parser.add_argument("--only", nargs="*", help="scenarios: per_call cold batch served token")
     args = parser.parse_args()
     q = args.quick
     reps = 2 if q else 5
-    chosen = set(args.only or ["per_call", "concurrency", "cold", "batch", "served", "token"])
+    chosen = set(args.only or ["per_call", "cold", "batch", "served", "token"])
     # The emulator runs in its own process, so its work never competes with the measured client for the GIL.
     from tests.conftest import free_port, wait_port
 
@@ -422,15 +306,14 @@ def main() -> int:
                                       "--seed", "demo"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, 60)
     server = RemoteEmulator(f"http://127.0.0.1:{port}", emulator_proc)
-    for first in range(1, 400_000, 30_000):  # the control API takes bodies up to 1 MiB
-        httpx.post(f"{server.url}/_emulator/seed", timeout=120, json={"build_tasks": [
-            {"job_id": JOB, "project_id": DEMO_PROJECT_ID,
-             "builds": [{"build_no": n} for n in range(first, first + 30_000)]}]}).raise_for_status()
+    from bench.percall import seed_sections
+
+    for body in seed_sections(JOB, range(1, 400_000)):  # the control API takes bodies up to 1 MiB
+        httpx.post(f"{server.url}/_emulator/seed", timeout=120, json=body).raise_for_status()
     sections, data = [], {}
     try:
         steps: list[tuple[str, Callable[[], tuple[str, Any]]]] = [
-            ("per_call", lambda: per_call(server, 20 if q else 400, reps)),
-            ("concurrency", lambda: concurrency(server, 20 if q else 800, reps)),
+            ("per_call", lambda: per_call_matrix(server.url, JOB, 10 if q else 200, reps)),
             ("cold", lambda: cold_start(reps)),
             ("batch", lambda: batch(reps, 10 if q else 100)),
             ("served", lambda: served(server, 0.5 if q else 5.0, 1 if q else reps)),

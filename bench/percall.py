@@ -1,0 +1,256 @@
+"""Per-call scenario: the stopline client (sync and async) against raw httpx with the same headers and
+signing, and against the official SDK, for each operation, in AK/SK and token modes; then req/s at 1 and 16
+concurrent calls. Every call acts on a fresh build, task or job, so each one does the same work."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from stopline.auth import signer
+from stopline.client import AsyncClient, Client, core_from
+from stopline.emulator.seeds import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, DEMO_TOKEN
+from stopline.models import Command, parse_command
+from stopline.settings import load_settings
+
+OPS = ("stop_build", "delete_build_task", "stop_dataarts_job")
+MODES = ("AK/SK", "token")
+TASKS, JOBS = 12_000, 12_000
+
+
+def task_id(n: int) -> str:
+    return f"d{n:031d}"
+
+
+def seed_sections(job: str, builds: range) -> list[dict[str, Any]]:
+    """Control-API seed bodies (each under the emulator's 1 MiB limit) for the targets this scenario uses."""
+    bodies: list[dict[str, Any]] = []
+    for first in range(builds.start, builds.stop, 30_000):
+        bodies.append({"build_tasks": [{"job_id": job, "project_id": DEMO_PROJECT_ID, "builds": [
+            {"build_no": n} for n in range(first, min(first + 30_000, builds.stop))]}]})
+    for first in range(0, TASKS, 5_000):
+        bodies.append({"build_tasks": [{"job_id": task_id(n), "project_id": DEMO_PROJECT_ID, "builds": []}
+                                       for n in range(first, first + 5_000)]})
+    for first in range(0, JOBS, 10_000):
+        bodies.append({"dataarts_jobs": [{"project_id": DEMO_PROJECT_ID, "job_name": f"bench-{n}"}
+                                         for n in range(first, first + 10_000)]})
+    return bodies
+
+
+@dataclass
+class Fresh:
+    """Hands out targets nobody has acted on yet."""
+
+    job: str
+    builds: Iterator[int]
+    tasks: Iterator[int]
+    jobs: Iterator[int]
+
+    def command(self, op: str) -> Command:
+        if op == "stop_build":
+            return parse_command({"action": op, "job_id": self.job, "build_no": next(self.builds)})
+        if op == "delete_build_task":
+            return parse_command({"action": op, "job_id": task_id(next(self.tasks))})
+        return parse_command({"action": op, "job_name": f"bench-{next(self.jobs)}"})
+
+
+def _raw_request(command: Command) -> tuple[str, bytes, dict[str, str]]:
+    """Path, body and headers a hand-written caller would send (the bytes stopline sends, built by hand)."""
+    headers = {"Content-Type": "application/json"}
+    if command.action == "stop_build":
+        return ("/v3/jobs/stop", f'{{"job_id":"{command.job_id}","build_no":"{command.build_no}"}}'.encode(),
+                headers)
+    if command.action == "delete_build_task":
+        return f"/v3/jobs/{command.job_id}/delete", b"", headers
+    if command.workspace:
+        headers["workspace"] = command.workspace
+    return f"/v1/{DEMO_PROJECT_ID}/jobs/{command.job_name}/stop", b"", headers
+
+
+class Peers:
+    """The callers compared, each taking one prepared command."""
+
+    def __init__(self, url: str) -> None:
+        from huaweicloudsdkcodeartsbuild.v3 import CodeArtsBuildClient
+        from huaweicloudsdkcore.auth.credentials import BasicCredentials
+        from huaweicloudsdkdgc.v1 import DgcClient
+
+        self.url, self.host = url, url.removeprefix("http://")
+        common = {"project_id": DEMO_PROJECT_ID, "codearts_build_endpoint": url, "dataarts_endpoint": url,
+                  "build_stop_api": "v3"}
+        self.settings = {"AK/SK": load_settings(ak=DEMO_AK, sk=DEMO_SK, **common),
+                         "token": load_settings(auth_token=DEMO_TOKEN, **common)}
+        self.sync = {mode: Client(core_from(s)) for mode, s in self.settings.items()}
+        self.raw = httpx.Client(timeout=10)
+        credentials = BasicCredentials(DEMO_AK, DEMO_SK, DEMO_PROJECT_ID)
+        self.sdk_build = CodeArtsBuildClient.new_builder().with_credentials(credentials).with_endpoints([url]).build()
+        self.sdk_dgc = DgcClient.new_builder().with_credentials(credentials).with_endpoints([url]).build()
+        self.loop = asyncio.new_event_loop()
+        self.asyncs = {mode: self.loop.run_until_complete(self._make_async(s)) for mode, s in self.settings.items()}
+
+    @staticmethod
+    async def _make_async(settings: Any) -> AsyncClient:
+        return AsyncClient(core_from(settings))
+
+    def raw_call(self, mode: str) -> Callable[[Command], object]:
+        def call(command: Command) -> None:
+            path, body, headers = _raw_request(command)
+            if mode == "token":
+                headers["X-Auth-Token"] = DEMO_TOKEN
+            else:
+                headers = signer.sign(access_key=DEMO_AK, secret_key=DEMO_SK, method="POST", host=self.host,
+                                      path=path, headers={**headers, "X-Project-Id": DEMO_PROJECT_ID}, body=body)
+            self.raw.post(self.url + path, content=body, headers=headers).raise_for_status()
+        return call
+
+    def sdk_call(self, command: Command) -> None:
+        from huaweicloudsdkcodeartsbuild.v3 import DeleteBuildJobRequest, StopJobRequest, StopJobRequestBody
+        from huaweicloudsdkdgc.v1 import StopJobRequest as DgcStopJobRequest
+
+        if command.action == "stop_build":
+            self.sdk_build.stop_job(StopJobRequest(body=StopJobRequestBody(job_id=command.job_id,
+                                                                           build_no=str(command.build_no))))
+        elif command.action == "delete_build_task":
+            self.sdk_build.delete_build_job(DeleteBuildJobRequest(job_id=command.job_id))
+        else:
+            self.sdk_dgc.stop_job(DgcStopJobRequest(job_name=command.job_name))
+
+    def for_mode(self, mode: str) -> dict[str, Callable[[Command], object] | str]:
+        """Peer name -> a sync callable, or "async" for the async client (driven in one loop)."""
+        peers: dict[str, Callable[[Command], object] | str] = {
+            "stopline sync": self.sync[mode].execute, "stopline async": "async",
+            "raw httpx, same " + ("signing" if mode == "AK/SK" else "token"): self.raw_call(mode)}
+        if mode == "AK/SK":
+            peers["official SDK"] = self.sdk_call
+        return peers
+
+    def run_sequential(self, peer: Callable[[Command], object] | str, mode: str,
+                       commands: list[Command]) -> tuple[list[float], float, float]:
+        """(per-call µs samples, CPU µs per call, wall seconds) for calls made one after another."""
+        samples: list[float] = []
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        if peer == "async":
+            client = self.asyncs[mode]
+
+            async def go() -> None:
+                for command in commands:
+                    t0 = time.perf_counter()
+                    await client.execute(command)
+                    samples.append((time.perf_counter() - t0) * 1e6)
+
+            self.loop.run_until_complete(go())
+        else:
+            assert callable(peer)
+            for command in commands:
+                t0 = time.perf_counter()
+                peer(command)
+                samples.append((time.perf_counter() - t0) * 1e6)
+        return samples, (time.process_time() - cpu0) / len(commands) * 1e6, time.perf_counter() - wall0
+
+    def run_concurrent(self, peer: Callable[[Command], object] | str, mode: str, commands: list[Command],
+                       width: int) -> float:
+        """req/s with `width` calls in flight (threads for sync callers, tasks for the async client)."""
+        t0 = time.perf_counter()
+        if peer == "async":
+            client = self.asyncs[mode]
+
+            async def go() -> None:
+                gate = asyncio.Semaphore(width)
+
+                async def one(command: Command) -> None:
+                    async with gate:
+                        await client.execute(command)
+
+                await asyncio.gather(*(one(c) for c in commands))
+
+            self.loop.run_until_complete(go())
+        else:
+            assert callable(peer)
+            with ThreadPoolExecutor(width) as pool:
+                list(pool.map(peer, commands))
+        return len(commands) / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        for client in self.sync.values():
+            client.close()
+        for aclient in self.asyncs.values():
+            self.loop.run_until_complete(aclient.aclose())
+        self.loop.close()
+        self.raw.close()
+
+
+def _median_cell(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f}"
+
+
+def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, Any]]:
+    from bench.run import rotate
+
+    fresh = Fresh(job, itertools.count(1), itertools.count(0), itertools.count(0))
+    peers = Peers(url)
+    p50: dict[tuple[str, str, str], list[float]] = {}
+    p99: dict[tuple[str, str, str], list[float]] = {}
+    cpu: dict[tuple[str, str, str], list[float]] = {}
+    try:
+        for op in OPS:
+            for mode in MODES:
+                for peer in peers.for_mode(mode).values():  # warm-up: pools, lazy SDK setup
+                    peers.run_sequential(peer, mode, [fresh.command(op) for _ in range(5)])
+                for rep in range(reps):
+                    for name, peer in rotate(list(peers.for_mode(mode).items()), rep):
+                        samples, cpu_us, _ = peers.run_sequential(peer, mode, [fresh.command(op) for _ in range(calls)])
+                        key = (op, mode, name)
+                        p50.setdefault(key, []).append(statistics.median(samples))
+                        p99.setdefault(key, []).append(sorted(samples)[max(0, int(len(samples) * 0.99) - 1)])
+                        cpu.setdefault(key, []).append(cpu_us)
+        throughput: dict[tuple[str, int], list[float]] = {}
+        aksk = peers.for_mode("AK/SK")
+        for rep in range(reps):
+            for name, peer in rotate(list(aksk.items()), rep):
+                for width in (1, 16):
+                    commands = [fresh.command("stop_build") for _ in range(calls * 2)]
+                    rate = (peers.run_concurrent(peer, "AK/SK", commands, width) if width > 1 else
+                            len(commands) / peers.run_sequential(peer, "AK/SK", commands)[2])
+                    throughput.setdefault((name, width), []).append(rate)
+    finally:
+        peers.close()
+
+    def matrix(title: str, data: dict[tuple[str, str, str], list[float]], unit: str) -> str:
+        rows = [f"### {title}", "",
+                f"| operation | mode | stopline sync ({unit}) | stopline async | raw httpx (same headers) "
+                "| official SDK | sync / raw | SDK / sync |", "|---|---|---|---|---|---|---|---|"]
+        for op in OPS:
+            for mode in MODES:
+                raw_name = "raw httpx, same " + ("signing" if mode == "AK/SK" else "token")
+                sync = statistics.median(data[(op, mode, "stopline sync")])
+                raw = statistics.median(data[(op, mode, raw_name)])
+                sdk_values = data.get((op, mode, "official SDK"))
+                sdk = statistics.median(sdk_values) if sdk_values else None
+                rows.append(
+                    f"| {op} | {mode} | {sync:,.0f} | {_median_cell(data[(op, mode, 'stopline async')])} | "
+                    f"{raw:,.0f} | {f'{sdk:,.0f}' if sdk else '-'} | {sync / raw:.2f}x | "
+                    f"{f'{sdk / sync:.2f}x' if sdk else '-'} |")
+        return "\n".join(rows)
+
+    rate_rows = ["### Throughput, stop_build, AK/SK (req/s, higher is better)", "",
+                 "| peer | 1 at a time | 16 concurrent |", "|---|---|---|"]
+    for name in aksk:
+        rate_rows.append(f"| {name} | {_median_cell(throughput[(name, 1)])} | {_median_cell(throughput[(name, 16)])} |")
+    text = "\n\n".join([
+        matrix("Per call, p50 wall time (sequential, emulator served by another process)", p50, "µs"),
+        matrix("Per call, p99 wall time", p99, "µs"),
+        matrix("Per call, client CPU time", cpu, "µs"),
+        "\n".join(rate_rows),
+    ])
+    return text, {"p50_us": {"|".join(k): v for k, v in p50.items()},
+                  "p99_us": {"|".join(k): v for k, v in p99.items()},
+                  "cpu_us": {"|".join(k): v for k, v in cpu.items()},
+                  "req_per_s": {f"{n}|{w}": v for (n, w), v in throughput.items()}}
