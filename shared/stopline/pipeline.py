@@ -70,6 +70,12 @@ class Wait:
 
 
 class Pipeline:
+    """One instance per runtime (and per FunctionGraph agency key); shares its idempotency store.
+
+    The client factories are called lazily, so a missing credential surfaces as a `configuration` failure of
+    the command that needed it -- after validation, so bad input is still reported as such.
+    """
+
     def __init__(
         self,
         settings: Settings,
