@@ -40,20 +40,6 @@ def configured_secret(*values: str) -> None:
     SUITE_SECRETS.update(v for v in values if v)
 
 
-class _SuiteLogs(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(logs.JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-_SUITE_LOGS = _SuiteLogs()
-logging.getLogger("stopline").addHandler(_SUITE_LOGS)
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Search every stopline log line of the run (in process and from child processes) for every secret the
     tests configured; a hit fails the run."""
@@ -102,6 +88,10 @@ class LogCapture(logging.Handler):
     @property
     def records(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.lines]
+
+
+_SUITE_LOGS = LogCapture()  # every stopline line of the run, for the secret scan at session end
+logging.getLogger("stopline").addHandler(_SUITE_LOGS)
 
 
 @pytest.fixture

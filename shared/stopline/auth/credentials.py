@@ -100,7 +100,6 @@ class IamPasswordToken:
     _token: SecretStr | None = field(default=None, repr=False)
     _refresh_at: float = 0.0
     _async_locks: dict[int, asyncio.Lock] = field(default_factory=dict, repr=False)
-    fetches: int = 0
 
     def apply(self, call: Call, token: str | None) -> dict[str, str]:
         assert token is not None, "the driver fetches a token before applying IAM credentials"
@@ -166,7 +165,6 @@ class IamPasswordToken:
                 pass
             self._token = SecretStr(token)
             self._refresh_at = time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S)
-            self.fetches += 1
             return token
         code, msg = parse_error_body(reply.body)
         info = UpstreamInfo(reply.status, code, msg, reply.header("x-request-id"))

@@ -60,6 +60,17 @@ def _gateway_error(status: int, code: str, msg: str, request_id: str, **headers:
     return _json(status, {"error_code": code, "error_msg": msg, "request_id": request_id}, **headers)
 
 
+def _build_no_of(request: EmuRequest) -> int | None:
+    """The build a stop call names (v3: JSON body; v1: query), for the call log."""
+    if request.path == "/v3/jobs/stop":
+        try:
+            return int(json.loads(request.body).get("build_no"))
+        except (ValueError, TypeError, AttributeError):
+            return None
+    value = dict(request.query).get("build_no", "")
+    return int(value) if value.isdigit() else None
+
+
 class Router:
     """Dispatches cloud paths and the ``/_emulator/`` control API."""
 
@@ -95,14 +106,7 @@ class Router:
             if fault is not None:  # latency / hold: the work is done, the answer comes late
                 reply.delay_s = fault.delay_ms / 1000
         reply.headers.setdefault("X-Request-Id", request_id)
-        build_no = None
-        if request.path == "/v3/jobs/stop":
-            try:
-                build_no = int(json.loads(request.body).get("build_no"))
-            except (ValueError, TypeError, AttributeError):
-                build_no = None
-        elif "build_no" in dict(request.query):
-            build_no = int(dict(request.query)["build_no"]) if dict(request.query)["build_no"].isdigit() else None
+        build_no = _build_no_of(request)
         with self.state.lock:
             self.calls.append({
                 "method": request.method, "path": request.path,

@@ -37,9 +37,6 @@ def _asgi_response(target: str, request: Any) -> Any:
     class PipelineResponse(Response):
         """Runs the async pipeline when Starlette sends the response, on the event loop."""
 
-        def __init__(self) -> None:
-            super().__init__()
-
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             headers = {k.lower(): v for k, v in request.headers.items()}
 

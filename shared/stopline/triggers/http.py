@@ -159,27 +159,38 @@ def _internal_error(exc: Exception) -> HttpReply:
                                                   "details": []}})
 
 
-def _config_error(exc: StoplineError) -> HttpReply:
-    log.error("configuration error: %s", exc.message, extra={"error_type": exc.type})
+def _refusal(exc: StoplineError) -> HttpReply:
+    """A request refused before the pipeline; configuration problems are also logged for the operator."""
+    if exc.status == 500:
+        log.error("configuration error: %s", exc.message, extra={"error_type": exc.type})
     return error_reply(exc)
+
+
+def _runtime_for(target: str, method: str, headers: Mapping[str, str]) -> Runtime:
+    """The checks before the body is read, then the runtime (whose settings the parse needs)."""
+    from stopline.entry import get_runtime
+
+    precheck(method, headers, target)
+    return get_runtime()
+
+
+def _parse_with(runtime: Runtime, target: str, headers: Mapping[str, str], body: bytes) -> Parsed:
+    s = runtime.settings
+    return parse(target, headers, body, keys=runtime.webhook_keys, allow_unsigned=s.allow_unsigned,
+                 tolerance_s=s.webhook_tolerance_s)
 
 
 def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
            *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None) -> HttpReply:
     """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline)."""
-    from stopline.entry import get_runtime
-
     try:
-        precheck(method, headers, target)
-        runtime = get_runtime()
-        s = runtime.settings
-        parsed = parse(target, headers, read_body(MAX_BODY), keys=runtime.webhook_keys,
-                       allow_unsigned=s.allow_unsigned, tolerance_s=s.webhook_tolerance_s)
+        runtime = _runtime_for(target, method, headers)
+        parsed = _parse_with(runtime, target, headers, read_body(MAX_BODY))
         chosen = pipeline(runtime) if pipeline is not None else runtime.pipeline
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             read_body(drain)
-        return _config_error(exc) if exc.status == 500 else error_reply(exc)
+        return _refusal(exc)
     delivery = parsed.delivery if trigger is None else Delivery(
         parsed.delivery.event_id, trigger, parsed.delivery.action)
     try:
@@ -193,18 +204,13 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
 async def ahandle(target: str, method: str, headers: Mapping[str, str],
                   read_body: Callable[[int], Awaitable[bytes]]) -> HttpReply:
     """Asynchronous HTTP target (ASGI mode): the same checks, the cloud called with httpx's async client."""
-    from stopline.entry import get_runtime
-
     try:
-        precheck(method, headers, target)
-        runtime = get_runtime()
-        s = runtime.settings
-        parsed = parse(target, headers, await read_body(MAX_BODY), keys=runtime.webhook_keys,
-                       allow_unsigned=s.allow_unsigned, tolerance_s=s.webhook_tolerance_s)
+        runtime = _runtime_for(target, method, headers)
+        parsed = _parse_with(runtime, target, headers, await read_body(MAX_BODY))
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             await read_body(drain)
-        return _config_error(exc) if exc.status == 500 else error_reply(exc)
+        return _refusal(exc)
     try:
         if parsed.commands is not None:
             return batch_reply(await runtime.pipeline.ahandle_batch(parsed.commands, parsed.delivery))
