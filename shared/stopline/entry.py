@@ -16,7 +16,7 @@ from stopline import transport
 
 if TYPE_CHECKING:
     from stopline.auth.credentials import Credentials
-    from stopline.client import AsyncClient, Client, ClientCore
+    from stopline.client import Client, ClientCore
     from stopline.pipeline import Pipeline
     from stopline.settings import Settings
 
@@ -38,7 +38,6 @@ class Runtime:
         self._lock = threading.Lock()
         self._core: ClientCore | None = None
         self._client: Client | None = None
-        self._async_clients: dict[int, AsyncClient] = {}
         self._agency: dict[str, tuple[Client, Pipeline]] = {}
         logs.configure(settings.log_level)
         logs.register_secret(
@@ -53,8 +52,7 @@ class Runtime:
         if not self.webhook_keys and settings.allow_unsigned:
             log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
         self.store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries)
-        self.pipeline: Pipeline = Pipeline(settings, self.store, client=self.client,
-                                           async_client=self.async_client)
+        self.pipeline: Pipeline = Pipeline(settings, self.store, client=self.client)
 
     def core(self) -> ClientCore:
         if self._core is None:
@@ -75,21 +73,6 @@ class Runtime:
                     self._client = Client(core, transport=self._transport)
         return self._client
 
-    def async_client(self) -> AsyncClient:
-        """One AsyncClient per event loop: httpx's async pool must not cross loops."""
-        import asyncio
-
-        from stopline.client import AsyncClient
-
-        loop_id = id(asyncio.get_running_loop())
-        found = self._async_clients.get(loop_id)
-        if found is None:
-            core = self.core()
-            with self._lock:
-                found = self._async_clients.setdefault(
-                    loop_id, AsyncClient(core, transport=self._transport))
-        return found
-
     def pipeline_for_agency(self, credentials: Credentials, project_id: str | None) -> Pipeline:
         """A pipeline whose client signs with FunctionGraph agency credentials (used only when no other
         credentials are configured); cached per temporary access key, sharing the store."""
@@ -102,8 +85,7 @@ class Runtime:
             if entry is None:
                 client = Client(core_from(self.settings, agency=credentials, project_id=project_id),
                                 transport=self._transport)
-                pipeline = Pipeline(self.settings, self.store, client=lambda: client,
-                                    async_client=self.async_client)
+                pipeline = Pipeline(self.settings, self.store, client=lambda: client)
                 entry = self._agency[key] = (client, pipeline)
                 if len(self._agency) > 4:  # temporary keys rotate every few minutes; keep the newest few
                     old_client, old_pipeline = self._agency.pop(next(iter(self._agency)))

@@ -2,9 +2,8 @@
 
 Flask mode hands a target a ``flask.Request``; ``--asgi`` mode hands it a Starlette ``Request`` and
 runs the (sync) target in a thread. For ASGI we return a Starlette ``Response`` whose ``__call__``
-runs on the event loop: it reads the body (stopping at the size limit) and runs the async pipeline
-there, so ASGI mode does its cloud I/O with httpx's async client. Starlette is imported only in
-that mode.
+runs on the event loop: it reads the body (stopping at the size limit), then hands the command to the
+pipeline on a worker thread. Starlette is imported only in that mode.
 """
 
 from __future__ import annotations

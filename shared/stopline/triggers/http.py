@@ -203,7 +203,8 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
 
 async def ahandle(target: str, method: str, headers: Mapping[str, str],
                   read_body: Callable[[int], Awaitable[bytes]]) -> HttpReply:
-    """Asynchronous HTTP target (ASGI mode): the same checks, the cloud called with httpx's async client."""
+    """Asynchronous HTTP target (ASGI mode): the same checks; the body is read on the event loop, then the
+    pipeline runs on a worker thread (see :mod:`stopline.pipeline` for why not httpx's async client)."""
     try:
         runtime = _runtime_for(target, method, headers)
         parsed = _parse_with(runtime, target, headers, await read_body(MAX_BODY))
@@ -211,9 +212,12 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
         if drain := _drain_size(exc, headers):
             await read_body(drain)
         return _refusal(exc)
+    from anyio import to_thread
+
+    pipeline = runtime.pipeline
     try:
         if parsed.commands is not None:
-            return batch_reply(await runtime.pipeline.ahandle_batch(parsed.commands, parsed.delivery))
-        return result_reply(await runtime.pipeline.ahandle(parsed.command, parsed.delivery))
+            return batch_reply(await to_thread.run_sync(pipeline.handle_batch, parsed.commands, parsed.delivery))
+        return result_reply(await to_thread.run_sync(pipeline.handle, parsed.command, parsed.delivery))
     except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
         return _internal_error(exc)
