@@ -3,9 +3,15 @@ and timer triggers. Does not import functions_framework, which FunctionGraph doe
 
 from typing import Any
 
-from stopline.triggers.functiongraph import handle
+from stopline.triggers.functiongraph import handle, initialize
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Run the trigger's commands; raises (so FunctionGraph retries) only on transient failures."""
     return handle(event, context)
+
+
+def initializer(context: Any) -> None:
+    """FunctionGraph initializer (``initializer_handler: functiongraph.initializer``): moves the cold
+    start's setup -- settings, validators, the HTTP client -- ahead of the first event."""
+    initialize(context)

@@ -108,6 +108,12 @@ COMMAND_TYPES: dict[str, type[StopBuild] | type[DeleteBuildTask] | type[StopData
 }
 
 
+def build_validators() -> None:
+    """Build the deferred validators now (FunctionGraph's initializer), so the first command does not."""
+    for model in COMMAND_TYPES.values():
+        model.model_rebuild()
+
+
 def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 

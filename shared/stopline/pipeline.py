@@ -185,6 +185,11 @@ class Pipeline:
                           extra={"event_id": work.delivery.event_id})
         return self._log(result, work.delivery, work.started)
 
+    def warm(self) -> None:
+        """Build the client now: httpx's transport imports httpcore and loads the TLS trust store, about
+        110 ms that would otherwise land on the first command. Raises ConfigurationError."""
+        self._client()
+
     # -- drivers -------------------------------------------------------------------------------------------
     def handle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
         prepared = self.prepare(raw, delivery, index=index)

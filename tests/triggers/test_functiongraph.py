@@ -28,14 +28,18 @@ def load(name: str) -> dict[str, Any]:
     return dict(json.loads((EVENTS / name).read_text()))
 
 
-def handler(event: Any, context: Any = None) -> dict[str, Any]:
+def entry_module() -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("functiongraph", ROOT / "functions" / "functiongraph.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return dict(module.handler(event, context or object()))
+    return module
+
+
+def handler(event: Any, context: Any = None) -> dict[str, Any]:
+    return dict(entry_module().handler(event, context or object()))
 
 
 @pytest.fixture(autouse=True)
@@ -178,3 +182,40 @@ def test_a_bug_still_answers_json_500(monkeypatch: pytest.MonkeyPatch, log_lines
 def test_unknown_event_is_acknowledged_with_a_reason(tmp_path: Path) -> None:
     answer = handler({"Records": [{"eventName": "ObjectCreated:Post"}]})
     assert answer["ok"] is False and answer["results"][0]["status"] == 400
+
+
+def test_initializer_does_the_setup_before_the_first_event() -> None:
+    from stopline.entry import get_runtime
+    from stopline.models import COMMAND_TYPES
+
+    with mock_huaweicloud("demo") as cloud:
+        reset_runtime()
+        entry_module().initializer(object())
+        runtime = get_runtime()
+        assert runtime._client is not None, "the HTTP client is built by the initializer"
+        assert all(model.__pydantic_complete__ for model in COMMAND_TYPES.values())
+        assert cloud.calls == []  # setup only: nothing is sent
+        answer = handler(load("functiongraph-timer.json"))
+        assert answer["results"][0]["outcome"] == "stopped"
+        assert get_runtime() is runtime
+
+
+def test_initializer_builds_the_agency_client() -> None:
+    from stopline.entry import get_runtime
+
+    with mock_huaweicloud("demo", fake_credentials=False):
+        reset_runtime()
+        entry_module().initializer(AgencyContext("AGENCYAK", "agency-sk-value", "agency-sts-token"))
+        assert len(get_runtime()._agency) == 1
+
+
+def test_initializer_logs_bad_configuration_and_invocations_report_it(
+        monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+    monkeypatch.setenv("STOPLINE_TIMEOUT_S", "soon")
+    reset_runtime()
+    entry_module().initializer(object())  # does not raise: FunctionGraph would only say "init failed"
+    assert any("initializer: " in line and "STOPLINE_TIMEOUT_S" in line and '"level": "ERROR"' in line
+               for line in log_lines.lines)
+    answer = handler(apig(b'{"action": "stop_build", "job_id": "%s", "build_no": 1}' % DEMO_JOB_ID.encode()))
+    assert answer["statusCode"] == 500
+    assert "STOPLINE_TIMEOUT_S" in json.loads(answer["body"])["error"]["message"]
