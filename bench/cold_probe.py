@@ -1,52 +1,120 @@
 """One cold start, run in a fresh process by bench/run.py: import a target and handle its first request.
 
-    python bench/cold_probe.py stopline|echo|sdk   ->  prints {"handler_ms": ..., "rss_mb": ...}
+    python bench/cold_probe.py KIND [BUILD_NO]  ->  prints {"handler_ms", "init_ms", "rss_mb"}
+
+The served emulator's address and credentials come in the environment (bench/run.py sets them).
+
+KIND:
+  echo           a bare functions-framework echo target, first request
+  stopline       functions/main.py `webhook`, first signed request, against the in-process emulator
+                 (the emulator is imported before the clock starts; no sockets, so no httpcore and no TLS
+                 trust store either)
+  stopline-http  the same against the emulator served by another process: the production path
+  prewarm        stopline-http with STOPLINE_PREWARM=1: the import does the set-up (init_ms), then the first
+                 request (handler_ms)
+  fg-init        functions/functiongraph.py: the initializer, then the first APIG event (handler_ms is the
+                 event alone, init_ms the initializer)
+  sdk-http       a handler using the official SDK: build its client and stop one build over HTTP
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import resource
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "f9d6c8466d614a9788e9a0acf6c15f46"
 
 
-def main(kind: str) -> None:
-    from stopline.emulator import mock_huaweicloud
-
-    with mock_huaweicloud("demo"):
-        start = time.perf_counter()
-        if kind == "sdk":
-            from huaweicloudsdkcodeartsbuild.v3 import CodeArtsBuildClient
-            from huaweicloudsdkcore.auth.credentials import BasicCredentials
-
-            CodeArtsBuildClient.new_builder().with_credentials(BasicCredentials("a", "b", "c")).with_endpoints(
-                ["https://example.invalid"]).build()
-        else:
-            from functions_framework import create_app
-
-            if kind == "stopline":
-                from stopline import webhooks
-
-                app = create_app("webhook", str(ROOT / "functions" / "main.py")).test_client()  # type: ignore[no-untyped-call]
-                body = json.dumps({"action": "stop_build", "job_id": JOB, "build_no": 20}).encode()
-                headers = {**webhooks.sign("cold-secret", "m1", body), "Content-Type": "application/json"}
-                answer = app.post("/", data=body, headers=headers)
-                assert answer.get_json()["outcome"] == "stopped", answer.get_data()
-            else:
-                app = create_app("echo", str(ROOT / "bench" / "peers.py")).test_client()  # type: ignore[no-untyped-call]
-                app.post("/", data=b"{}", headers={"Content-Type": "application/json"})
-        handled = time.perf_counter()
+def _peak_rss_mb() -> float:
     # VmHWM is this program's own peak; ru_maxrss would carry the forking parent's over exec.
     status = Path("/proc/self/status").read_text()
-    rss = next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")),
-               resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    print(json.dumps({"handler_ms": (handled - start) * 1000, "rss_mb": rss}))
+    return next(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+
+
+def _load(path: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _signed_body(build_no: int) -> tuple[bytes, dict[str, str]]:
+    from stopline import webhooks
+
+    body = json.dumps({"action": "stop_build", "job_id": JOB, "build_no": build_no}).encode()
+    return body, {**webhooks.sign("cold-secret", f"cold-{build_no}", body), "Content-Type": "application/json"}
+
+
+def _webhook_app() -> Any:
+    from functions_framework import create_app
+
+    return create_app("webhook", str(ROOT / "functions" / "main.py")).test_client()  # type: ignore[no-untyped-call]
+
+
+def _webhook(build_no: int, app: Any = None) -> None:
+    app = app or _webhook_app()
+    body, headers = _signed_body(build_no)
+    answer = app.post("/", data=body, headers=headers)
+    assert answer.get_json()["outcome"] == "stopped", answer.get_data()
+
+
+def main(kind: str, build_no: int) -> None:
+    init_ms = 0.0
+    if kind == "stopline":
+        from stopline.emulator import mock_huaweicloud
+
+        with mock_huaweicloud("demo"):
+            start = time.perf_counter()
+            _webhook(20)
+            handled = time.perf_counter()
+    else:
+        start = time.perf_counter()
+        if kind == "echo":
+            from functions_framework import create_app
+
+            app = create_app("echo", str(ROOT / "bench" / "echo.py")).test_client()  # type: ignore[no-untyped-call]
+            app.post("/", data=b"{}", headers={"Content-Type": "application/json"})
+        elif kind == "stopline-http":
+            _webhook(build_no)
+        elif kind == "prewarm":
+            os.environ["STOPLINE_PREWARM"] = "1"
+            app = _webhook_app()
+            init_ms = (time.perf_counter() - start) * 1000
+            start = time.perf_counter()
+            _webhook(build_no, app)
+        elif kind == "fg-init":
+            module = _load(ROOT / "functions" / "functiongraph.py")
+            module.initializer(object())
+            init_ms = (time.perf_counter() - start) * 1000
+            start = time.perf_counter()
+            body, headers = _signed_body(build_no)
+            event = {"httpMethod": "POST", "path": "/", "headers": {k.lower(): v for k, v in headers.items()},
+                     "body": base64.b64encode(body).decode(), "isBase64Encoded": True, "requestContext": {}}
+            answer = module.handler(event, object())
+            assert answer["statusCode"] == 200, answer
+        elif kind == "sdk-http":
+            from huaweicloudsdkcodeartsbuild.v3 import CodeArtsBuildClient, StopJobRequest, StopJobRequestBody
+            from huaweicloudsdkcore.auth.credentials import BasicCredentials
+
+            env = os.environ
+            client = CodeArtsBuildClient.new_builder().with_credentials(BasicCredentials(
+                env["HUAWEICLOUD_SDK_AK"], env["HUAWEICLOUD_SDK_SK"], env["HUAWEICLOUD_SDK_PROJECT_ID"])
+            ).with_endpoints([env["STOPLINE_CODEARTS_BUILD_ENDPOINT"]]).build()
+            client.stop_job(StopJobRequest(body=StopJobRequestBody(job_id=JOB, build_no=str(build_no))))
+        else:
+            raise SystemExit(f"unknown kind {kind!r}")
+        handled = time.perf_counter()
+    print(json.dumps({"handler_ms": (handled - start) * 1000, "init_ms": init_ms, "rss_mb": _peak_rss_mb()}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 20)

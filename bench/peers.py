@@ -1,4 +1,4 @@
-"""Function targets used as benchmark peers (a bare echo, and one raw httpx call per request)."""
+"""The served scenario's peer target: one raw httpx call per request (the bare echo is bench/echo.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,6 @@ import httpx
 from stopline.auth import signer
 
 _client: httpx.Client | None = None
-
-
-@functions_framework.http
-def echo(request: Any) -> Any:
-    """The bare functions-framework floor: read the body, answer it."""
-    return request.get_data(), 200, {"Content-Type": "application/json"}
 
 
 @functions_framework.http

@@ -319,7 +319,8 @@ class Client:
 
 
 class AsyncClient:
-    """Asynchronous driver of the same core, for ASGI mode and concurrent batches."""
+    """Asynchronous driver of the same core, for library callers on an event loop. The functions do not
+    use it: httpx's async pool slows down with many concurrent requests (README "Performance")."""
 
     def __init__(self, core: ClientCore, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         import httpx

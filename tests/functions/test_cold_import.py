@@ -1,9 +1,11 @@
 """Keeping the function path light: loading functions/main.py pulls in neither the CLI, the emulator,
-Redis, Starlette nor httpx; the FunctionGraph entry does not load functions_framework."""
+Redis, pydantic nor httpx -- unless STOPLINE_PREWARM=1 asks for the set-up at import; the FunctionGraph
+entry does not load functions_framework."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -18,16 +20,20 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def _modules(path: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / path)], capture_output=True, text=True,
-                         check=True, timeout=60)
-    return set(json.loads(out.stdout))
+def _import(path: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    return subprocess.run([sys.executable, "-c", PROBE, str(ROOT / path)], capture_output=True, text=True,
+                          check=True, timeout=60, env={**clean, **(env or {})})
+
+
+def _modules(path: str, env: dict[str, str] | None = None) -> set[str]:
+    return set(json.loads(_import(path, env).stdout))
 
 
 def test_functions_main_imports_only_what_targets_need() -> None:
     loaded = _modules("functions/main.py")
     for heavy in ("stopline.cli", "stopline.emulator", "redis", "httpx", "stopline.idempotency.redis",
-                  "huaweicloudsdkcore"):
+                  "huaweicloudsdkcore", "pydantic", "stopline.models", "stopline.pipeline"):
         assert heavy not in loaded, heavy
     assert "functions_framework" in loaded
 
@@ -35,3 +41,20 @@ def test_functions_main_imports_only_what_targets_need() -> None:
 def test_functiongraph_entry_does_not_load_functions_framework() -> None:
     loaded = _modules("functions/functiongraph.py")
     assert "functions_framework" not in loaded and "flask" not in loaded and "stopline.emulator" not in loaded
+
+
+def test_prewarm_does_the_set_up_at_import() -> None:
+    env = {"STOPLINE_PREWARM": "1", "STOPLINE_WEBHOOK_SECRETS": "prewarm-test-secret",
+           "HUAWEICLOUD_SDK_AK": "PREWARMAK", "HUAWEICLOUD_SDK_SK": "prewarm-test-sk",
+           "HUAWEICLOUD_SDK_PROJECT_ID": "0123456789abcdef0123456789abcdef"}
+    done = _import("functions/main.py", env)
+    assert {"httpx", "httpcore", "pydantic", "stopline.models"} <= set(json.loads(done.stdout))
+    ready = [json.loads(line) for line in done.stderr.splitlines() if "warm-up done" in line]
+    assert len(ready) == 1 and ready[0]["level"] == "INFO"
+    assert "prewarm-test-sk" not in done.stderr and "prewarm-test-secret" not in done.stderr
+
+
+def test_prewarm_with_bad_configuration_logs_it_and_still_loads() -> None:
+    done = _import("functions/main.py", {"STOPLINE_PREWARM": "1", "STOPLINE_MAX_ATTEMPTS": "many"})
+    errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert errors and errors[0]["level"] == "ERROR" and "STOPLINE_MAX_ATTEMPTS" in errors[0]["message"]

@@ -57,6 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                                                 "STOPLINE_ALLOWED_JOB_IDS": JOB}),
         "nocreds-asgi": ("webhook", True, {"STOPLINE_WEBHOOK_SECRETS": SECRET}),
         "nosecret-flask": ("webhook", False, demo_environment(server.url)),
+        "prewarm-flask": ("webhook", False, {**base, "STOPLINE_PREWARM": "1"}),
     }
     procs = {name: FunctionProcess(t, asgi, env, logs / f"{name}.log") for name, (t, asgi, env) in specs.items()}
     start_all(list(procs.values()))
@@ -239,3 +240,13 @@ def test_logs_are_json_lines_with_the_contract_fields(stack: Stack, tmp_path: Pa
     assert line["level"] == "INFO" and line["outcome"] == "stopped"
     failure = [r for r in records if r.get("error_type") == "not_found"]
     assert failure and failure[-1]["level"] == "ERROR"
+
+
+def test_prewarm_sets_up_before_the_first_request(stack: Stack) -> None:
+    """STOPLINE_PREWARM=1: the instance logs that it is ready at start-up, then serves as usual."""
+    proc = stack.procs["prewarm-flask"]
+    assert [r for r in proc.log_records() if r.get("message", "").startswith("warm-up done")]
+    n = stack.build()
+    answer = signed_post(proc.url, stop_cmd(n))
+    assert answer.status_code == 200 and answer.json()["outcome"] == "stopped"
+    assert len(stack.effects_for(n)) == 1

@@ -200,6 +200,14 @@ def test_initializer_does_the_setup_before_the_first_event() -> None:
         assert get_runtime() is runtime
 
 
+def test_initializer_logs_that_it_is_ready(log_lines: LogCapture) -> None:
+    with mock_huaweicloud("demo"):
+        reset_runtime()
+        entry_module().initializer(object())
+    ready = [json.loads(line) for line in log_lines.lines if "warm-up done" in line]
+    assert len(ready) == 1 and ready[0]["level"] == "INFO" and ready[0]["duration_ms"] > 0
+
+
 def test_initializer_builds_the_agency_client() -> None:
     from stopline.entry import get_runtime
 
@@ -214,7 +222,7 @@ def test_initializer_logs_bad_configuration_and_invocations_report_it(
     monkeypatch.setenv("STOPLINE_TIMEOUT_S", "soon")
     reset_runtime()
     entry_module().initializer(object())  # does not raise: FunctionGraph would only say "init failed"
-    assert any("initializer: " in line and "STOPLINE_TIMEOUT_S" in line and '"level": "ERROR"' in line
+    assert any("warm-up: " in line and "STOPLINE_TIMEOUT_S" in line and '"level": "ERROR"' in line
                for line in log_lines.lines)
     answer = handler(apig(b'{"action": "stop_build", "job_id": "%s", "build_no": 1}' % DEMO_JOB_ID.encode()))
     assert answer["statusCode"] == 500

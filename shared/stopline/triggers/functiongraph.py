@@ -14,7 +14,6 @@ import base64
 import binascii
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +28,6 @@ from stopline.triggers.queue import decode_message, failed, raise_for_redelivery
 if TYPE_CHECKING:
     from stopline.auth.credentials import AkSk
     from stopline.entry import Runtime
-
-log = logging.getLogger("stopline")
 
 
 def detect(event: Any) -> str:
@@ -145,24 +142,11 @@ def _messages(kind: str, event: dict[str, Any]) -> list[tuple[Any, str | None]]:
 
 
 def initialize(context: Any) -> None:
-    """FunctionGraph's initializer: a cold start's one-time work, done before the first event arrives.
+    """FunctionGraph's initializer: the cold start's set-up, done before the first event arrives (for the
+    agency's credentials when no others are configured). Never raises; see :func:`stopline.entry.warm`."""
+    from stopline.entry import warm
 
-    Reads the settings, builds the command validators and the client (for the agency's credentials
-    when no others are configured). A configuration problem is logged here and not raised: every
-    invocation then answers it in the contract's shape, naming the variables, instead of FunctionGraph
-    reporting a bare initializer failure.
-    """
-    from stopline.entry import get_runtime
-    from stopline.models import build_validators
-
-    build_validators()
-    try:
-        _pipeline_chooser(context)(get_runtime()).warm()
-    except StoplineError as exc:
-        from stopline import logs
-
-        logs.configure()  # invalid settings fail before the runtime would have set logging up
-        log.error("initializer: %s", exc.message, extra={"error_type": exc.type})
+    warm(_pipeline_chooser(context))
 
 
 def handle(event: Any, context: Any) -> dict[str, Any]:
