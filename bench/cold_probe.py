@@ -14,7 +14,8 @@ KIND:
                  request (handler_ms)
   fg-init        functions/functiongraph.py: the initializer, then the first APIG event (handler_ms is the
                  event alone, init_ms the initializer)
-  sdk-http       a handler using the official SDK: build its client and stop one build over HTTP
+  sdk-http       bench/sdk_target.py: a functions-framework target using the official SDK, first request
+                 (builds its client and stops one build over HTTP)
 """
 
 from __future__ import annotations
@@ -102,14 +103,11 @@ def main(kind: str, build_no: int) -> None:
             answer = module.handler(event, object())
             assert answer["statusCode"] == 200, answer
         elif kind == "sdk-http":
-            from huaweicloudsdkcodeartsbuild.v3 import CodeArtsBuildClient, StopJobRequest, StopJobRequestBody
-            from huaweicloudsdkcore.auth.credentials import BasicCredentials
+            from functions_framework import create_app
 
-            env = os.environ
-            client = CodeArtsBuildClient.new_builder().with_credentials(BasicCredentials(
-                env["HUAWEICLOUD_SDK_AK"], env["HUAWEICLOUD_SDK_SK"], env["HUAWEICLOUD_SDK_PROJECT_ID"])
-            ).with_endpoints([env["STOPLINE_CODEARTS_BUILD_ENDPOINT"]]).build()
-            client.stop_job(StopJobRequest(body=StopJobRequestBody(job_id=JOB, build_no=str(build_no))))
+            app = create_app("sdk_stop", str(ROOT / "bench" / "sdk_target.py")).test_client()  # type: ignore[no-untyped-call]
+            answer = app.post("/", json={"job_id": JOB, "build_no": build_no})
+            assert answer.status_code == 200, answer.get_data()
         else:
             raise SystemExit(f"unknown kind {kind!r}")
         handled = time.perf_counter()

@@ -138,7 +138,7 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
              "stopline webhook, served emulator (production path)": "stopline-http",
              "first request after STOPLINE_PREWARM=1 set-up at import": "prewarm",
              "FunctionGraph: first APIG event after the initializer": "fg-init",
-             "official SDK: build the client, stop one build (served emulator)": "sdk-http"}
+             "functions-framework target using the official SDK (served emulator)": "sdk-http"}
     wall, handler, rss, init = ({n: Series(n) for n in peers} for _ in range(4))
     for rep in range(reps):
         for name in rotate(list(peers), rep):

@@ -240,3 +240,43 @@ def test_core_plan_is_pure() -> None:
     assert call.url == "https://cloudbuild-ext.cn-north-4.myhuaweicloud.com/v3/jobs/stop"
     assert core.plan(cmd(action="stop_dataarts_job", job_name="a b")).url.endswith(
         f"/v1/{DEMO_PROJECT_ID}/jobs/a%20b/stop")
+
+
+def test_https_endpoints_are_verified() -> None:
+    """A certificate the trust store does not know is refused before any request is sent; only an all-HTTP
+    configuration (the emulator) skips loading the CA bundle."""
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}"
+        made = Client(core_from(load_settings(ak="AK", sk="sk-for-tls-test", project_id=DEMO_PROJECT_ID,
+                                              codearts_build_endpoint=url, max_attempts=1)))
+        _open.append(made)
+        with pytest.raises(Transient):
+            made.execute(cmd(**STOP20))
+        assert seen == [], "a request went to a server whose certificate was not verified"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -234,6 +234,12 @@ def _warn_retry(command: Command, exc: Transient, attempt: int, core: ClientCore
         )
 
 
+def _verify(core: ClientCore) -> bool:
+    """TLS verification stays on whenever any endpoint is https. With none (the emulator), httpx is told
+    not to build a verifying context, which would load the CA bundle: about 34 ms of a cold start."""
+    return core.endpoints.uses_tls()
+
+
 def _to_raw(response: httpx.Response) -> RawReply:
     # httpx.Headers is a case-insensitive mapping already: no copy needed
     return RawReply(response.status_code, response.headers, response.content)
@@ -247,7 +253,7 @@ class Client:
 
         self.core = core
         self._http = httpx.Client(
-            transport=transport, timeout=core.timeout_s,
+            transport=transport, timeout=core.timeout_s, verify=_verify(core),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=32),
         )
 
@@ -327,7 +333,7 @@ class AsyncClient:
 
         self.core = core
         self._http = httpx.AsyncClient(
-            transport=transport, timeout=core.timeout_s,
+            transport=transport, timeout=core.timeout_s, verify=_verify(core),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=32),
         )
 

@@ -33,3 +33,7 @@ class Endpoints:
             return _EXCEPTIONS.get((service, region), f"https://{_PREFIX[service]}.{region}.myhuaweicloud.com")
 
         return cls(pick("codearts_build", codearts_build), pick("dataarts", dataarts), pick("iam", iam))
+
+    def uses_tls(self) -> bool:
+        """Whether any base URL is https (false only for the emulator or a local plain-HTTP proxy)."""
+        return any(url.startswith("https://") for url in (self.codearts_build, self.dataarts, self.iam))
