@@ -133,6 +133,7 @@ def reset_runtime() -> None:
 transport.on_change(reset_runtime)
 
 PREWARM_VARIABLE = "STOPLINE_PREWARM"
+"""Read before the settings exist (importing them is the cost it saves); Settings.prewarm validates it."""
 
 
 def warm(choose: Callable[[Runtime], Pipeline] | None = None) -> None:
@@ -163,5 +164,7 @@ def warm(choose: Callable[[Runtime], Pipeline] | None = None) -> None:
 def warm_if_asked() -> None:
     """functions/main.py calls this at import: with STOPLINE_PREWARM=1 the platform's start-up (which runs
     before an instance takes traffic, e.g. Cloud Run minimum instances) pays the set-up, not a request."""
-    if os.environ.get(PREWARM_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on"):
+    # Anything but an off value warms, so that a misspelt value ("ture") is reported by the settings
+    # validation, naming the variable, rather than silently ignored.
+    if os.environ.get(PREWARM_VARIABLE, "").strip().lower() not in ("", "0", "false", "no", "off"):
         warm()

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     idempotency_max_entries: int = Field(100_000, ge=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     batch_concurrency: int = Field(50, ge=1, le=100)
+    prewarm: bool = False  # read by stopline.entry.warm_if_asked at import; validated here
 
     _split_lists = field_validator(
         "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", mode="before"

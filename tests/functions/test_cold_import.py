@@ -58,3 +58,9 @@ def test_prewarm_with_bad_configuration_logs_it_and_still_loads() -> None:
     done = _import("functions/main.py", {"STOPLINE_PREWARM": "1", "STOPLINE_MAX_ATTEMPTS": "many"})
     errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert errors and errors[0]["level"] == "ERROR" and "STOPLINE_MAX_ATTEMPTS" in errors[0]["message"]
+
+
+def test_misspelt_prewarm_value_is_reported_not_ignored() -> None:
+    done = _import("functions/main.py", {"STOPLINE_PREWARM": "ture", "STOPLINE_WEBHOOK_SECRETS": "s3cr3t-value"})
+    errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert errors and "STOPLINE_PREWARM" in errors[0]["message"]

@@ -8,6 +8,7 @@ pipeline on a worker thread. Starlette is imported only in that mode.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from stopline.triggers import http
@@ -31,12 +32,23 @@ def serve_http(target: str, request: Any) -> Any:
 
 
 def _asgi_response(target: str, request: Any) -> Any:
+    return _pipeline_response_class()(target, request)
+
+
+@functools.cache
+def _pipeline_response_class() -> type:
+    """Defined on first ASGI request (Starlette is imported only in that mode), then reused."""
     from starlette.responses import Response
 
     class PipelineResponse(Response):
-        """Runs the async pipeline when Starlette sends the response, on the event loop."""
+        """Runs the pipeline when Starlette sends the response: the body is read on the event loop."""
+
+        def __init__(self, target: str, request: Any) -> None:
+            super().__init__()
+            self.target, self.request = target, request
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            request = self.request
             headers = {k.lower(): v for k, v in request.headers.items()}
 
             async def read_body(limit: int) -> bytes:
@@ -48,8 +60,8 @@ def _asgi_response(target: str, request: Any) -> Any:
                         break
                 return b"".join(chunks)
 
-            reply = await http.ahandle(target, request.method, headers, read_body)
+            reply = await http.ahandle(self.target, request.method, headers, read_body)
             out = Response(reply.content(), status_code=reply.status, headers=reply.all_headers())
             await out(scope, receive, send)
 
-    return PipelineResponse()
+    return PipelineResponse
