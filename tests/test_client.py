@@ -280,3 +280,43 @@ def test_https_endpoints_are_verified() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """HTTP_PROXY (either case) or ALL_PROXY routes calls through the proxy, as httpx defines them."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append(self.path)  # absolute-form: the proxy is asked for the cloud's URL
+            body = b'{"result": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        made = Client(core_from(load_settings(ak="AK", sk="sk-for-proxy-test", project_id=DEMO_PROJECT_ID,
+                                              codearts_build_endpoint="http://cloudbuild.example.invalid",
+                                              max_attempts=1)))
+        _open.append(made)
+        assert made.execute(cmd(**STOP20)).outcome is Outcome.STOPPED
+        assert seen == ["http://cloudbuild.example.invalid/v3/jobs/stop"]
+    finally:
+        server.shutdown()
+        server.server_close()
