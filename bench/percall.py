@@ -191,6 +191,40 @@ def _median_cell(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f}"
 
 
+_TRAP_PROBE = """
+import time
+t0 = time.perf_counter()
+import httpx
+t1 = time.perf_counter()
+httpx.Client()
+t2 = time.perf_counter()
+httpx.Client()
+t3 = time.perf_counter()
+import importlib.util
+print((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000, importlib.util.find_spec("sniffio") is not None)
+"""
+
+
+def traps(calls_per_client: int) -> str:
+    """The two known httpx traps, measured in a fresh process, and how stopline stays clear of them."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _TRAP_PROBE], capture_output=True, text=True, check=True,
+                         timeout=60).stdout.split()
+    imported, first, second, sniffio = float(out[0]), float(out[1]), float(out[2]), out[3] == "True"
+    return "\n".join([
+        "### Known httpx traps", "",
+        f"- Building a client is expensive: in a fresh process `import httpx` takes {imported:.0f} ms, the first "
+        f"`httpx.Client()` {first:.0f} ms (httpcore import, TLS trust store), a second one {second:.0f} ms. "
+        "stopline builds its transport once per process (on the first call, or at pre-warm), never at import; "
+        f"each client measured here was built before the clock started and served all {calls_per_client:,} of "
+        "its calls.",
+        f"- httpx's async path falls back to slow detection without `sniffio`: importable here: "
+        f"**{'yes' if sniffio else 'NO'}** (a declared dependency).",
+    ])
+
+
 def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, Any]]:
     from bench.run import rotate
 
@@ -249,6 +283,7 @@ def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, 
         matrix("Per call, p99 wall time", p99, "µs"),
         matrix("Per call, client CPU time", cpu, "µs"),
         "\n".join(rate_rows),
+        traps(calls * reps * len(OPS)),
     ])
     return text, {"p50_us": {"|".join(k): v for k, v in p50.items()},
                   "p99_us": {"|".join(k): v for k, v in p99.items()},
