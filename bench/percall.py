@@ -208,14 +208,17 @@ print((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000, importlib.util.find_
 def traps(calls_per_client: int) -> str:
     """The two known httpx traps, measured in a fresh process, and how stopline stays clear of them."""
     import subprocess
-    import sys
 
-    out = subprocess.run([sys.executable, "-c", _TRAP_PROBE], capture_output=True, text=True, check=True,
+    from bench.run import runtime_python
+
+    python, _ = runtime_python()
+    out = subprocess.run([python, "-c", _TRAP_PROBE], capture_output=True, text=True, check=True,
                          timeout=60).stdout.split()
     imported, first, second, sniffio = float(out[0]), float(out[1]), float(out[2]), out[3] == "True"
     return "\n".join([
         "### Known httpx traps", "",
-        f"- Building a client is expensive: in a fresh process `import httpx` takes {imported:.0f} ms, the first "
+        f"- Building a client is expensive: in a fresh process (runtime-only environment) `import httpx` takes "
+        f"{imported:.0f} ms, the first "
         f"`httpx.Client()` {first:.0f} ms (httpcore import, TLS trust store), a second one {second:.0f} ms. "
         "stopline builds its transport once per process (on the first call, or at pre-warm), never at import; "
         f"each client measured here was built before the clock started and served all {calls_per_client:,} of "

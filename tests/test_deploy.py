@@ -64,3 +64,21 @@ def test_google_package_folder_loads_every_target(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event"]
+
+
+def test_package_ships_bytecode_compiled_by_the_runtime_python(tmp_path: Path) -> None:
+    """With the runtime's interpreter given, every module carries an unchecked-hash .pyc for its version."""
+    import importlib.util
+
+    env = {**os.environ, "STOPLINE_PACKAGE_PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "package"), "gcf"], check=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert sys.implementation.cache_tag in done.stdout
+    folder = ROOT / "build" / "gcf"
+    sources = [p for p in folder.rglob("*.py")]
+    assert sources
+    for source in sources:
+        compiled = Path(importlib.util.cache_from_source(str(source)))
+        assert compiled.exists(), f"no bytecode for {source.relative_to(folder)}"
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{compiled.name}: not an unchecked-hash pyc"
