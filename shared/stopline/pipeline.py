@@ -5,8 +5,8 @@ into their answer. The steps before and after the cloud call (:meth:`Pipeline.pr
 :meth:`Pipeline.begin`, :meth:`Pipeline.finish`) are plain functions of the store and settings, so
 the driver (:meth:`Pipeline.handle`) only waits and calls the cloud. There is no async driver: ASGI
 mode runs this one on a worker thread, because httpx's async connection pool slows down sharply with
-concurrent requests (bench/README "Performance": 0.55x of the peer's req/s at 16 connections, against
-0.83x for threads).
+concurrent requests (README "Performance": 0.55x of the peer's req/s at 16 connections that way, 0.99x
+on threads).
 """
 
 from __future__ import annotations
