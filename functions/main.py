@@ -12,36 +12,34 @@ import functions_framework
 from stopline.entry import warm_if_asked
 
 
+def _serve(target: str, request: Any) -> Any:
+    from stopline.triggers.frameworks import serve_http  # on the first request: pydantic, httpx
+
+    return serve_http(target, request)
+
+
 @functions_framework.http
 def stop_build(request: Any) -> Any:
     """Stop one CodeArts Build build: ``{"job_id", "build_no"}``."""
-    from stopline.triggers.frameworks import serve_http
-
-    return serve_http("stop_build", request)
+    return _serve("stop_build", request)
 
 
 @functions_framework.http
 def delete_build_task(request: Any) -> Any:
     """Delete one CodeArts Build task: ``{"job_id"}``."""
-    from stopline.triggers.frameworks import serve_http
-
-    return serve_http("delete_build_task", request)
+    return _serve("delete_build_task", request)
 
 
 @functions_framework.http
 def stop_dataarts_job(request: Any) -> Any:
     """Stop one DataArts Studio job: ``{"job_name", "project_id"?, "workspace"?}``."""
-    from stopline.triggers.frameworks import serve_http
-
-    return serve_http("stop_dataarts_job", request)
+    return _serve("stop_dataarts_job", request)
 
 
 @functions_framework.http
 def webhook(request: Any) -> Any:
     """One command with ``action``, or ``{"commands": [...]}`` (1..100)."""
-    from stopline.triggers.frameworks import serve_http
-
-    return serve_http("webhook", request)
+    return _serve("webhook", request)
 
 
 @functions_framework.cloud_event

@@ -260,6 +260,13 @@ def _verify(core: ClientCore) -> bool:
     return core.endpoints.uses_tls()
 
 
+def _request(call: Call, extensions: dict[str, Any]) -> httpx.Request:
+    """The request as the transport takes it; ``extensions`` carries the timeouts."""
+    import httpx
+
+    return httpx.Request(call.method, call.url, headers=call.headers, content=call.body, extensions=extensions)
+
+
 def _to_raw(response: httpx.Response) -> RawReply:
     # httpx.Headers is a case-insensitive mapping already: no copy needed
     return RawReply(response.status_code, response.headers, response.content)
@@ -272,7 +279,7 @@ class Client:
         import httpx
 
         self.core = core
-        self._timeout = {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
+        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
         self._http: httpx.Client | None = None
         self._transport: httpx.BaseTransport | None = transport
         if transport is None and _proxies_in_environment():
@@ -336,8 +343,7 @@ class Client:
             if self._transport is None:
                 assert self._http is not None
                 return _to_raw(self._http.request(call.method, call.url, headers=call.headers, content=call.body))
-            response = self._transport.handle_request(
-                httpx.Request(call.method, call.url, headers=call.headers, content=call.body, extensions=self._timeout))
+            response = self._transport.handle_request(_request(call, self._extensions))
             try:
                 response.read()
             finally:
@@ -367,7 +373,7 @@ class AsyncClient:
         import httpx
 
         self.core = core
-        self._timeout = {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
+        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
         self._http: httpx.AsyncClient | None = None
         self._transport: httpx.AsyncBaseTransport | None = transport
         if transport is None and _proxies_in_environment():
@@ -428,8 +434,7 @@ class AsyncClient:
                 assert self._http is not None
                 return _to_raw(await self._http.request(call.method, call.url, headers=call.headers,
                                                         content=call.body))
-            response = await self._transport.handle_async_request(
-                httpx.Request(call.method, call.url, headers=call.headers, content=call.body, extensions=self._timeout))
+            response = await self._transport.handle_async_request(_request(call, self._extensions))
             try:
                 await response.aread()
             finally:
