@@ -110,10 +110,15 @@ def runtime_python() -> tuple[str, str]:
     uv = shutil.which("uv")
     if uv is None:
         return sys.executable, "the development environment (uv not found)"
-    if not (RUNTIME_VENV / "bin" / "python").exists():
+    import hashlib
+
+    peers = [f"{name}=={importlib.metadata.version(name)}" for name in SDK_PEER]
+    wanted = hashlib.sha256((ROOT / "functions" / "requirements.txt").read_bytes() + repr(peers).encode()).hexdigest()
+    stamp = RUNTIME_VENV / "stopline-bench-requirements.sha256"
+    if not stamp.exists() or stamp.read_text() != wanted:  # rebuilt, never patched: nothing stale may linger
+        shutil.rmtree(RUNTIME_VENV, ignore_errors=True)
         subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(RUNTIME_VENV)], check=True, timeout=300)
     python = str(RUNTIME_VENV / "bin" / "python")
-    peers = [f"{name}=={importlib.metadata.version(name)}" for name in SDK_PEER]
     # Bytecode compiled up front, as pip does when a deployment installs its requirements: without it every
     # cold process would compile pydantic from source (this machine sets PYTHONDONTWRITEBYTECODE=1).
     subprocess.run([uv, "pip", "install", "-q", "--compile-bytecode", "--python", python, "-r",
@@ -121,6 +126,7 @@ def runtime_python() -> tuple[str, str]:
                    check=True, timeout=600, cwd=ROOT)
     subprocess.run([python, "-m", "compileall", "-q", "shared/stopline", "functions", "bench"], check=True,
                    timeout=300, cwd=ROOT)
+    stamp.write_text(wanted)
     return python, "a runtime-only environment (functions/requirements.txt + the SDK peer, bench/.venv-runtime)"
 
 
