@@ -3,8 +3,9 @@
 wrk (Debian's package; scripts/test installs it) is written in C, so it takes a few percent of a core
 where a Python generator would compete with the server under test for the machine's two cores. Every
 request must be distinct (a repeated webhook id or build number would be answered as a duplicate, which
-is cheaper), so the requests are built and signed beforehand and wrk replays them once each, in order,
-from a generated Lua script.
+is cheaper), so the requests are built and signed beforehand, written to a file, and replayed once each,
+in order, by a small Lua script; a run that would need more than were prepared fails instead of
+repeating them.
 """
 
 from __future__ import annotations
