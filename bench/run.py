@@ -38,7 +38,6 @@ JOB = "5555aaaa2222bbbb3333cccc4444dddd"
 COLD_JOB = "f9d6c8466d614a9788e9a0acf6c15f46"  # bench/cold_probe.py's
 
 
-@dataclass
 class RemoteEmulator:
     """The emulator served by `stopline emulator` in a child process (stopped by pid)."""
 

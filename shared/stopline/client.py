@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
 
 from stopline.auth.credentials import AkSk, Credentials, IamPasswordToken, StaticToken
@@ -241,23 +241,36 @@ def _warn_retry(command: Command, exc: Transient, attempt: int, core: ClientCore
         )
 
 
-def _limits() -> httpx.Limits:
-    """The connection pool: up to 100 connections (a batch runs 50 at once), 32 kept alive."""
+_C = TypeVar("_C")
+_T = TypeVar("_T")
+
+
+def _connect(core: ClientCore, given: _T | None, client: Callable[..., _C],
+             transport: Callable[..., _T]) -> tuple[_C | None, _T | None]:
+    """What a driver sends through, as ``(full httpx client, transport)`` with one of them set: the given
+    transport (the emulator); ``httpx.Client`` when HTTP(S)_PROXY or ALL_PROXY is set, since it implements
+    them and NO_PROXY; else httpx's transport alone.
+
+    TLS verification stays on whenever any endpoint is https; with none (the emulator), httpx is told not
+    to build a verifying context, which would load the CA bundle: about 34 ms of a cold start.
+    """
+    if given is not None:
+        return None, given
     import httpx
 
-    return httpx.Limits(max_connections=100, max_keepalive_connections=32)
+    verify = core.endpoints.uses_tls()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=32)  # a batch runs 50 at once
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in ("http_proxy", "https_proxy",
+                                                                              "all_proxy")):
+        return client(timeout=core.timeout_s, verify=verify, limits=limits), None
+    return None, transport(verify=verify, limits=limits)
 
 
-def _proxies_in_environment() -> bool:
-    """Whether HTTP(S)_PROXY or ALL_PROXY is set (either case), as httpx reads them."""
-    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in ("http_proxy", "https_proxy",
-                                                                                  "all_proxy"))
+def _timeouts(core: ClientCore) -> dict[str, Any]:
+    """The request extensions that carry the timeouts when a request goes to the transport directly."""
+    import httpx
 
-
-def _verify(core: ClientCore) -> bool:
-    """TLS verification stays on whenever any endpoint is https. With none (the emulator), httpx is told
-    not to build a verifying context, which would load the CA bundle: about 34 ms of a cold start."""
-    return core.endpoints.uses_tls()
+    return {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
 
 
 def _request(call: Call, extensions: dict[str, Any]) -> httpx.Request:
@@ -279,14 +292,8 @@ class Client:
         import httpx
 
         self.core = core
-        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
-        self._http: httpx.Client | None = None
-        self._transport: httpx.BaseTransport | None = transport
-        if transport is None and _proxies_in_environment():
-            # httpx.Client implements HTTP(S)_PROXY / NO_PROXY; take its whole request path.
-            self._http = httpx.Client(timeout=core.timeout_s, verify=_verify(core), limits=_limits())
-        elif transport is None:
-            self._transport = httpx.HTTPTransport(verify=_verify(core), limits=_limits())
+        self._extensions = _timeouts(core)
+        self._http, self._transport = _connect(core, transport, httpx.Client, httpx.HTTPTransport)
 
     def close(self) -> None:
         if self._http is not None:
@@ -373,13 +380,8 @@ class AsyncClient:
         import httpx
 
         self.core = core
-        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
-        self._http: httpx.AsyncClient | None = None
-        self._transport: httpx.AsyncBaseTransport | None = transport
-        if transport is None and _proxies_in_environment():
-            self._http = httpx.AsyncClient(timeout=core.timeout_s, verify=_verify(core), limits=_limits())
-        elif transport is None:
-            self._transport = httpx.AsyncHTTPTransport(verify=_verify(core), limits=_limits())
+        self._extensions = _timeouts(core)
+        self._http, self._transport = _connect(core, transport, httpx.AsyncClient, httpx.AsyncHTTPTransport)
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -180,6 +180,16 @@ def _parse_with(runtime: Runtime, target: str, headers: Mapping[str, str], body:
                  tolerance_s=s.webhook_tolerance_s)
 
 
+def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpReply:
+    """Run the parsed command (or batch) and render its answer; both drivers end here."""
+    try:
+        if parsed.commands is not None:
+            return batch_reply(pipeline.handle_batch(parsed.commands, delivery))
+        return result_reply(pipeline.handle(parsed.command, delivery))
+    except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
+        return _internal_error(exc)
+
+
 def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
            *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None) -> HttpReply:
     """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline)."""
@@ -193,12 +203,7 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
         return _refusal(exc)
     delivery = parsed.delivery if trigger is None else Delivery(
         parsed.delivery.event_id, trigger, parsed.delivery.action)
-    try:
-        if parsed.commands is not None:
-            return batch_reply(chosen.handle_batch(parsed.commands, delivery))
-        return result_reply(chosen.handle(parsed.command, delivery))
-    except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
-        return _internal_error(exc)
+    return _dispatch(chosen, parsed, delivery)
 
 
 async def ahandle(target: str, method: str, headers: Mapping[str, str],
@@ -214,10 +219,4 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
         return _refusal(exc)
     from anyio import to_thread
 
-    pipeline = runtime.pipeline
-    try:
-        if parsed.commands is not None:
-            return batch_reply(await to_thread.run_sync(pipeline.handle_batch, parsed.commands, parsed.delivery))
-        return result_reply(await to_thread.run_sync(pipeline.handle, parsed.command, parsed.delivery))
-    except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
-        return _internal_error(exc)
+    return await to_thread.run_sync(_dispatch, runtime.pipeline, parsed, parsed.delivery)
