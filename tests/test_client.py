@@ -13,7 +13,14 @@ from stopline import transport
 from stopline.client import AsyncClient, Client, ClientCore, core_from
 from stopline.emulator import Emulator, EmulatorServer, mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PROJECT_ID, DEMO_TASK_ID
-from stopline.errors import NotFound, StoplineError, Transient, UpstreamAuth, UpstreamRejected
+from stopline.errors import (
+    NotFound,
+    StoplineError,
+    Transient,
+    UpstreamAuth,
+    UpstreamMisconfigured,
+    UpstreamRejected,
+)
 from stopline.models import Command, Outcome, parse_command
 from stopline.settings import load_settings
 
@@ -97,6 +104,10 @@ def _odd_client(transport_: httpx.MockTransport, **settings: object) -> Client:
         (204, b"", "stop_dataarts_job", Outcome.STOPPED),
         (200, {"status": "success", "result": {}}, "delete_build_task", Outcome.DELETED),
         (404, {"error_code": "CB.X", "error_msg": "gone"}, "delete_build_task", Outcome.ALREADY_DELETED),
+        (422, {"error_code": "DEVCB.00031006", "error_msg": "gone"}, "delete_build_task", Outcome.ALREADY_DELETED),
+        (422, {"error_code": "CB.00031006", "error_msg": "gone"}, "delete_build_task", Outcome.ALREADY_DELETED),
+        (400, {"error_code": "DEV.CB.032302", "error_msg": "refreshed"}, "stop_build", Outcome.ALREADY_STOPPED),
+        (200, b"", "stop_build", Outcome.STOPPED),
         (400, {"error_code": "CB.00060301", "error_msg": "not running"}, "stop_build", Outcome.ALREADY_STOPPED),
         (400, {"error_code": "DLF.0137", "error_msg": "no instance"}, "stop_dataarts_job", Outcome.ALREADY_STOPPED),
     ],
@@ -116,7 +127,20 @@ def test_success_mapping(status: int, body: object, action: str, expected: Outco
         (400, {"error_code": "CB.00060200", "error_msg": "bad"}, "stop_build", UpstreamRejected),
         (401, {"error_code": "APIGW.0301", "error_msg": "Incorrect IAM authentication"}, "stop_build", UpstreamAuth),
         (403, {"error_code": "APIGW.0302", "error_msg": "not authorized"}, "delete_build_task", UpstreamAuth),
-        (404, {"error_code": "APIGW.0101", "error_msg": "API does not exist"}, "delete_build_task", UpstreamAuth),
+        (404, {"error_code": "APIGW.0101", "error_msg": "API does not exist"}, "delete_build_task",
+         UpstreamMisconfigured),
+        (404, b"", "delete_build_task", UpstreamMisconfigured),
+        (404, {"error_code": "APIGW.0002", "error_msg": "not found"}, "delete_build_task", UpstreamMisconfigured),
+        (422, {"error_code": "CB.00031006", "error_msg": "gone"}, "stop_build", NotFound),
+        (403, {"error_code": "CB.00031059", "error_msg": "no history"}, "stop_build", NotFound),
+        (200, {"error_code": "CB.00031006", "error_msg": "gone"}, "stop_build", NotFound),
+        (200, {"error_code": "CB.00060211", "error_msg": "busy"}, "stop_build", Transient),
+        (200, json.dumps(json.dumps({"error_code": "DEVCB.00031006", "error_msg": "gone"})).encode(), "stop_build",
+         NotFound),
+        (408, b"", "stop_build", Transient),
+        (400, {"error_code": "CB.00060211", "error_msg": "busy"}, "stop_build", Transient),
+        (400, {"error_code": "CB.00060100", "error_msg": "busy"}, "stop_build", Transient),
+        (400, {"error_code": "DLF.0819", "error_msg": "no workspace"}, "stop_dataarts_job", NotFound),
         (429, {"error_code": "APIGW.0308", "error_msg": "throttled"}, "stop_build", Transient),
         (500, {"error_code": "CB.00060211", "error_msg": "too many"}, "stop_build", Transient),
         (502, b"<html>Bad Gateway</html>", "stop_build", Transient),
@@ -197,7 +221,7 @@ def test_auto_switches_to_v1_stop_api_and_remembers(log_lines: LogCapture) -> No
 def test_v3_pinned_does_not_switch() -> None:
     with mock_huaweicloud("demo") as cloud:
         cloud.inject(r"^/v3/jobs/stop$", "error", status=404, error_code="APIGW.0101", retry_after=None)
-        with pytest.raises(UpstreamAuth):
+        with pytest.raises(UpstreamMisconfigured):
             client(build_stop_api="v3").execute(cmd(**STOP20))
         assert client(build_stop_api="v1").execute(cmd(**STOP20)).api == "v1"
 

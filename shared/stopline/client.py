@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote
@@ -33,10 +35,11 @@ from stopline.errors import (
     Transient,
     UpstreamAuth,
     UpstreamInfo,
+    UpstreamMisconfigured,
     UpstreamRejected,
 )
-from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild
-from stopline.wire import Call, RawReply, parse_error_body, parse_retry_after
+from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob
+from stopline.wire import Call, RawReply, decode_body, parse_error_body, parse_retry_after, success_error_code
 
 if TYPE_CHECKING:
     import httpx
@@ -45,10 +48,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stopline")
 
+# interface.md section 13: what the cloud really answers.
 TRANSIENT_CODES = frozenset({"CB.00060211", "CB.00060100", "CB.00060101", "APIGW.0308"})
+TASK_MISSING_CODES = frozenset({"DEVCB.00031006", "CB.00031006"})
+NO_BUILD_HISTORY = "CB.00031059"
+INSTANCE_MISSING_CODES = frozenset({"DLF.0137", "DLF.30137"})
+CODEARTS_PREFIXES = ("CB.", "DEVCB.", "DEV.CB.")
 API_NOT_FOUND = "APIGW.0101"
 JSON_HEADERS = {"Content-Type": "application/json"}
 USER_AGENT = "stopline/0.1"
+
+# interface.md section 10: finding what runs.
+RUNNING_BUILD_STATES = frozenset({"running", "inqueue", "queued", "building", "waiting"})
+RUNNING_INSTANCE_STATES = frozenset({"running", "waiting", "waiting-confirm", "pause"})
+RECORD_PAGE_SIZE = 100
+INSTANCE_PAGE_SIZE = 100
+MAX_PAGES = 50
+"""A look-up reads at most this many pages (5,000 records): a bound, not a limit anyone should reach."""
+FAN_OUT = 20
+"""Stops of one resolved command in flight at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +77,7 @@ class Reply:
     request_id: str | None
     api: str
     attempts: int = 1
+    resolved: tuple[str, list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +85,69 @@ class NeedToken:
     """Flow step: the driver must supply a valid IAM token (fetching it under its lock)."""
 
 
-class _ApiGone(UpstreamAuth):
+@dataclass(frozen=True, slots=True)
+class StopInstance:
+    """One member of a DataArts ``scope: instances`` command: a running job instance to stop."""
+
+    project_id: str
+    job_name: str
+    workspace: str | None
+    instance_id: int
+    action: str = "stop_dataarts_job"
+
+
+class _ApiGone(UpstreamMisconfigured):
     """The gateway says the API path does not exist (404 APIGW.0101)."""
 
 
+Member = StopBuild | StopDataArtsJob | StopInstance
+"""What a resolved command runs: one build stop, the job (schedule) stop, or one instance stop."""
+Operation = Command | StopInstance
 Step = Call | NeedToken
 Flow = Generator[Step, Any, Reply]
 
 
-def _describe(command: Command) -> str:
+def _describe(command: Operation) -> str:
     if isinstance(command, StopBuild):
+        if command.build_no is None:
+            return f"running builds of {command.job_id}"
         return f"build {command.job_id}#{command.build_no}"
     if isinstance(command, DeleteBuildTask):
         return f"build task {command.job_id}"
+    if isinstance(command, StopInstance):
+        return f"DataArts job {command.job_name!r} instance {command.instance_id}"
     return f"DataArts job {command.job_name!r}"
 
 
+def _said(status: int, code: str | None, msg: str | None, request_id: str | None) -> str:
+    """The cloud's answer in words a user can quote to support: status, code, message, request id."""
+    text = f"HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
+    return text + (f"; request id {request_id}" if request_id else "")
+
+
+def _window(hours_back: float, hours_ahead: float) -> tuple[float, float]:
+    now = time.time()
+    return now - hours_back * 3600, now + hours_ahead * 3600
+
+
+def _cloud_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def _commit_matches(commit: Any, prefix: str) -> bool:
+    return isinstance(commit, str) and commit.strip().lower().startswith(prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One look-up page read: what it holds and whether another page follows."""
+
+    items: list[dict[str, Any]]
+    more: bool
+
+
 class ClientCore:
-    """Everything about the three calls that does not depend on how bytes are moved."""
+    """Everything about the calls that does not depend on how bytes are moved."""
 
     def __init__(
         self,
@@ -104,6 +168,7 @@ class ClientCore:
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self._use_v1 = build_stop_api == "v1"
+        self._records_v1 = False
         self._lock = threading.Lock()
 
     @property
@@ -111,16 +176,35 @@ class ClientCore:
         """The CodeArts stop path this process uses now: ``v3`` (seed 000) or ``v1`` (its replacement)."""
         return "v1" if self._use_v1 else "v3"
 
-    def plan(self, command: Command) -> Call:
-        """The request for ``command``, without authentication."""
+    # -- planning -------------------------------------------------------------------------------------------
+    def _project(self, command: StopDataArtsJob) -> str:
+        project = command.project_id or self.project_id
+        if not project:
+            raise InvalidCommand(
+                "stop_dataarts_job needs a project_id: give one in the command or set HUAWEICLOUD_SDK_PROJECT_ID",
+                details=[{"field": "project_id", "message": "required when no project is configured"}],
+            )
+        return project
+
+    @staticmethod
+    def _headers(workspace: str | None = None) -> dict[str, str]:
         headers = {**JSON_HEADERS, "User-Agent": USER_AGENT}
+        if workspace:
+            headers["workspace"] = workspace
+        return headers
+
+    def plan(self, command: Operation) -> Call:
+        """The request for one stop or delete, without authentication."""
+        headers = self._headers()
         if isinstance(command, StopBuild):
             base = self.endpoints.codearts_build
             if self._use_v1:
-                # As the official SDK's stop_the_job sends it (huaweicloud-apis.md 5.1): build_no in the query.
+                # build_no in the query (the official SDK's stop_the_job) and in the body (the API
+                # reference and terraform): they disagree, so send both (interface.md section 13).
                 return Call.build(
                     "POST", base, f"/v1/job/{command.job_id}/stop", api="v1",
                     query=(("build_no", str(command.build_no)),), headers=headers,
+                    body=f'{{"build_no":{command.build_no}}}'.encode(),
                 )
             body = f'{{"job_id":"{command.job_id}","build_no":"{command.build_no}"}}'.encode()
             return Call.build("POST", base, "/v3/jobs/stop", api="v3", headers=headers, body=body)
@@ -129,56 +213,199 @@ class ClientCore:
                 "POST", self.endpoints.codearts_build, f"/v3/jobs/{command.job_id}/delete",
                 api="delete", headers=headers,
             )
-        project = command.project_id or self.project_id
-        if not project:
-            raise InvalidCommand(
-                "stop_dataarts_job needs a project_id: give one in the command or set HUAWEICLOUD_SDK_PROJECT_ID",
-                details=[{"field": "project_id", "message": "required when no project is configured"}],
+        if isinstance(command, StopInstance):
+            return Call.build(
+                "POST", self.endpoints.dataarts,
+                f"/v1/{command.project_id}/jobs/{quote(command.job_name, safe='')}/instances/"
+                f"{command.instance_id}/stop", api="dataarts-instance", headers=self._headers(command.workspace),
             )
-        if command.workspace:
-            headers["workspace"] = command.workspace
         return Call.build(
-            "POST", self.endpoints.dataarts, f"/v1/{project}/jobs/{quote(command.job_name, safe='')}/stop",
-            api="dataarts", headers=headers,
+            "POST", self.endpoints.dataarts,
+            f"/v1/{self._project(command)}/jobs/{quote(command.job_name, safe='')}/stop",
+            api="dataarts", headers=self._headers(command.workspace),
         )
 
-    def read(self, command: Command, call: Call, reply: RawReply) -> Reply:
+    def plan_records(self, command: StopBuild, page: int, window: tuple[float, float]) -> Call:
+        """One page of the task's build records (v3 route, or v1 where v3 answers nothing; section 10.1)."""
+        path = (f"/v1/record/{command.job_id}/list" if self._records_v1
+                else f"/v3/jobs/{command.job_id}/build-info-records")
+        query = (("end_time", _cloud_time(window[1])), ("page_index", str(page)),
+                 ("page_size", str(RECORD_PAGE_SIZE)), ("start_time", _cloud_time(window[0])))
+        return Call.build("GET", self.endpoints.codearts_build, path, api="records", query=query,
+                          headers={"User-Agent": USER_AGENT})
+
+    def plan_instances(self, command: StopDataArtsJob, offset: int, window: tuple[float, float]) -> Call:
+        """One page of the job's instances of the last 7 days (section 10.2)."""
+        query = (("jobName", command.job_name), ("limit", str(INSTANCE_PAGE_SIZE)),
+                 ("maxPlanTime", str(int(window[1] * 1000))), ("minPlanTime", str(int(window[0] * 1000))),
+                 ("offset", str(offset)), ("preciseQuery", "jobName"))
+        headers = {"User-Agent": USER_AGENT, **({"workspace": command.workspace} if command.workspace else {})}
+        return Call.build("GET", self.endpoints.dataarts, f"/v1/{self._project(command)}/jobs/instances/detail",
+                          api="instances", query=query, headers=headers)
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def read(self, command: Operation, call: Call, reply: RawReply) -> Reply:
         """Map the cloud's answer to an outcome, or raise the matching :class:`StoplineError`."""
         request_id = reply.header("x-request-id")
-        status = reply.status
-        is_stop = not isinstance(command, DeleteBuildTask)
-        if 200 <= status < 300:
-            if isinstance(command, DeleteBuildTask):
-                return Reply(Outcome.DELETED, request_id, call.api)
-            data = reply.json()
-            if call.api == "v3" and isinstance(data, dict) and data.get("result") is False:
-                return Reply(Outcome.ALREADY_STOPPED, request_id, call.api)
-            return Reply(Outcome.STOPPED, request_id, call.api)
+        if 200 <= reply.status < 300:
+            data = decode_body(reply.body)
+            code, msg = success_error_code(data)
+            if code is None:
+                return Reply(self._success(command, call, data, reply, request_id), request_id, call.api)
+        else:
+            code, msg = parse_error_body(reply.body)
+        outcome = self._classify(command, call, reply, code, msg)
+        return Reply(outcome, request_id, call.api)
 
-        code, msg = parse_error_body(reply.body)
+    def _success(self, command: Operation, call: Call, data: Any, reply: RawReply, request_id: str | None) -> Outcome:
+        if isinstance(command, DeleteBuildTask):
+            return Outcome.DELETED
+        if call.api == "v3" and isinstance(data, dict) and data.get("result") is False:
+            return Outcome.ALREADY_STOPPED
+        if call.api == "v1" and isinstance(data, dict) and "status" in data and data["status"] != "success":
+            raise UpstreamRejected(
+                f"{_describe(command)}: the v1 stop API answered status {data['status']!r}, not 'success' "
+                f"({_said(reply.status, None, None, request_id)})",
+                upstream=UpstreamInfo(reply.status, None, str(data["status"]), request_id))
+        return Outcome.STOPPED  # an empty 200 on /v3/jobs/stop is a stop too (section 13)
+
+    def _classify(self, command: Operation, call: Call, reply: RawReply, code: str | None, msg: str | None,
+                  *, lookup: bool = False) -> Outcome:
+        """A failure answer (or a 2xx carrying an error code) by the table of section 13: an outcome
+        for the few that mean success, else the matching :class:`StoplineError` is raised."""
+        status, request_id = reply.status, reply.header("x-request-id")
         info = UpstreamInfo(status, code, msg, request_id)
         what = _describe(command)
-        said = f"HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
+        said = _said(status, code, msg, request_id)
+        codearts = code is not None and code.startswith(CODEARTS_PREFIXES)
         if code == API_NOT_FOUND:
             raise _ApiGone(f"the API {call.method} {call.path} does not exist at {call.host} ({said}); "
-                           "check the endpoint settings", upstream=info)
-        if is_stop and code in self.not_running_codes:
-            return Reply(Outcome.ALREADY_STOPPED, request_id, call.api)
-        if status == 429 or status >= 500 or code in TRANSIENT_CODES:
+                           "check the endpoint settings and STOPLINE_BUILD_STOP_API", upstream=info)
+        if code in TASK_MISSING_CODES or (status == 404 and codearts):
+            if isinstance(command, DeleteBuildTask) and not lookup:
+                return Outcome.ALREADY_DELETED
+            raise NotFound(f"{what}: the build task does not exist ({said})", upstream=info)
+        if code == NO_BUILD_HISTORY and isinstance(command, StopBuild):
+            raise NotFound(f"{what} does not exist: the task has no such build ({said})", upstream=info)
+        if status == 404 and (code is None or code.startswith("APIGW.")):
+            raise UpstreamMisconfigured(
+                f"{what}: the endpoint answered 404 without a service error ({said}); the endpoint or API "
+                "path is wrong -- check STOPLINE_CODEARTS_BUILD_ENDPOINT / STOPLINE_DATAARTS_ENDPOINT",
+                upstream=info)
+        if not lookup:
+            if isinstance(command, StopInstance) and code in INSTANCE_MISSING_CODES:
+                return Outcome.ALREADY_STOPPED
+            if not isinstance(command, DeleteBuildTask) and code in self.not_running_codes:
+                return Outcome.ALREADY_STOPPED
+        if status in (408, 429) or status >= 500 or code in TRANSIENT_CODES:
             raise Transient(f"{what}: the cloud is unavailable or throttling ({said})", upstream=info,
                             retry_after=parse_retry_after(reply.header("retry-after")))
         if code == "DLF.0100":
             raise NotFound(f"{what} does not exist ({said})", upstream=info)
+        if code == "DLF.0819":
+            raise NotFound(f"{what}: the workspace does not exist ({said})", upstream=info,
+                           details=[{"field": "workspace", "message": "the DataArts workspace does not exist"}])
         if status == 404:
-            if isinstance(command, DeleteBuildTask):
-                return Reply(Outcome.ALREADY_DELETED, request_id, call.api)
             raise NotFound(f"{what} does not exist ({said})", upstream=info)
         if status in (401, 403):
             raise UpstreamAuth(f"the cloud refused our credentials or permissions for {what} ({said})",
                                upstream=info)
         raise UpstreamRejected(f"the cloud rejected the parameters for {what} ({said})", upstream=info)
 
-    def flow(self, command: Command) -> Flow:
+    def _read_page(self, command: Operation, call: Call, reply: RawReply) -> Any:
+        """The JSON of a look-up answer, or the failure it stands for."""
+        data = decode_body(reply.body)
+        if 200 <= reply.status < 300:
+            code, msg = success_error_code(data)
+            if code is None:
+                if not isinstance(data, dict):
+                    raise Transient(f"{_describe(command)}: the look-up answered a body that is not a JSON "
+                                    f"object ({_said(reply.status, None, None, reply.header('x-request-id'))})")
+                return data
+        else:
+            code, msg = parse_error_body(reply.body)
+        self._classify(command, call, reply, code, msg, lookup=True)
+        raise UpstreamRejected(f"{_describe(command)}: unexpected look-up answer "
+                               f"({_said(reply.status, code, msg, reply.header('x-request-id'))})")
+
+    def read_records(self, command: StopBuild, call: Call, reply: RawReply, page: int) -> Found:
+        data = self._read_page(command, call, reply)
+        result = data.get("result") if isinstance(data.get("result"), dict) else data
+        items = result.get("job_build_states") or []
+        if not isinstance(items, list):
+            items = []
+        try:
+            total_pages = int(result.get("total_page") or 0)
+        except (TypeError, ValueError):
+            total_pages = 0
+        return Found([i for i in items if isinstance(i, dict)], bool(items) and page + 1 < total_pages)
+
+    def read_instances(self, command: StopDataArtsJob, call: Call, reply: RawReply, offset: int) -> Found:
+        data = self._read_page(command, call, reply)
+        items = data.get("instances") or []
+        if not isinstance(items, list):
+            items = []
+        try:
+            total = int(data.get("total") or 0)
+        except (TypeError, ValueError):
+            total = 0
+        return Found([i for i in items if isinstance(i, dict)], bool(items) and offset + len(items) < total)
+
+    # -- selection ----------------------------------------------------------------------------------------
+    @staticmethod
+    def select_builds(command: StopBuild, records: list[dict[str, Any]]) -> list[StopBuild]:
+        """The running or queued builds matching the filters, one stop each (section 10.1)."""
+        chosen: dict[int, StopBuild] = {}
+        for record in records:
+            states = {str(record.get(k) or "").strip().lower() for k in ("job_running_status", "state")}
+            if not states & RUNNING_BUILD_STATES:
+                continue
+            if command.commit_id and not _commit_matches(record.get("commit_id"), command.commit_id):
+                continue
+            if command.except_commit_id and _commit_matches(record.get("commit_id"), command.except_commit_id):
+                continue
+            if command.branch is not None and record.get("code_branch") != command.branch:
+                continue
+            number = record.get("number", record.get("build_no"))
+            try:
+                build_no = int(number)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            if build_no >= 1 and build_no not in chosen:
+                chosen[build_no] = StopBuild(job_id=command.job_id, build_no=build_no)
+        return [chosen[n] for n in sorted(chosen)]
+
+    def select_instances(self, command: StopDataArtsJob, items: list[dict[str, Any]]) -> list[StopInstance]:
+        chosen: dict[int, StopInstance] = {}
+        project = self._project(command)
+        for item in items:
+            if str(item.get("status") or "").strip().lower() not in RUNNING_INSTANCE_STATES:
+                continue
+            if item.get("jobName") not in (None, command.job_name):
+                continue
+            try:
+                instance_id = int(item.get("instanceId", item.get("instance_id")))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                continue
+            chosen.setdefault(instance_id, StopInstance(project, command.job_name, command.workspace, instance_id))
+        return [chosen[i] for i in sorted(chosen)]
+
+    # -- flows ----------------------------------------------------------------------------------------------
+    def _exchange(self, call: Call) -> Generator[Step, Any, tuple[RawReply, str | None]]:
+        """Authenticate and send ``call``: (reply, the token used)."""
+        token: str | None = (yield NeedToken()) if self.credentials.needs_token else None
+        reply = yield self.authorize(call, token)
+        return reply, token
+
+    def _refresh(self, exc: UpstreamAuth, token: str | None, refreshed: bool) -> bool:
+        """Whether to resend once with a new IAM token after a 401 (section 5, mode 3)."""
+        if (isinstance(self.credentials, IamPasswordToken) and token is not None
+                and exc.upstream is not None and exc.upstream.status == 401 and not refreshed):
+            self.credentials.invalidate(token)
+            return True
+        return False
+
+    def flow(self, command: Operation) -> Flow:
         """One attempt: yields NeedToken / Call steps, receives a token / RawReply, returns a Reply.
 
         Inside one attempt it also handles the two re-sends that are not retries: switching to the
@@ -187,8 +414,7 @@ class ClientCore:
         refreshed = False
         while True:
             call = self.plan(command)
-            token: str | None = (yield NeedToken()) if self.credentials.needs_token else None
-            reply = yield self.authorize(call, token)
+            reply, token = yield from self._exchange(call)
             try:
                 return self.read(command, call, reply)
             except _ApiGone:
@@ -200,12 +426,115 @@ class ClientCore:
                     continue
                 raise
             except UpstreamAuth as exc:
-                if (isinstance(self.credentials, IamPasswordToken) and token is not None
-                        and exc.upstream is not None and exc.upstream.status == 401 and not refreshed):
-                    self.credentials.invalidate(token)
+                if self._refresh(exc, token, refreshed):
                     refreshed = True
                     continue
                 raise
+
+    def lookup_flow(self, command: StopBuild | StopDataArtsJob) -> Generator[Step, Any, list[Member]]:
+        """One attempt at the look-up: every page, then the members to stop (sections 10.1, 10.2)."""
+        if isinstance(command, StopBuild):
+            window = _window(36, 14)  # the last 24 hours in any time zone the cloud reads them in (README)
+            records: list[dict[str, Any]] = []
+            page, refreshed, tried_v1 = 0, False, self._records_v1
+            while page < MAX_PAGES:
+                call = self.plan_records(command, page, window)
+                reply, token = yield from self._exchange(call)
+                try:
+                    found = self.read_records(command, call, reply, page)
+                except _ApiGone:
+                    if tried_v1:
+                        raise
+                    found = Found([], False)
+                except UpstreamAuth as exc:
+                    if self._refresh(exc, token, refreshed):
+                        refreshed = True
+                        continue
+                    raise
+                if page == 0 and not found.items and not tried_v1:
+                    # In some tenants only the v1 record route lists builds (huaweicloud-apis.md 10.2).
+                    tried_v1 = True
+                    with self._lock:
+                        self._records_v1 = True
+                    continue
+                records.extend(found.items)
+                if not found.more:
+                    break
+                page += 1
+            return list(self.select_builds(command, records))
+        window = _window(7 * 24, 1)
+        items: list[dict[str, Any]] = []
+        offset, refreshed = 0, False
+        for _ in range(MAX_PAGES):
+            call = self.plan_instances(command, offset, window)
+            reply, token = yield from self._exchange(call)
+            try:
+                found = self.read_instances(command, call, reply, offset)
+            except UpstreamAuth as exc:
+                if self._refresh(exc, token, refreshed):
+                    refreshed = True
+                    continue
+                raise
+            items.extend(found.items)
+            if not found.more:
+                break
+            offset += len(found.items)
+        return list(self.select_instances(command, items))
+
+    def combine(self, command: StopBuild | StopDataArtsJob,
+                done: list[tuple[Member, Reply | StoplineError]]) -> Reply:
+        """The command's outcome from its members' (section 10.1): ``stopped`` when one was stopped and
+        none failed, ``nothing_running`` when none matched, else the failure (transient wins)."""
+        key = "builds" if isinstance(command, StopBuild) else "instances"
+        entries: list[dict[str, Any]] = []
+        failures: list[StoplineError] = []
+        outcomes: list[Outcome] = []
+        request_id, attempts, api = None, 1, "records" if key == "builds" else "instances"
+        job_reply: Reply | StoplineError | None = None
+        for member, answer in done:
+            if isinstance(member, StopDataArtsJob):
+                job_reply = answer
+                if isinstance(answer, StoplineError):
+                    failures.append(answer)
+                else:
+                    outcomes.append(answer.outcome)
+                continue
+            entry: dict[str, Any] = ({"build_no": member.build_no} if isinstance(member, StopBuild)
+                                     else {"instance_id": member.instance_id})
+            if isinstance(answer, StoplineError):
+                entry.update(outcome=str(Outcome.FAILED), status=answer.status, error=answer.to_json())
+                failures.append(answer)
+            else:
+                entry.update(outcome=str(answer.outcome), upstream_request_id=answer.request_id)
+                outcomes.append(answer.outcome)
+                request_id, attempts, api = answer.request_id, max(attempts, answer.attempts), answer.api
+            entries.append(entry)
+        resolved = (key, entries)
+        if failures:
+            first = next((f for f in failures if f.transient), failures[0])
+            what = _describe(command)
+            total = len(done)
+            error = type(first)(f"{what}: {len(failures)} of {total} stop{'s' if total != 1 else ''} failed; "
+                                f"first: {first.message}", details=first.details, upstream=first.upstream,
+                                retry_after=max((f.retry_after or 0 for f in failures if f.transient), default=None)
+                                or first.retry_after)
+            error.attempts = max([f.attempts for f in failures] + [attempts])
+            error.resolved = resolved
+            raise error
+        if isinstance(job_reply, Reply) and not entries:
+            return Reply(job_reply.outcome, job_reply.request_id, job_reply.api, job_reply.attempts, resolved)
+        if isinstance(job_reply, Reply):
+            request_id, api = job_reply.request_id, job_reply.api
+        if not outcomes:
+            return Reply(Outcome.NOTHING_RUNNING, None, api, attempts, resolved)
+        stopped = Outcome.STOPPED in outcomes
+        return Reply(Outcome.STOPPED if stopped else Outcome.ALREADY_STOPPED, request_id, api, attempts, resolved)
+
+    def job_member(self, command: StopDataArtsJob) -> StopDataArtsJob | None:
+        """Scope ``both`` also stops the job (its schedule) once the instances are done."""
+        if command.scope == "both":
+            return command.model_copy(update={"scope": None, "idempotency_key": None})
+        return None
 
     def authorize(self, call: Call, token: str | None) -> Call:
         return Call(call.method, call.scheme, call.host, call.path, call.query,
@@ -232,17 +561,18 @@ def _retrying(core: ClientCore) -> Any:
     )
 
 
-def _warn_retry(command: Command, exc: Transient, attempt: int, core: ClientCore) -> None:
+def _warn_retry(what: Any, exc: Transient, attempt: int, core: ClientCore) -> None:
     if attempt < core.max_attempts:
         log.warning(
             "retrying after a transient failure: %s", exc.message,
-            extra={"action": command.action, "attempt": attempt, "retry_after_s": exc.retry_after,
+            extra={"action": getattr(what, "action", None), "attempt": attempt, "retry_after_s": exc.retry_after,
                    "upstream_status": exc.upstream.status if exc.upstream else None},
         )
 
 
 _C = TypeVar("_C")
 _T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def _connect(core: ClientCore, given: _T | None, client: Callable[..., _C],
@@ -285,8 +615,13 @@ def _to_raw(response: httpx.Response) -> RawReply:
     return RawReply(response.status_code, response.headers, response.content)
 
 
+def _with_attempts(reply: Reply, attempt: int) -> Reply:
+    return reply if reply.attempts == attempt else Reply(reply.outcome, reply.request_id, reply.api, attempt,
+                                                         reply.resolved)
+
+
 class Client:
-    """Synchronous driver: ``httpx.Client`` with pooled connections, built once per process."""
+    """Synchronous driver: httpx's transport with pooled connections, built once per process."""
 
     def __init__(self, core: ClientCore, *, transport: httpx.BaseTransport | None = None) -> None:
         import httpx
@@ -294,8 +629,12 @@ class Client:
         self.core = core
         self._extensions = _timeouts(core)
         self._http, self._transport = _connect(core, transport, httpx.Client, httpx.HTTPTransport)
+        self._fan_out: ThreadPoolExecutor | None = None
+        self._fan_lock = threading.Lock()
 
     def close(self) -> None:
+        if self._fan_out is not None:
+            self._fan_out.shutdown(wait=False)
         if self._http is not None:
             self._http.close()
         elif self._transport is not None:
@@ -304,12 +643,47 @@ class Client:
     def execute(self, command: Command) -> Reply:
         """Run ``command`` with retries; raise a :class:`StoplineError` carrying ``attempts``.
 
+        A command that names no build (or DataArts instances) is resolved first: the look-up, then
+        every match stopped concurrently, each with its own retries (interface.md section 10).
+        """
+        if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
+            return self._resolve(command)
+        reply, attempt = self._retried(command, lambda: self.core.flow(command))
+        return _with_attempts(reply, attempt)
+
+    def _resolve(self, command: StopBuild | StopDataArtsJob) -> Reply:
+        members, _ = self._retried(command, lambda: self.core.lookup_flow(command))
+        done: list[tuple[Member, Reply | StoplineError]] = []
+        if members:
+            pool = self._pool()
+            done = list(zip(members, pool.map(self._member, members), strict=True))
+        job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
+        if job is not None:
+            done.append((job, self._member(job)))
+        return self.core.combine(command, done)
+
+    def _member(self, member: Member) -> Reply | StoplineError:
+        try:
+            reply, attempt = self._retried(member, lambda: self.core.flow(member))
+        except StoplineError as exc:
+            return exc
+        return _with_attempts(reply, attempt)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._fan_out is None:
+            with self._fan_lock:
+                if self._fan_out is None:
+                    self._fan_out = ThreadPoolExecutor(max_workers=FAN_OUT, thread_name_prefix="stopline-stop")
+        return self._fan_out
+
+    def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]]) -> tuple[_R, int]:
+        """Drive ``flow`` with retries: (its value, the attempt that produced it).
+
         The first attempt runs outside the retry loop (tenacity's bookkeeping costs ~0.1 ms a call);
         only a transient failure enters it, replayed as attempt 1 so stamina computes the wait.
         """
         try:
-            reply = self._attempt(command)
-            return Reply(reply.outcome, reply.request_id, reply.api, 1)
+            return self._drive(what, flow()), 1
         except Transient as exc:
             first: Transient = exc
         except StoplineError as exc:
@@ -323,22 +697,21 @@ class Client:
                     try:
                         if attempt == 1:
                             raise first
-                        reply = self._attempt(command)
+                        return self._drive(what, flow()), attempt
                     except Transient as exc:
-                        _warn_retry(command, exc, attempt, self.core)
+                        _warn_retry(what, exc, attempt, self.core)
                         raise
-                    return Reply(reply.outcome, reply.request_id, reply.api, attempt)
         except StoplineError as exc:
             exc.attempts = attempt
             raise
         raise AssertionError("unreachable: stamina either returns or raises")
 
-    def _attempt(self, command: Command) -> Reply:
-        flow = self.core.flow(command)
+    def _drive(self, what: Any, flow: Generator[Step, Any, _R]) -> _R:
+        label = _describe(what)
         try:
             step = next(flow)
             while True:
-                answer = self._token() if isinstance(step, NeedToken) else self._send(_describe(command), step)
+                answer = self._token() if isinstance(step, NeedToken) else self._send(label, step)
                 step = flow.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
@@ -374,7 +747,7 @@ class Client:
 
 class AsyncClient:
     """Asynchronous driver of the same core, for library callers on an event loop. The functions do not
-    use it: httpx's async pool slows down with many concurrent requests (README "Performance")."""
+    use it: httpx's async pool slows down with many concurrent requests (bench/README.md)."""
 
     def __init__(self, core: ClientCore, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         import httpx
@@ -391,9 +764,39 @@ class AsyncClient:
 
     async def execute(self, command: Command) -> Reply:
         """As :meth:`Client.execute`, awaiting the I/O."""
+        if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
+            return await self._resolve(command)
+        reply, attempt = await self._retried(command, lambda: self.core.flow(command))
+        return _with_attempts(reply, attempt)
+
+    async def _resolve(self, command: StopBuild | StopDataArtsJob) -> Reply:
+        import asyncio
+
+        members, _ = await self._retried(command, lambda: self.core.lookup_flow(command))
+        limit = asyncio.Semaphore(FAN_OUT)
+
+        async def bounded(member: Member) -> Reply | StoplineError:
+            async with limit:
+                return await self._member(member)
+
+        answers = await asyncio.gather(*(bounded(m) for m in members))
+        done: list[tuple[Member, Reply | StoplineError]] = list(zip(members, answers, strict=True))
+        job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
+        if job is not None:
+            done.append((job, await self._member(job)))
+        return self.core.combine(command, done)
+
+    async def _member(self, member: Member) -> Reply | StoplineError:
         try:
-            reply = await self._attempt(command)
-            return Reply(reply.outcome, reply.request_id, reply.api, 1)
+            reply, attempt = await self._retried(member, lambda: self.core.flow(member))
+        except StoplineError as exc:
+            return exc
+        return _with_attempts(reply, attempt)
+
+    async def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]]) -> tuple[_R, int]:
+        """As :meth:`Client._retried`, awaiting the I/O."""
+        try:
+            return await self._drive(what, flow()), 1
         except Transient as exc:
             first: Transient = exc
         except StoplineError as exc:
@@ -407,23 +810,21 @@ class AsyncClient:
                     try:
                         if attempt == 1:
                             raise first
-                        reply = await self._attempt(command)
+                        return await self._drive(what, flow()), attempt
                     except Transient as exc:
-                        _warn_retry(command, exc, attempt, self.core)
+                        _warn_retry(what, exc, attempt, self.core)
                         raise
-                    return Reply(reply.outcome, reply.request_id, reply.api, attempt)
         except StoplineError as exc:
             exc.attempts = attempt
             raise
         raise AssertionError("unreachable: stamina either returns or raises")
 
-    async def _attempt(self, command: Command) -> Reply:
-        flow = self.core.flow(command)
+    async def _drive(self, what: Any, flow: Generator[Step, Any, _R]) -> _R:
+        label = _describe(what)
         try:
             step = next(flow)
             while True:
-                answer = await self._token() if isinstance(step, NeedToken) else await self._send(
-                    _describe(command), step)
+                answer = await self._token() if isinstance(step, NeedToken) else await self._send(label, step)
                 step = flow.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]

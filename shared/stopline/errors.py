@@ -20,6 +20,7 @@ StoplineError
 │   ├── NotFound              404  the build, task or job does not exist
 │   ├── UpstreamRejected      422  the cloud refused the parameters (400)
 │   ├── UpstreamAuth          502  the cloud refused our credentials / permissions
+│   ├── UpstreamMisconfigured 502  the API or endpoint is wrong (a gateway 404): type `configuration`
 │   └── Transient             503  throttled, 5xx, timeout, dropped connection (retried first)
 │       └── InProgress        503  a duplicate whose first delivery is still running
 └── ConfigurationError      500  no credentials, bad settings
@@ -68,6 +69,8 @@ class StoplineError(Exception):
         self.upstream = upstream
         self.retry_after = retry_after
         self.attempts = 0
+        self.resolved: tuple[str, list[dict[str, Any]]] | None = None
+        """For a resolving command (interface.md section 10): what it found and did, failures included."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``error`` object of interface.md section 3."""
@@ -149,6 +152,13 @@ class UpstreamAuth(UpstreamError):
     type = "upstream_auth"
 
 
+class UpstreamMisconfigured(UpstreamError):
+    """The gateway says the API or endpoint does not exist: a deployment problem, never a success."""
+
+    status = 502
+    type = "configuration"
+
+
 class Transient(UpstreamError):
     status = 503
     type = "unavailable"
@@ -162,6 +172,13 @@ class InProgress(Transient):
 class ConfigurationError(StoplineError):
     status = 500
     type = "configuration"
+
+
+def error_class(type_: str, status: int | None = None) -> type[StoplineError]:
+    """The class behind a stored ``error.type`` (and status: ``configuration`` is 500 here, 502 upstream)."""
+    if type_ == UpstreamMisconfigured.type and status == UpstreamMisconfigured.status:
+        return UpstreamMisconfigured
+    return ERROR_TYPES.get(type_, StoplineError)
 
 
 ERROR_TYPES: dict[str, type[StoplineError]] = {

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from stopline.errors import InvalidCommand, StoplineError
 
@@ -29,6 +30,7 @@ class Outcome(StrEnum):
     ALREADY_STOPPED = "already_stopped"
     DELETED = "deleted"
     ALREADY_DELETED = "already_deleted"
+    NOTHING_RUNNING = "nothing_running"
     DUPLICATE = "duplicate"
     DRY_RUN = "dry_run"
     FAILED = "failed"
@@ -48,6 +50,21 @@ def _build_no(value: object) -> object:
     return value
 
 
+def _commit(value: object) -> object:
+    """Commit shas compare case-insensitively: normalise to lower case so the command hash does too."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _no_dot_segment(value: str) -> str:
+    # httpx (like every URL library) collapses "." and ".." segments: the request would go to, and be
+    # signed for, another path (interface.md section 14).
+    if value in (".", ".."):
+        raise ValueError("'.' and '..' are not job names")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 JobId = Annotated[
     str,
     Field(
@@ -57,7 +74,11 @@ JobId = Annotated[
 ]
 BuildNo = Annotated[int, BeforeValidator(_build_no), Field(ge=1, le=2**31 - 1, strict=True)]
 # A slash would be signed as two path segments but sent as one (huaweicloud-apis.md section 3.4, "Edge").
-JobName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f\x7f]+$")]
+JobName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
+                    AfterValidator(_no_dot_segment)]
+CommitSha = Annotated[str, BeforeValidator(_commit), Field(
+    pattern=r"^[0-9a-f]{7,64}$", description="a full commit sha or a prefix of at least 7 hex characters")]
+Branch = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ProjectId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
 Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
@@ -82,9 +103,20 @@ class _Command(BaseModel):
 
 
 class StopBuild(_Command):
+    """One build (``build_no``), or every running/queued build of the task matching the filters
+    (interface.md section 10.1)."""
+
     action: Literal["stop_build"] = "stop_build"
     job_id: JobId
-    build_no: BuildNo
+    build_no: BuildNo | None = None
+    commit_id: CommitSha | None = None
+    branch: Branch | None = None
+    except_commit_id: CommitSha | None = None
+
+    @property
+    def resolves(self) -> bool:
+        """Whether the builds to stop are looked up first (no build number given)."""
+        return self.build_no is None
 
 
 class DeleteBuildTask(_Command):
@@ -97,6 +129,18 @@ class StopDataArtsJob(_Command):
     job_name: JobName
     project_id: ProjectId | None = None
     workspace: Workspace | None = None
+    scope: Literal["job", "instances", "both"] | None = None
+
+    @field_validator("scope")
+    @classmethod
+    def _default_scope(cls, value: str | None) -> str | None:
+        # "job" is the default: stored as absent, so both spellings are one command (same hash and target)
+        return None if value == "job" else value
+
+    @property
+    def resolves(self) -> bool:
+        """Whether in-flight instances are looked up and stopped (scope ``instances`` or ``both``)."""
+        return self.scope is not None
 
 
 Command = StopBuild | DeleteBuildTask | StopDataArtsJob
@@ -154,14 +198,25 @@ def parse_command(data: object, *, action: str | None = None, where: str = "") -
             details=[{"field": f"{where}action", "message": f"must be one of {', '.join(COMMAND_TYPES)}"}],
         )
     try:
-        return model.model_validate({**data, "action": chosen})
+        command = model.model_validate({**data, "action": chosen})
     except ValidationError as exc:
         details = [
             {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"], "type": err["type"]}
             for err in exc.errors(include_url=False, include_input=False, include_context=False)
         ]
         names = ", ".join(sorted({d["field"] for d in details}))
-        raise InvalidCommand(f"invalid {chosen} command: {names}", details=details) from None
+        reasons = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        raise InvalidCommand(f"invalid {chosen} command: {reasons}" if reasons else
+                             f"invalid {chosen} command: {names}", details=details) from None
+    if isinstance(command, StopBuild) and command.build_no is not None:
+        clash = [name for name in ("commit_id", "branch", "except_commit_id") if getattr(command, name) is not None]
+        if clash:
+            raise InvalidCommand(
+                f"invalid stop_build command: {', '.join(clash)} cannot be combined with build_no "
+                "(leave build_no out to stop every running build that matches)",
+                details=[{"field": f"{where}{name}", "message": "not allowed together with build_no"}
+                         for name in clash])
+    return command
 
 
 @dataclass(slots=True)
@@ -181,6 +236,8 @@ class Result:
     first_outcome: str | None = None
     error: StoplineError | None = None
     duration_ms: float = 0.0
+    resolved: tuple[str, list[dict[str, Any]]] | None = None
+    """What a resolving command found and did: ``("builds", [...])`` or ``("instances", [...])``."""
 
     @property
     def ok(self) -> bool:
@@ -204,6 +261,8 @@ class Result:
         body["attempts"] = self.attempts
         if self.api is not None:
             body["api"] = self.api
+        if self.resolved is not None:
+            body[self.resolved[0]] = self.resolved[1]
         if with_status:
             body["status"] = self.status
         return body

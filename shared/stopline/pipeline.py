@@ -21,7 +21,6 @@ from typing import Any
 
 from stopline.client import Client, Reply
 from stopline.errors import (
-    ERROR_TYPES,
     ConfigurationError,
     Conflict,
     Forbidden,
@@ -29,6 +28,7 @@ from stopline.errors import (
     StoplineError,
     Transient,
     UpstreamInfo,
+    error_class,
 )
 from stopline.idempotency import IdempotencyStore, StoreUnavailable
 from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_command
@@ -168,15 +168,16 @@ class Pipeline:
         command = work.command
         if error is not None:
             result = Result(command.action, Outcome.FAILED, command.target(), work.delivery.event_id,
-                            error.upstream.request_id if error.upstream else None, error.attempts, error=error)
+                            error.upstream.request_id if error.upstream else None, error.attempts, error=error,
+                            resolved=error.resolved)
         elif reply is None:
             result = Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
         else:
             result = Result(command.action, reply.outcome, command.target(), work.delivery.event_id,
-                            reply.request_id, reply.attempts, api=reply.api)
+                            reply.request_id, reply.attempts, api=reply.api, resolved=reply.resolved)
         if work.claimed and work.key is not None:
             try:
-                if error is not None and (error.transient or isinstance(error, ConfigurationError)):
+                if error is not None and (error.transient or error.type == ConfigurationError.type):
                     self.store.release(work.key, work.token)
                 else:
                     self.store.complete(work.key, self._record(work, result), self.settings.idempotency_ttl_s)
@@ -241,10 +242,11 @@ class Pipeline:
             "action": result.action, "outcome": str(result.outcome), "target": result.target,
             "event_id": result.event_id, "upstream_request_id": result.upstream_request_id,
             "attempts": result.attempts, "api": result.api,
+            "resolved": list(result.resolved) if result.resolved is not None else None,
         }
         if result.error is not None:
             err = result.error
-            record["error"] = {"type": err.type, "message": err.message, "details": err.details,
+            record["error"] = {"type": err.type, "status": err.status, "message": err.message, "details": err.details,
                                "upstream": err.upstream.to_json() if err.upstream else None}
         return record
 
@@ -253,7 +255,7 @@ class Pipeline:
         first = record.get("error")
         error: StoplineError | None = None
         if first is not None:
-            cls = ERROR_TYPES.get(first.get("type", ""), StoplineError)
+            cls = error_class(first.get("type", ""), first.get("status"))
             up = first.get("upstream")
             error = cls(first.get("message", ""), details=first.get("details") or [],
                         upstream=UpstreamInfo(up["status"], up.get("error_code"), up.get("error_msg"))
@@ -263,6 +265,7 @@ class Pipeline:
             record.get("target") or work.command.target(), record.get("event_id"),
             record.get("upstream_request_id"), 0, api=record.get("api"),
             first_outcome=record.get("outcome") if error is None else None, error=error,
+            resolved=(stored[0], stored[1]) if isinstance(stored := record.get("resolved"), list) else None,
         )
         return self._log(result, work.delivery, work.started, duplicate_of=record.get("outcome"))
 

@@ -17,9 +17,10 @@ from stopline.models import Action
 
 CredentialMode = Literal["aksk", "token", "iam"]
 
-DEFAULT_NOT_RUNNING_CODES = ("CB.00060301", "DLF.0137")
-"""Error codes meaning "no longer running". The cloud documents none (huaweicloud-apis.md 4.3/4.4);
-these are the codes the emulator answers with, and users can replace them."""
+DEFAULT_NOT_RUNNING_CODES = ("DEV.CB.032302", "CB.00060301", "DLF.0137")
+"""Error codes meaning "no longer running" (interface.md section 13): ``DEV.CB.032302`` is what CodeArts
+answers for a finished build in the field; the other two are earlier stand-ins kept so configurations
+that relied on them keep working. Users can replace the list."""
 
 CREDENTIAL_VARIABLES = (
     "HUAWEICLOUD_SDK_AK + HUAWEICLOUD_SDK_SK (AK/SK signing), STOPLINE_AUTH_TOKEN (a ready IAM token), "

@@ -78,12 +78,18 @@ class RawReply:
 
 
 def _find_code(node: Any, depth: int = 0) -> tuple[str | None, str | None]:
+    if isinstance(node, str) and depth <= 3 and node.lstrip().startswith(("{", '"')):
+        # CodeArts sometimes sends the error object as a JSON string holding JSON (huaweicloud-apis.md 10.1)
+        try:
+            return _find_code(json.loads(node), depth + 1)
+        except (ValueError, RecursionError):
+            return None, None
     if not isinstance(node, dict) or depth > 3:
         return None, None
     for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
         if code_key in node or msg_key in node:
             code, msg = node.get(code_key), node.get(msg_key)
-            return (str(code) if code is not None else None), (str(msg) if msg is not None else None)
+            return (str(code) if code not in (None, "") else None), (str(msg) if msg not in (None, "") else None)
     for value in node.values():
         code, msg = _find_code(value, depth + 1)
         if code is not None or msg is not None:
@@ -91,14 +97,49 @@ def _find_code(node: Any, depth: int = 0) -> tuple[str | None, str | None]:
     return None, None
 
 
-def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
-    """(error_code, error_msg) from any of the cloud's error shapes (huaweicloud-apis.md section 4.1)."""
+def decode_body(body: bytes) -> Any:
+    """The JSON value of a cloud body (a JSON string holding JSON is unwrapped once); None when not JSON."""
+    if not body:
+        return None
     try:
-        data = json.loads(body) if body else None
-    except ValueError:
+        data = json.loads(body)
+        if isinstance(data, str) and data.lstrip().startswith(("{", "[")):
+            data = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return data
+
+
+def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
+    """(error_code, error_msg) from any of the cloud's error shapes (interface.md section 13):
+    ``error_code``/``errorCode``/``code`` with their messages, a nested ``error`` object, or a JSON string
+    holding one of these. A body that is not JSON yields its text as the message."""
+    if not body:
+        return None, None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
         text = body[:300].decode("utf-8", "replace").strip()
         return None, text or None
     return _find_code(data)
+
+
+def success_error_code(data: Any) -> tuple[str | None, str | None]:
+    """The error a 2xx body carries (CodeArts answers ``200`` with ``error_code`` at times), else (None, None).
+
+    Only the unambiguous keys count here -- ``error_code``/``errorCode`` at the top or inside ``error`` --
+    since ``code``/``message`` is also how some success envelopes look."""
+    if isinstance(data, dict):
+        for node in (data, data.get("error")):
+            if isinstance(node, dict):
+                for code_key, msg_key in (("error_code", "error_msg"), ("errorCode", "errorMsg"), ("code", "message")):
+                    code = node.get(code_key)
+                    if code_key == "code" and node is data:
+                        continue
+                    if code not in (None, "", 0, "0"):
+                        msg = node.get(msg_key)
+                        return str(code), (str(msg) if msg not in (None, "") else None)
+    return None, None
 
 
 RETRY_AFTER_CAP_S = 30.0

@@ -1,4 +1,6 @@
-"""Fault rules: latency, 429 with Retry-After, 5xx (or any coded error) and dropped connections.
+"""Fault rules: latency, 429 with Retry-After, 5xx (or any coded error), dropped connections, and
+``respond`` -- any status with any body (the cloud's odd shapes: 200 with an error code, an empty body,
+a JSON string holding JSON), so tests can pin each of the client's readings over real HTTP.
 
 Each rule matches request paths by regex and fires on every request (neither ``rate`` nor ``count``),
 on the first ``count`` matches, or with probability ``rate`` drawn from its own ``random.Random(seed)``
@@ -7,14 +9,16 @@ so runs repeat exactly.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["latency", "throttle", "error", "drop", "hold"]
-KINDS = ("latency", "throttle", "error", "drop", "hold")
+FaultKind = Literal["latency", "throttle", "error", "drop", "hold", "respond"]
+KINDS = ("latency", "throttle", "error", "drop", "hold", "respond")
+_UNSET = object()
 
 
 @dataclass
@@ -29,6 +33,11 @@ class FaultRule:
     error_code: str | None = None
     error_msg: str | None = None
     seed: int | None = None
+    body: Any = _UNSET
+    """``respond``: the JSON value to answer with (a string is sent as a JSON string, which is how the
+    cloud sometimes wraps an error object)."""
+    raw: str | None = None
+    """``respond``: the exact body text instead (``""`` = an empty body)."""
     fired: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
     _random: random.Random = field(init=False, repr=False)
@@ -44,7 +53,7 @@ class FaultRule:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultRule:
         allowed = {"path", "kind", "rate", "count", "status", "retry_after", "delay_ms", "error_code",
-                   "error_msg", "seed"}
+                   "error_msg", "seed", "body", "raw"}
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
@@ -55,7 +64,17 @@ class FaultRule:
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "rate": self.rate, "count": self.count,
                 "status": self.status, "retry_after": self.retry_after, "delay_ms": self.delay_ms,
-                "error_code": self.error_code, "seed": self.seed, "fired": self.fired}
+                "error_code": self.error_code, "seed": self.seed, "fired": self.fired,
+                **({"body": self.body} if self.body is not _UNSET else {}),
+                **({"raw": self.raw} if self.raw is not None else {})}
+
+    def payload(self) -> bytes | None:
+        """The canned body of a ``respond`` rule; None when the rule gives none."""
+        if self.raw is not None:
+            return self.raw.encode()
+        if self.body is not _UNSET:
+            return json.dumps(self.body).encode()
+        return None
 
     def fires(self, path: str) -> bool:
         if not self._pattern.search(path):

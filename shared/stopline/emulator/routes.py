@@ -24,10 +24,18 @@ from stopline.emulator.faults import FaultRule, Faults
 from stopline.emulator.state import CloudState
 
 SIGNATURE_WINDOW_S = 15 * 60
-# Stand-ins where the cloud's codes are undocumented (huaweicloud-apis.md 4.3/4.4 UNVERIFIED items).
-CODE_TASK_MISSING = "CB.00060404"
-CODE_BUILD_NOT_RUNNING = "CB.00060301"
-CODE_JOB_NOT_RUNNING = "DLF.0137"
+# The cloud's own codes (huaweicloud-apis.md 10.1; README "Emulator" says which are seen in the field).
+CODE_TASK_MISSING_V3 = "CB.00031006"      # 422, v3 routes [field]
+CODE_TASK_MISSING_V1 = "DEVCB.00031006"   # 422, v1 routes [field]
+CODE_NO_BUILD = "CB.00031059"             # 403, no such build in the history [field, history-details route]
+CODE_BUILD_NOT_RUNNING = "DEV.CB.032302"  # 400, status already refreshed [field, /v3/jobs/stop]
+CODE_WINDOW_TOO_LONG = "CB.00031105"      # 400, record window over 31 days [field]
+CODE_BAD_JOB_ID = "CB.00060201"           # 400 [field]
+CODE_JOB_NOT_RUNNING = "DLF.0137"         # 400; the cloud's "job not running" code is unknown (stand-in)
+CODE_INSTANCE_MISSING = "DLF.0137"        # 400, job instance does not exist [documented]
+CODE_WORKSPACE_MISSING = "DLF.0819"       # 400, workspace does not exist [documented]
+RECORD_TIME = "%Y-%m-%d %H:%M:%S"
+_STATUS_TEXT = {"running": "Running", "queued": "InQueue", "finished": "SUCCESS", "stopped": "ABORTED"}
 
 
 @dataclass
@@ -61,13 +69,32 @@ def _gateway_error(status: int, code: str, msg: str, request_id: str, **headers:
 
 
 def _build_no_of(request: EmuRequest) -> int | None:
-    """The build a stop call names (v3: JSON body; v1: query), for the call log."""
-    if request.path == "/v3/jobs/stop":
+    """The build a stop call names (v3: JSON body; v1: query, else body), for the call log."""
+    value = dict(request.query).get("build_no", "")
+    if value.isdigit():
+        return int(value)
+    if request.method == "POST" and request.body[:1] == b"{":
         try:
             return int(json.loads(request.body).get("build_no"))
         except (ValueError, TypeError, AttributeError):
             return None
-    value = dict(request.query).get("build_no", "")
+    return None
+
+
+def _record_time(value: str | None) -> int | None:
+    """A build-record window bound (``yyyy-MM-dd HH:mm:ss``, read as UTC here) in epoch ms."""
+    if not value:
+        return None
+    try:
+        return int(datetime.strptime(value, RECORD_TIME).replace(tzinfo=UTC).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _int_param(query: dict[str, str], name: str, default: int) -> int | None:
+    value = query.get(name)
+    if value is None or value == "":
+        return default
     return int(value) if value.isdigit() else None
 
 
@@ -85,6 +112,12 @@ class Router:
             ("POST", re.compile(r"^/v3/jobs/stop$"), self._stop_build_v3),
             ("POST", re.compile(r"^/v1/job/(?P<job_id>[^/]+)/stop$"), self._stop_build_v1),
             ("POST", re.compile(r"^/v3/jobs/(?P<job_id>[^/]+)/delete$"), self._delete_task),
+            ("GET", re.compile(r"^/v3/jobs/(?P<job_id>[^/]+)/build-info-records$"), self._records_v3),
+            ("GET", re.compile(r"^/v1/record/(?P<job_id>[^/]+)/list$"), self._records_v1),
+            ("GET", re.compile(r"^/v1/job/(?P<job_id>[^/]+)/running-status$"), self._running_status),
+            ("GET", re.compile(r"^/v1/(?P<project_id>[^/]+)/jobs/instances/detail$"), self._list_instances),
+            ("POST", re.compile(r"^/v1/(?P<project_id>[^/]+)/jobs/(?P<job_name>[^/]+)/instances/"
+                                r"(?P<instance_id>[^/]+)/stop$"), self._stop_instance),
             ("POST", re.compile(r"^/v1/(?P<project_id>[^/]+)/jobs/(?P<job_name>[^/]+)/stop$"), self._stop_job),
         ]
 
@@ -99,7 +132,7 @@ class Router:
         started = time.time()
         auth_kind = "none"
         fault = self.faults.pick(request.path)
-        if fault is not None and fault.kind in ("throttle", "error", "drop"):
+        if fault is not None and fault.kind in ("throttle", "error", "drop", "respond"):
             reply = self._fault_reply(fault, request_id)
         else:
             reply, auth_kind = self._dispatch(request, request_id)
@@ -121,6 +154,15 @@ class Router:
     def _fault_reply(self, fault: FaultRule, request_id: str) -> EmuReply:
         if fault.kind == "drop":
             return EmuReply(0, drop=True)
+        if fault.kind == "respond":
+            body = fault.payload()
+            if body is None:
+                body = json.dumps({"error_code": fault.error_code, "error_msg": fault.error_msg}).encode() \
+                    if fault.error_code else b""
+            headers = {"Content-Type": "application/json"} if body else {}
+            if fault.retry_after is not None and fault.status in (429, 503):
+                headers["Retry-After"] = str(fault.retry_after)
+            return EmuReply(fault.status, headers, body)
         extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         if fault.kind == "throttle":
             return _gateway_error(429, fault.error_code or "APIGW.0308",
@@ -208,6 +250,16 @@ class Router:
         return _json(201, body, **{"X-Subject-Token": token})
 
     # -- CodeArts Build ------------------------------------------------------------------------------------
+    def _stop_answer(self, job_id: str, build_no: int, missing_code: str, success: EmuReply) -> EmuReply:
+        result = self.state.stop_build(job_id, build_no)
+        if result == "missing":
+            return _cloud_error(422, missing_code, "The job does not exist or has been deleted.")
+        if result == "no_build":
+            return _cloud_error(403, CODE_NO_BUILD, "任务尚未构建或历史已删除\uff0c不存在构建历史")
+        if result == "not_running":
+            return _cloud_error(400, CODE_BUILD_NOT_RUNNING, "任务状态已刷新,请刷新页面后重试")
+        return success
+
     def _stop_build_v3(self, request: EmuRequest, request_id: str, project: str | None) -> EmuReply:
         try:
             data = json.loads(request.body)
@@ -215,42 +267,125 @@ class Router:
         except (ValueError, KeyError, TypeError):
             return _cloud_error(400, "CB.00060200", "Invalid parameter.")
         if not re.fullmatch(r"[A-Za-z0-9]{32}", job_id):
-            return _cloud_error(400, "CB.00060201", "Invalid job ID.")
-        result = self.state.stop_build(job_id, build_no)
-        if result == "missing":
-            return _cloud_error(404, CODE_TASK_MISSING, "The build task or build does not exist.")
-        return _json(200, {"result": result == "stopped"})
+            return _cloud_error(400, CODE_BAD_JOB_ID, "Invalid job ID.")
+        return self._stop_answer(job_id, build_no, CODE_TASK_MISSING_V3, _json(200, {"result": True}))
 
     def _stop_build_v1(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
-        query = dict(request.query)
-        try:
-            build_no = int(query["build_no"])
-        except (KeyError, ValueError):
+        # The SDK sends build_no in the query, the API reference in the body: both are read.
+        build_no = _build_no_of(request)
+        if build_no is None:
             return _cloud_error(400, "CB.00060200", "Invalid parameter: build_no.")
-        result = self.state.stop_build(job_id, build_no)
-        if result == "missing":
-            return _cloud_error(404, CODE_TASK_MISSING, "The build task or build does not exist.")
-        if result == "not_running":
-            return _cloud_error(400, CODE_BUILD_NOT_RUNNING, "The build is not running.")
-        return _json(200, {"status": "success"})
+        return self._stop_answer(job_id, build_no, CODE_TASK_MISSING_V1, _json(200, {"status": "success"}))
 
     def _delete_task(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
         task = self.state.delete_task(job_id)
         if task is None:
-            return _cloud_error(404, CODE_TASK_MISSING, "The build task does not exist.")
+            return _cloud_error(422, CODE_TASK_MISSING_V3, "The job does not exist or has been deleted.")
         return _json(200, {"status": "success", "result": {"job_id": task.job_id, "project_id": task.project_id}})
 
+    def _records(self, request: EmuRequest, job_id: str, missing_code: str) -> EmuReply:
+        query = dict(request.query)
+        start, end = _record_time(query.get("start_time")), _record_time(query.get("end_time"))
+        page, size = _int_param(query, "page_index", 0), _int_param(query, "page_size", 10)
+        if start is None or end is None or page is None or size is None or not 1 <= size <= 100 or end < start:
+            return _cloud_error(400, "CB.00060200", "Invalid parameter: start_time, end_time, page_index "
+                                "(>= 0) and page_size (1-100) are required.")
+        if end - start > 31 * 24 * 3600 * 1000:
+            return _cloud_error(400, CODE_WINDOW_TOO_LONG, "The time range cannot exceed 31 days.")
+        records = self.state.records(job_id, start, end)
+        if records is None:
+            return _cloud_error(422, missing_code, "The job does not exist or has been deleted.")
+        total_pages = (len(records) + size - 1) // size
+        chunk = records[page * size:(page + 1) * size]
+        states = [{
+            "number": n, "build_time": b.start_ms, "start_time": b.start_ms,
+            "job_running_status": _STATUS_TEXT[b.state], "state": _STATUS_TEXT[b.state],
+            "user_id": "0" * 32, "executor": "devuser", "nickname": "devuser", "daily_build_number": f"{n}",
+            "trigger_type": "Manual", "cost_time": 0, "commit_id": b.commit_id, "build_type": "branch",
+            "code_branch": b.branch, "scm_type": "codehub", "scm_web_url": "", "commit_detail_url": "",
+        } for n, b in chunk]
+        return _json(200, {"result": {"health_score": "100", "page_index": str(page), "total_page": str(total_pages),
+                                      "total_record": str(len(records)), "job_build_states": states},
+                           "error": None, "status": "success"})
+
+    def _records_v3(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
+        return self._records(request, job_id, CODE_TASK_MISSING_V3)
+
+    def _records_v1(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
+        return self._records(request, job_id, CODE_TASK_MISSING_V1)
+
+    def _running_status(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
+        task = self.state.task(job_id)
+        if task is None:
+            return _cloud_error(422, CODE_TASK_MISSING_V1, "The job does not exist or has been deleted.")
+        with self.state.lock:
+            last = max(task.builds) if task.builds else None
+            build = task.builds[last] if last is not None else None
+        return _json(200, {"result": {"last_job_id": job_id, "last_build_no": str(last or ""),
+                                      "last_build_status": _STATUS_TEXT[build.state] if build else "",
+                                      "is_running": bool(build and build.state in ("running", "queued"))},
+                           "error": None, "status": "success"})
+
     # -- DataArts Studio -----------------------------------------------------------------------------------
-    def _stop_job(self, request: EmuRequest, request_id: str, project: str | None, project_id: str,
-                  job_name: str) -> EmuReply:
+    def _dataarts_scope(self, request: EmuRequest, request_id: str, project: str | None,
+                        project_id: str) -> EmuReply | None:
         if project is not None and project != project_id:
             return _gateway_error(403, "APIGW.0302", "The IAM user is not authorized to access the API.",
                                   request_id)
+        if not self.state.workspace_exists(project_id, request.headers.get("workspace")):
+            return _cloud_error(400, CODE_WORKSPACE_MISSING, "The workspace does not exist.")
+        return None
+
+    def _stop_job(self, request: EmuRequest, request_id: str, project: str | None, project_id: str,
+                  job_name: str) -> EmuReply:
+        refused = self._dataarts_scope(request, request_id, project, project_id)
+        if refused is not None:
+            return refused
         result = self.state.stop_job(project_id, request.headers.get("workspace"), job_name)
         if result == "missing":
             return _cloud_error(400, "DLF.0100", "The job does not exists.")
         if result == "not_running":
             return _cloud_error(400, CODE_JOB_NOT_RUNNING, "The job instance does not exist.")
+        return EmuReply(204)
+
+    def _list_instances(self, request: EmuRequest, request_id: str, project: str | None,
+                        project_id: str) -> EmuReply:
+        refused = self._dataarts_scope(request, request_id, project, project_id)
+        if refused is not None:
+            return refused
+        query = dict(request.query)
+        now_ms = int(time.time() * 1000)
+        midnight = int(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+        limit, offset = _int_param(query, "limit", 10), _int_param(query, "offset", 0)
+        low, high = _int_param(query, "minPlanTime", midnight), _int_param(query, "maxPlanTime", now_ms)
+        if limit is None or offset is None or low is None or high is None or not 1 <= limit <= 1000:
+            return _cloud_error(400, "DLF.0002", "The parameter is invalid.")
+        name = query.get("jobName") or None
+        exact = query.get("preciseQuery") == "jobName"
+        found = self.state.instances(project_id, request.headers.get("workspace"), name if exact else None,
+                                     low, high)
+        if name is not None and not exact:
+            found = [(n, i) for n, i in found if name in n]
+        if query.get("status"):
+            found = [(n, i) for n, i in found if i.status == query["status"]]
+        page = found[offset:offset + limit]
+        return _json(200, {"total": len(found), "instances": [{
+            "jobName": n, "status": i.status, "planTime": i.plan_ms, "startTime": i.plan_ms, "endTime": None,
+            "executeTime": i.plan_ms, "submitTime": i.plan_ms, "instanceId": i.instance_id, "jobId": 0,
+            "jobInstanceName": f"{n}_{i.instance_id}", "instanceType": 0, "version": 1, "ignoreSuccess": False,
+            "forceSuccess": False, "errorMessage": None} for n, i in page]})
+
+    def _stop_instance(self, request: EmuRequest, request_id: str, project: str | None, project_id: str,
+                       job_name: str, instance_id: str) -> EmuReply:
+        refused = self._dataarts_scope(request, request_id, project, project_id)
+        if refused is not None:
+            return refused
+        if not instance_id.isdigit():
+            return _cloud_error(400, CODE_INSTANCE_MISSING, "The job instance does not exist.")
+        result = self.state.stop_instance(project_id, request.headers.get("workspace"), job_name, int(instance_id))
+        if result == "missing":
+            return _cloud_error(400, CODE_INSTANCE_MISSING, "The job instance does not exist.")
+        # An instance that is no longer in flight: the cloud's answer is unknown; this answers 204 (no effect).
         return EmuReply(204)
 
     # -- control API -----------------------------------------------------------------------------------------

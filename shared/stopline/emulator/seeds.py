@@ -11,6 +11,13 @@ DEMO_TOKEN = "MIIdemo-stopline-emulator-token"  # noqa: S105 - a published demo 
 DEMO_IAM = {"domain": "demo-domain", "username": "demo-user", "password": "demo-password"}
 DEMO_JOB_ID = "f9d6c8466d614a9788e9a0acf6c15f46"
 DEMO_TASK_ID = "cb5fa20de5fd4cf8be681d4bd6fdd2f6"
+DEMO_COMMIT = "3f2a9c1b7d4e5f60718293a4b5c6d7e8f9a0b1c2"
+"""The commit of two running builds (20, 21) on ``feature/x``."""
+DEMO_NEW_COMMIT = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807"
+"""A newer commit on ``feature/x``: build 23, queued."""
+DEMO_MAIN_COMMIT = "c0ffee0123456789abcdef0123456789abcdef01"
+DEMO_DATAARTS_JOB = "daily_etl"
+DEMO_INSTANCE_ID = 34765
 
 
 def demo() -> dict[str, Any]:
@@ -21,9 +28,14 @@ def demo() -> dict[str, Any]:
         "tokens": [{"token": DEMO_TOKEN, "project_id": DEMO_PROJECT_ID}],
         "build_tasks": [
             {"job_id": DEMO_JOB_ID, "project_id": DEMO_PROJECT_ID,
-             "builds": [{"build_no": 18, "state": "finished"}, {"build_no": 19, "state": "stopped"},
-                        {"build_no": 20, "state": "running"}, {"build_no": 21, "state": "running"},
-                        {"build_no": 22, "state": "running"}]},
+             "builds": [
+                 {"build_no": 18, "state": "finished", "branch": "main", "commit_id": DEMO_MAIN_COMMIT, "age_s": 3600},
+                 {"build_no": 19, "state": "stopped", "branch": "feature/x", "commit_id": DEMO_COMMIT, "age_s": 900},
+                 {"build_no": 20, "state": "running", "branch": "feature/x", "commit_id": DEMO_COMMIT, "age_s": 600},
+                 {"build_no": 21, "state": "running", "branch": "feature/x", "commit_id": DEMO_COMMIT, "age_s": 300},
+                 {"build_no": 22, "state": "running", "branch": "main", "commit_id": DEMO_MAIN_COMMIT, "age_s": 200},
+                 {"build_no": 23, "state": "queued", "branch": "feature/x", "commit_id": DEMO_NEW_COMMIT, "age_s": 30},
+             ]},
             {"job_id": DEMO_TASK_ID, "project_id": DEMO_PROJECT_ID,
              "builds": [{"build_no": 1, "state": "running"}]},
             {"job_id": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "project_id": DEMO_PROJECT_ID,
@@ -34,6 +46,9 @@ def demo() -> dict[str, Any]:
             {"project_id": DEMO_PROJECT_ID, "job_name": "myJob", "state": "running"},
             {"project_id": DEMO_PROJECT_ID, "job_name": "nightly", "state": "running"},
             {"project_id": DEMO_PROJECT_ID, "job_name": "daily etl", "state": "running"},
+            {"project_id": DEMO_PROJECT_ID, "job_name": DEMO_DATAARTS_JOB, "state": "running",
+             "instances": [{"instance_id": DEMO_INSTANCE_ID, "status": "running", "age_s": 120},
+                           {"instance_id": DEMO_INSTANCE_ID - 1, "status": "success", "age_s": 86400}]},
         ],
     }
 

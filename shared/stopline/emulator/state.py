@@ -6,23 +6,58 @@ change is appended to :attr:`CloudState.effects`, which is how tests count doubl
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BuildState = Literal["running", "finished", "stopped"]
+BuildState = Literal["running", "queued", "finished", "stopped"]
 JobState = Literal["running", "stopped"]
 TOKEN_LIFETIME_S = 24 * 3600
+BUILD_STATES = ("running", "queued", "finished", "stopped")
+ACTIVE_BUILD_STATES = ("running", "queued")
+INSTANCE_STATES = ("waiting", "running", "success", "forceSuccess", "ignoreSuccess", "freeze", "skip-by-depend",
+                   "waiting-confirm", "fail", "running-exception", "pause", "manual-stop")
+ACTIVE_INSTANCE_STATES = ("running", "waiting", "waiting-confirm", "pause")
+
+
+@dataclass
+class Build:
+    """One build of a task, as its build record shows it (huaweicloud-apis.md 10.2)."""
+
+    state: str
+    commit_id: str
+    branch: str
+    start_ms: int
 
 
 @dataclass
 class BuildTask:
     job_id: str
     project_id: str
-    builds: dict[int, str] = field(default_factory=dict)
+    builds: dict[int, Build] = field(default_factory=dict)
     deleted: bool = False
+
+
+@dataclass
+class Instance:
+    """One run of a DataArts job (huaweicloud-apis.md 10.3)."""
+
+    instance_id: int
+    status: str
+    plan_ms: int
+
+
+@dataclass
+class DataArtsJob:
+    state: str
+    instances: dict[int, Instance] = field(default_factory=dict)
+
+
+def _default_commit(job_id: str, build_no: int) -> str:
+    return hashlib.sha1(f"{job_id}:{build_no}".encode()).hexdigest()  # noqa: S324 - a fake commit id
 
 
 @dataclass(frozen=True)
@@ -52,7 +87,7 @@ class CloudState:
             self.iam_users: dict[tuple[str, str], str] = {}
             self.tokens: dict[str, IssuedToken] = {}
             self.build_tasks: dict[str, BuildTask] = {}
-            self.dataarts_jobs: dict[tuple[str, str, str], str] = {}
+            self.dataarts_jobs: dict[tuple[str, str, str], DataArtsJob] = {}
             self.effects: list[dict[str, Any]] = []
             self.token_requests = 0
 
@@ -73,23 +108,45 @@ class CloudState:
                     task["job_id"], BuildTask(task["job_id"], task.get("project_id", ""))
                 )
                 entry.deleted = bool(task.get("deleted", False))
+                now_ms = int(time.time() * 1000)
                 for b in task.get("builds", []):
-                    entry.builds[int(b["build_no"])] = b.get("state", "running")
+                    number = int(b["build_no"])
+                    state = b.get("state", "running")
+                    if state not in BUILD_STATES:
+                        raise ValueError(f"build state must be one of {', '.join(BUILD_STATES)}, not {state!r}")
+                    started = b.get("start_time")
+                    if started is None:
+                        started = now_ms - int(float(b.get("age_s", 60)) * 1000)
+                    commit = str(b.get("commit_id") or _default_commit(entry.job_id, number))
+                    entry.builds[number] = Build(state, commit, str(b.get("branch") or "master"), int(started))
             for job in data.get("dataarts_jobs", []):
                 key = (job["project_id"], job.get("workspace") or "default", job["job_name"])
-                self.dataarts_jobs[key] = job.get("state", "running")
+                found = self.dataarts_jobs.setdefault(key, DataArtsJob(job.get("state", "running")))
+                found.state = job.get("state", found.state)
+                now_ms = int(time.time() * 1000)
+                for i in job.get("instances", []):
+                    status = i.get("status", "running")
+                    if status not in INSTANCE_STATES:
+                        raise ValueError(f"instance status must be one of {', '.join(INSTANCE_STATES)}")
+                    plan = i.get("plan_time")
+                    found.instances[int(i["instance_id"])] = Instance(
+                        int(i["instance_id"]), status,
+                        int(plan) if plan is not None else now_ms - int(float(i.get("age_s", 300)) * 1000))
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
                 "build_tasks": [
                     {"job_id": t.job_id, "project_id": t.project_id, "deleted": t.deleted,
-                     "builds": [{"build_no": n, "state": s} for n, s in sorted(t.builds.items())]}
+                     "builds": [{"build_no": n, "state": b.state, "commit_id": b.commit_id, "branch": b.branch}
+                                for n, b in sorted(t.builds.items())]}
                     for t in self.build_tasks.values()
                 ],
                 "dataarts_jobs": [
-                    {"project_id": p, "workspace": w, "job_name": n, "state": s}
-                    for (p, w, n), s in self.dataarts_jobs.items()
+                    {"project_id": p, "workspace": w, "job_name": n, "state": j.state,
+                     "instances": [{"instance_id": i.instance_id, "status": i.status}
+                                   for i in sorted(j.instances.values(), key=lambda i: i.instance_id)]}
+                    for (p, w, n), j in self.dataarts_jobs.items()
                 ],
                 "effects": list(self.effects),
                 "token_requests": self.token_requests,
@@ -116,14 +173,31 @@ class CloudState:
             self.tokens.clear()
 
     # -- CodeArts Build ----------------------------------------------------------------------------
-    def stop_build(self, job_id: str, build_no: int) -> Literal["stopped", "not_running", "missing"]:
+    def task(self, job_id: str) -> BuildTask | None:
+        """A build task that exists (not deleted)."""
         with self.lock:
             task = self.build_tasks.get(job_id)
-            if task is None or task.deleted or build_no not in task.builds:
+            return None if task is None or task.deleted else task
+
+    def records(self, job_id: str, start_ms: int, end_ms: int) -> list[tuple[int, Build]] | None:
+        """The task's builds started inside the window, newest first; None when the task does not exist."""
+        with self.lock:
+            task = self.task(job_id)
+            if task is None:
+                return None
+            return [(n, Build(b.state, b.commit_id, b.branch, b.start_ms))
+                    for n, b in sorted(task.builds.items(), reverse=True) if start_ms <= b.start_ms <= end_ms]
+
+    def stop_build(self, job_id: str, build_no: int) -> Literal["stopped", "not_running", "missing", "no_build"]:
+        with self.lock:
+            task = self.build_tasks.get(job_id)
+            if task is None or task.deleted:
                 return "missing"
-            if task.builds[build_no] != "running":
+            if build_no not in task.builds:
+                return "no_build"
+            if task.builds[build_no].state not in ACTIVE_BUILD_STATES:
                 return "not_running"
-            task.builds[build_no] = "stopped"
+            task.builds[build_no].state = "stopped"
             self.effects.append({"effect": "build_stopped", "job_id": job_id, "build_no": build_no})
             return "stopped"
 
@@ -142,12 +216,44 @@ class CloudState:
     ]:
         key = (project_id, workspace or "default", job_name)
         with self.lock:
-            state = self.dataarts_jobs.get(key)
-            if state is None:
+            job = self.dataarts_jobs.get(key)
+            if job is None:
                 return "missing"
-            if state != "running":
+            if job.state != "running":
                 return "not_running"
-            self.dataarts_jobs[key] = "stopped"
+            job.state = "stopped"
             self.effects.append({"effect": "job_stopped", "project_id": project_id,
                                  "workspace": key[1], "job_name": job_name})
+            return "stopped"
+
+    def workspace_exists(self, project_id: str, workspace: str | None) -> bool:
+        """A named workspace exists once any job was seeded into it (the default one always does)."""
+        if workspace is None:
+            return True
+        with self.lock:
+            return any(p == project_id and w == workspace for p, w, _ in self.dataarts_jobs)
+
+    def instances(self, project_id: str, workspace: str | None, job_name: str | None,
+                  min_ms: int, max_ms: int) -> list[tuple[str, Instance]]:
+        """Instances planned inside the window, of one job (exact name) or of every job; newest first."""
+        with self.lock:
+            found = [(name, Instance(i.instance_id, i.status, i.plan_ms))
+                     for (p, w, name), job in self.dataarts_jobs.items()
+                     if p == project_id and w == (workspace or "default") and job_name in (None, name)
+                     for i in job.instances.values() if min_ms <= i.plan_ms <= max_ms]
+        return sorted(found, key=lambda pair: (-pair[1].plan_ms, -pair[1].instance_id))
+
+    def stop_instance(self, project_id: str, workspace: str | None, job_name: str,
+                      instance_id: int) -> Literal["stopped", "not_running", "missing"]:
+        key = (project_id, workspace or "default", job_name)
+        with self.lock:
+            job = self.dataarts_jobs.get(key)
+            instance = job.instances.get(instance_id) if job is not None else None
+            if instance is None:
+                return "missing"
+            if instance.status not in ACTIVE_INSTANCE_STATES:
+                return "not_running"
+            instance.status = "manual-stop"
+            self.effects.append({"effect": "instance_stopped", "project_id": project_id, "workspace": key[1],
+                                 "job_name": job_name, "instance_id": instance_id})
             return "stopped"
