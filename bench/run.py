@@ -224,6 +224,53 @@ def batch(reps: int, size: int) -> tuple[str, dict[str, Any]]:
         "one_ms": one.values, "batch_ms": fan.values, "sequential_ms": seq.values}
 
 
+# -- 3b. resolution fan-out --------------------------------------------------------------------------------
+def resolve(reps: int, running: int) -> tuple[str, dict[str, Any]]:
+    """`stop_build` without a build number: one look-up plus `running` concurrent stops, 50 ms upstream
+    latency on every route, against one call by build number (interface.md section 10.1)."""
+    from stopline.entry import get_runtime, reset_runtime
+    from stopline.pipeline import Delivery
+
+    one, fan = Series("one call (build_no given)"), Series(f"resolve + stop {running} running builds")
+    lookups: list[int] = []
+    os.environ["STOPLINE_WEBHOOK_SECRETS"] = "x"
+    os.environ["STOPLINE_LOG_LEVEL"] = "WARNING"
+    with mock_huaweicloud("demo") as cloud:
+        cloud.inject(r"^/v3/jobs/stop$|/build-info-records$", "latency", delay_ms=50)
+        reset_runtime()
+        runtime = get_runtime()
+        jobs = iter(f"{n:032x}" for n in range(1, 10**6))
+
+        def fresh_job() -> str:
+            job = next(jobs)
+            cloud.seed(build_tasks=[{"job_id": job, "project_id": DEMO_PROJECT_ID,
+                                     "builds": [{"build_no": n, "state": "running"} for n in range(1, running + 1)]}])
+            return job
+
+        runtime.pipeline.handle({"action": "stop_build", "job_id": fresh_job(), "build_no": 1}, Delivery(None, "b"))
+        for rep in range(reps):
+            for kind in rotate(["one", "fan"], rep):
+                job = fresh_job()
+                t0 = time.perf_counter()
+                if kind == "one":
+                    result = runtime.pipeline.handle({"action": "stop_build", "job_id": job, "build_no": 1},
+                                                     Delivery(None, "bench"))
+                    one.values.append((time.perf_counter() - t0) * 1000)
+                else:
+                    before = len(cloud.calls)
+                    result = runtime.pipeline.handle({"action": "stop_build", "job_id": job}, Delivery(None, "bench"))
+                    fan.values.append((time.perf_counter() - t0) * 1000)
+                    assert result.resolved is not None and len(result.resolved[1]) == running
+                    lookups.append(sum(1 for c in cloud.calls[before:] if c["path"].endswith("/build-info-records")))
+                assert result.ok, result.to_json()
+        reset_runtime()
+    del os.environ["STOPLINE_WEBHOOK_SECRETS"], os.environ["STOPLINE_LOG_LEVEL"]
+    note = f"look-up requests per resolution: {sorted(set(lookups))}; target: resolve <= 3x one call"
+    return table(f"Resolution fan-out, {running} running builds, 50 ms upstream latency", [one, fan], "ms",
+                 "one call (build_no given)", note), {"one_ms": one.values, "resolve_ms": fan.values,
+                                                       "lookups": lookups}
+
+
 # -- 4. served throughput ----------------------------------------------------------------------------------
 def served(server: RemoteEmulator, seconds: float, reps: int) -> tuple[str, dict[str, Any]]:
     from stopline import webhooks
@@ -315,11 +362,11 @@ def per_call_matrix(url: str, job: str, calls: int, reps: int) -> tuple[str, dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny counts, for the smoke test")
-    parser.add_argument("--only", nargs="*", help="scenarios: per_call cold batch served token")
+    parser.add_argument("--only", nargs="*", help="scenarios: per_call cold batch resolve served token")
     args = parser.parse_args()
     q = args.quick
     reps = 2 if q else 5
-    chosen = set(args.only or ["per_call", "cold", "batch", "served", "token"])
+    chosen = set(args.only or ["per_call", "cold", "batch", "resolve", "served", "token"])
     # The emulator runs in its own process, so its work never competes with the measured client for the GIL.
     from tests.conftest import free_port, wait_port
 
@@ -338,6 +385,7 @@ def main() -> int:
             ("per_call", lambda: per_call_matrix(server.url, JOB, 10 if q else 200, reps)),
             ("cold", lambda: cold_start(server, reps)),
             ("batch", lambda: batch(reps, 10 if q else 100)),
+            ("resolve", lambda: resolve(reps, 20)),
             ("served", lambda: served(server, 0.5 if q else 5.0, 1 if q else reps)),
             ("token", lambda: token(200 if q else 10_000)),
         ]

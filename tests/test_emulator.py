@@ -110,3 +110,49 @@ def test_faults_repeat_by_seed() -> None:
 
     assert pattern(7) == pattern(7) != pattern(8)
     assert 30 <= sum(pattern(7)) <= 90
+
+
+def test_official_sdk_parses_the_look_up_apis(served: tuple[Emulator, EmulatorServer]) -> None:
+    """The look-up APIs of section 10, read by the official SDK as the oracle: list_build_info_record (v3),
+    list_build_info_record_by_job_id (v1), show_running_status, list_job_instances and stop_job_instance."""
+    import time
+
+    from huaweicloudsdkcodeartsbuild.v3 import (
+        ListBuildInfoRecordByJobIdRequest,
+        ListBuildInfoRecordRequest,
+        ShowRunningStatusRequest,
+    )
+    from huaweicloudsdkdgc.v1 import ListJobInstancesRequest, StopJobInstanceRequest
+
+    from stopline.emulator.seeds import DEMO_COMMIT, DEMO_DATAARTS_JOB, DEMO_INSTANCE_ID
+
+    emulator, server = served
+    build = _build(server.url)
+    now = time.time()
+    window = {"start_time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now - 86400)),
+              "end_time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + 60))}
+    v3 = build.list_build_info_record(ListBuildInfoRecordRequest(job_id=DEMO_JOB_ID, page_index=0, page_size=4,
+                                                                 **window))
+    assert (v3.result.total_page, v3.result.total_record) == ("2", "6")
+    first = v3.result.job_build_states[0]
+    assert (first.number, first.job_running_status, first.code_branch) == (23, "InQueue", "feature/x")
+    assert [r.number for r in v3.result.job_build_states] == [23, 22, 21, 20]
+    assert v3.result.job_build_states[2].commit_id == DEMO_COMMIT
+    v1 = build.list_build_info_record_by_job_id(ListBuildInfoRecordByJobIdRequest(
+        job_id=DEMO_JOB_ID, page_index=1, page_size=4, **window))
+    assert [(r.number, r.state) for r in v1.result.job_build_states] == [(19, "ABORTED"), (18, "SUCCESS")]
+    status = build.show_running_status(ShowRunningStatusRequest(job_id=DEMO_JOB_ID))
+    assert (status.result.last_build_no, status.result.is_running) == ("23", True)
+
+    dgc = _dgc(server.url)
+    listed = dgc.list_job_instances(ListJobInstancesRequest(
+        job_name=DEMO_DATAARTS_JOB, precise_query="jobName", min_plan_time=int((now - 7 * 86400) * 1000),
+        max_plan_time=int(now * 1000), limit=10, offset=0))
+    assert listed.total == 2
+    assert [(i.instance_id, i.status, i.job_name) for i in listed.instances] == [
+        (DEMO_INSTANCE_ID, "running", DEMO_DATAARTS_JOB), (DEMO_INSTANCE_ID - 1, "success", DEMO_DATAARTS_JOB)]
+    dgc.stop_job_instance(StopJobInstanceRequest(job_name=DEMO_DATAARTS_JOB, instance_id=DEMO_INSTANCE_ID))
+    assert emulator.effects[-1]["effect"] == "instance_stopped"
+    with pytest.raises(ClientRequestException) as info:
+        dgc.stop_job_instance(StopJobInstanceRequest(job_name=DEMO_DATAARTS_JOB, instance_id=1))
+    assert (info.value.status_code, info.value.error_code) == (400, "DLF.0137")

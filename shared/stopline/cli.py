@@ -28,7 +28,8 @@ def _summary(result: Any) -> str:
         extra = [f"api {result.api}" if result.api else "",
                  f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}" if result.attempts else "",
                  f"request {result.upstream_request_id}" if result.upstream_request_id else ""]
-        return f"{result.outcome}: {result.action} {target} ({', '.join(e for e in extra if e)})"
+        listed = ", ".join(e for e in extra if e)
+        return f"{result.outcome}: {result.action} {target}" + (f" ({listed})" if listed else "")
     err = result.error
     upstream = ""
     if err.upstream is not None:
@@ -36,39 +37,66 @@ def _summary(result: Any) -> str:
     return f"{err.type} (HTTP {err.status}): {err.message}{upstream}"
 
 
+def _member_lines(result: Any) -> list[str]:
+    """One line per build (or DataArts instance) a resolving command touched (interface.md section 10)."""
+    if result.resolved is None:
+        return []
+    kind, entries = result.resolved
+    lines = []
+    for entry in entries:
+        name = f"build {entry['build_no']}" if kind == "builds" else f"instance {entry['instance_id']}"
+        if "error" in entry:
+            lines.append(f"  {name}: failed (HTTP {entry['status']}): {entry['error']['message']}")
+        else:
+            rid = entry.get("upstream_request_id")
+            lines.append(f"  {name}: {entry['outcome']}" + (f" (request {rid})" if rid else ""))
+    return lines
+
+
 def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
-    from stopline import logs
-    from stopline.entry import get_runtime
     from stopline.models import parse_command
     from stopline.pipeline import Delivery
 
     try:
         parse_command(raw)
     except InvalidCommand as exc:
-        fields = ", ".join(f"{d['field']}: {d['message']}" for d in exc.details)
-        _die(f"invalid arguments: {fields}")
+        _die(f"invalid arguments: {_fields(exc)}")
     # A person reads the one-line summary; the JSON log lines are for -v or an explicit log level.
-    quiet = not verbose and "STOPLINE_LOG_LEVEL" not in os.environ
-    if quiet:
-        logs.configure("CRITICAL")
-    try:
-        runtime = get_runtime()  # configures the level from settings again
-        if quiet:
-            logs.configure("CRITICAL")
-        runtime.client()  # credentials are checked before anything is sent
-    except ConfigurationError as exc:
-        _die(exc.message)
+    runtime = _configured_runtime(verbose)
+    if raw.get("action") == "stop_dataarts_job" and not raw.get("project_id") and not runtime.settings.project_id:
+        _die("no DataArts project: give --project-id or set HUAWEICLOUD_SDK_PROJECT_ID")
     result = runtime.pipeline.handle(raw, Delivery(None, "cli"))
     if as_json:
         click.echo(json.dumps(result.to_json(with_status=True), indent=2))
     else:
-        click.echo(_summary(result))
-    if result.error is not None and result.error.upstream is not None and not as_json:
-        up = result.error.upstream
-        click.echo(f"  upstream said: {up.error_code or '-'}: {up.error_msg or '-'}", err=True)
-    if isinstance(result.error, ConfigurationError):
+        click.echo(_summary(result))  # the message already quotes the cloud's code, message and request id
+        for line in _member_lines(result):
+            click.echo(line)
+    if result.error is not None and result.error.type == ConfigurationError.type:
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _fields(exc: InvalidCommand) -> str:
+    return "; ".join(f"{d['field'].replace('_', '-')}: {d['message']}" for d in exc.details) or exc.message
+
+
+def _configured_runtime(verbose: bool) -> Any:
+    """The runtime with credentials checked, quiet unless -v; exits 2 on a configuration problem."""
+    from stopline import logs
+    from stopline.entry import get_runtime
+
+    quiet = not verbose and "STOPLINE_LOG_LEVEL" not in os.environ
+    if quiet:
+        logs.configure("CRITICAL")
+    try:
+        runtime = get_runtime()
+        if quiet:
+            logs.configure("CRITICAL")
+        runtime.client()
+    except ConfigurationError as exc:
+        _die(exc.message)
+    return runtime
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -83,12 +111,61 @@ def main() -> None:
 
 @main.command("stop-build")
 @click.argument("job_id")
-@click.argument("build_no")
+@click.argument("build_no", required=False)
+@click.option("--commit", "commit_id", metavar="SHA", help="Only builds of this commit (a sha or a 7+ hex prefix).")
+@click.option("--branch", metavar="NAME", help="Only builds of this branch.")
+@click.option("--except-commit", "except_commit_id", metavar="SHA", help="Leave the builds of this commit running.")
 @_json_option
 @_verbose_option
-def stop_build(job_id: str, build_no: str, as_json: bool, verbose: bool) -> None:
-    """Stop build BUILD_NO of CodeArts Build task JOB_ID."""
-    _run_direct({"action": "stop_build", "job_id": job_id, "build_no": build_no}, as_json, verbose)
+def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch: str | None,
+               except_commit_id: str | None, as_json: bool, verbose: bool) -> None:
+    """Stop build BUILD_NO of CodeArts Build task JOB_ID; without BUILD_NO, every running or queued build
+    that matches the filters (one line per build)."""
+    raw: dict[str, Any] = {"action": "stop_build", "job_id": job_id}
+    for name, value in (("build_no", build_no), ("commit_id", commit_id), ("branch", branch),
+                        ("except_commit_id", except_commit_id)):
+        if value is not None:
+            raw[name] = value
+    _run_direct(raw, as_json, verbose)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--commit", "commit_id", metavar="SHA", help="Only builds of this commit.")
+@click.option("--branch", metavar="NAME", help="Only builds of this branch.")
+@_json_option
+@_verbose_option
+def running(job_id: str, commit_id: str | None, branch: str | None, as_json: bool, verbose: bool) -> None:
+    """List the running and queued builds of CodeArts Build task JOB_ID: number, state, branch, commit."""
+    from stopline.models import StopBuild, parse_command
+
+    raw: dict[str, Any] = {"action": "stop_build", "job_id": job_id}
+    raw.update({k: v for k, v in (("commit_id", commit_id), ("branch", branch)) if v is not None})
+    try:
+        command = parse_command(raw)
+    except InvalidCommand as exc:
+        _die(f"invalid arguments: {_fields(exc)}")
+    assert isinstance(command, StopBuild)
+    runtime = _configured_runtime(verbose)
+    try:
+        records = runtime.client().running(command)
+    except StoplineError as exc:
+        click.echo(f"{exc.type} (HTTP {exc.status}): {exc.message}", err=True)
+        sys.exit(EXIT_USAGE if exc.type == ConfigurationError.type else EXIT_FAILED)
+    rows = [{"build_no": int(r.get("number") or 0),
+             "state": str(r.get("job_running_status") or r.get("state") or ""),
+             "branch": r.get("code_branch"), "commit_id": r.get("commit_id"),
+             "start_time": r.get("start_time")} for r in records]
+    if as_json:
+        click.echo(json.dumps({"job_id": job_id, "builds": rows}, indent=2))
+        sys.exit(EXIT_OK)
+    if not rows:
+        click.echo(f"nothing running: no running or queued build of {job_id} in the last 24 hours")
+        sys.exit(EXIT_OK)
+    click.echo(f"{'BUILD':>7}  {'STATE':<10} {'BRANCH':<24} COMMIT")
+    for row in rows:
+        click.echo(f"{row['build_no']:>7}  {row['state']:<10} {row['branch'] or '-':<24} {row['commit_id'] or '-'}")
+    sys.exit(EXIT_OK)
 
 
 @main.command("delete-build-task")
@@ -104,15 +181,20 @@ def delete_build_task(job_id: str, as_json: bool, verbose: bool) -> None:
 @click.argument("job_name")
 @click.option("--project-id", help="DataArts project (default: HUAWEICLOUD_SDK_PROJECT_ID).")
 @click.option("--workspace", help="DataArts workspace id (default: the default workspace).")
+@click.option("--scope", type=click.Choice(["job", "instances", "both"]), default="job", show_default=True,
+              help="job: stop the job (its schedule); instances: stop its running instances only; both.")
 @_json_option
 @_verbose_option
-def stop_job(job_name: str, project_id: str | None, workspace: str | None, as_json: bool, verbose: bool) -> None:
-    """Stop DataArts Studio job JOB_NAME."""
+def stop_job(job_name: str, project_id: str | None, workspace: str | None, scope: str, as_json: bool,
+             verbose: bool) -> None:
+    """Stop DataArts Studio job JOB_NAME (or, with --scope, its running instances)."""
     raw: dict[str, Any] = {"action": "stop_dataarts_job", "job_name": job_name}
     if project_id:
         raw["project_id"] = project_id
     if workspace:
         raw["workspace"] = workspace
+    if scope != "job":
+        raw["scope"] = scope
     _run_direct(raw, as_json, verbose)
 
 

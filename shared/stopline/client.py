@@ -134,6 +134,14 @@ def _cloud_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
+def build_no(record: dict[str, Any]) -> int:
+    """A build record's number (``number``; 0 when it has none)."""
+    try:
+        return int(record.get("number", record.get("build_no")))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
 def _commit_matches(commit: Any, prefix: str) -> bool:
     return isinstance(commit, str) and commit.strip().lower().startswith(prefix)
 
@@ -353,9 +361,9 @@ class ClientCore:
 
     # -- selection ----------------------------------------------------------------------------------------
     @staticmethod
-    def select_builds(command: StopBuild, records: list[dict[str, Any]]) -> list[StopBuild]:
-        """The running or queued builds matching the filters, one stop each (section 10.1)."""
-        chosen: dict[int, StopBuild] = {}
+    def select_builds(command: StopBuild, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The running or queued records matching the filters, one per build number, oldest first."""
+        chosen: dict[int, dict[str, Any]] = {}
         for record in records:
             states = {str(record.get(k) or "").strip().lower() for k in ("job_running_status", "state")}
             if not states & RUNNING_BUILD_STATES:
@@ -366,13 +374,9 @@ class ClientCore:
                 continue
             if command.branch is not None and record.get("code_branch") != command.branch:
                 continue
-            number = record.get("number", record.get("build_no"))
-            try:
-                build_no = int(number)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                continue
-            if build_no >= 1 and build_no not in chosen:
-                chosen[build_no] = StopBuild(job_id=command.job_id, build_no=build_no)
+            number = build_no(record)
+            if number >= 1:
+                chosen.setdefault(number, record)
         return [chosen[n] for n in sorted(chosen)]
 
     def select_instances(self, command: StopDataArtsJob, items: list[dict[str, Any]]) -> list[StopInstance]:
@@ -431,37 +435,44 @@ class ClientCore:
                     continue
                 raise
 
-    def lookup_flow(self, command: StopBuild | StopDataArtsJob) -> Generator[Step, Any, list[Member]]:
-        """One attempt at the look-up: every page, then the members to stop (sections 10.1, 10.2)."""
-        if isinstance(command, StopBuild):
-            window = _window(36, 14)  # the last 24 hours in any time zone the cloud reads them in (README)
-            records: list[dict[str, Any]] = []
-            page, refreshed, tried_v1 = 0, False, self._records_v1
-            while page < MAX_PAGES:
-                call = self.plan_records(command, page, window)
-                reply, token = yield from self._exchange(call)
-                try:
-                    found = self.read_records(command, call, reply, page)
-                except _ApiGone:
-                    if tried_v1:
-                        raise
-                    found = Found([], False)
-                except UpstreamAuth as exc:
-                    if self._refresh(exc, token, refreshed):
-                        refreshed = True
-                        continue
+    def records_flow(self, command: StopBuild) -> Generator[Step, Any, list[dict[str, Any]]]:
+        """One attempt at reading every page of the task's build records in the window (section 10.1)."""
+        window = _window(36, 14)  # the last 24 hours in any time zone the cloud reads them in (README)
+        records: list[dict[str, Any]] = []
+        page, refreshed, tried_v1 = 0, False, self._records_v1
+        while page < MAX_PAGES:
+            call = self.plan_records(command, page, window)
+            reply, token = yield from self._exchange(call)
+            try:
+                found = self.read_records(command, call, reply, page)
+            except _ApiGone:
+                if tried_v1:
                     raise
-                if page == 0 and not found.items and not tried_v1:
-                    # In some tenants only the v1 record route lists builds (huaweicloud-apis.md 10.2).
-                    tried_v1 = True
-                    with self._lock:
-                        self._records_v1 = True
+                found = Found([], False)
+            except UpstreamAuth as exc:
+                if self._refresh(exc, token, refreshed):
+                    refreshed = True
                     continue
-                records.extend(found.items)
-                if not found.more:
-                    break
-                page += 1
-            return list(self.select_builds(command, records))
+                raise
+            if page == 0 and not found.items and not tried_v1:
+                # In some tenants only the v1 record route lists builds (huaweicloud-apis.md 10.2).
+                tried_v1 = True
+                with self._lock:
+                    self._records_v1 = True
+                continue
+            records.extend(found.items)
+            if not found.more:
+                break
+            page += 1
+        return records
+
+    def running_flow(self, command: StopBuild) -> Generator[Step, Any, list[dict[str, Any]]]:
+        """The running or queued build records that match the command's filters, oldest build first."""
+        records = yield from self.records_flow(command)
+        return self.select_builds(command, records)
+
+    def instances_flow(self, command: StopDataArtsJob) -> Generator[Step, Any, list[dict[str, Any]]]:
+        """One attempt at reading every page of the job's instances of the last 7 days (section 10.2)."""
         window = _window(7 * 24, 1)
         items: list[dict[str, Any]] = []
         offset, refreshed = 0, False
@@ -479,6 +490,14 @@ class ClientCore:
             if not found.more:
                 break
             offset += len(found.items)
+        return items
+
+    def lookup_flow(self, command: StopBuild | StopDataArtsJob) -> Generator[Step, Any, list[Member]]:
+        """One attempt at the look-up: every page, then the members to stop (sections 10.1, 10.2)."""
+        if isinstance(command, StopBuild):
+            records = yield from self.running_flow(command)
+            return [StopBuild(job_id=command.job_id, build_no=build_no(r)) for r in records]
+        items = yield from self.instances_flow(command)
         return list(self.select_instances(command, items))
 
     def combine(self, command: StopBuild | StopDataArtsJob,
@@ -661,6 +680,11 @@ class Client:
         if job is not None:
             done.append((job, self._member(job)))
         return self.core.combine(command, done)
+
+    def running(self, command: StopBuild) -> list[dict[str, Any]]:
+        """The build records of the task that run or wait now and match the command's filters."""
+        records, _ = self._retried(command, lambda: self.core.running_flow(command))
+        return records
 
     def _member(self, member: Member) -> Reply | StoplineError:
         try:
