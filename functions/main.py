@@ -42,6 +42,18 @@ def webhook(request: Any) -> Any:
     return _serve("webhook", request)
 
 
+@functions_framework.http
+def github(request: Any) -> Any:
+    """GitHub webhooks (``workflow_run``, ``workflow_job``, ``ping``), mapped to commands by STOPLINE_RULES."""
+    return _serve("github", request)
+
+
+@functions_framework.http
+def gitlab(request: Any) -> Any:
+    """GitLab webhooks (``Pipeline Hook``, ``Job Hook``), mapped to commands by STOPLINE_RULES."""
+    return _serve("gitlab", request)
+
+
 @functions_framework.cloud_event
 def on_event(event: Any) -> None:
     """A CloudEvent carrying a command, or a Pub/Sub push envelope; raises to ask for redelivery."""

@@ -102,7 +102,7 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
     listed = run(["running", DEMO_JOB_ID], env)
     assert listed.returncode == 0, listed.stderr
     rows = listed.stdout.splitlines()[1:]
-    assert [r.split()[0] for r in rows] == ["20", "21", "22", "23"]
+    assert [r.split()[0] for r in rows] == ["20", "21", "22", "23", "24"]
     assert rows[0].split()[1:] == ["Running", "feature/x", DEMO_COMMIT] and rows[3].split()[1] == "InQueue"
     by_commit = run(["stop-build", DEMO_JOB_ID, "--commit", DEMO_COMMIT[:7]], env)
     assert by_commit.returncode == 0, by_commit.stderr
@@ -113,7 +113,7 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
                      env)
     assert superseded.stdout.startswith("nothing_running:") and superseded.returncode == 0
     listed_json = json.loads(run(["running", DEMO_JOB_ID, "--json"], env).stdout)
-    assert [b["build_no"] for b in listed_json["builds"]] == [22, 23]
+    assert [b["build_no"] for b in listed_json["builds"]] == [22, 23, 24]
     job = run(["stop-job", DEMO_DATAARTS_JOB, "--scope", "instances"], env)
     assert job.returncode == 0
     assert job.stdout.splitlines()[1].strip().startswith(f"instance {DEMO_INSTANCE_ID}: stopped")

@@ -34,7 +34,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(params=["flask", "asgi"])
 def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Popen[str], str, int]:
     emulator_port, base = free_port(), free_port()
-    while any(not _free(p) for p in range(base, base + 5)) or emulator_port in range(base, base + 5):
+    while any(not _free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
         base = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
     mode = ["--asgi"] if request.param == "asgi" else []
@@ -48,7 +48,7 @@ def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Pope
         if not line:
             break
         banner.append(line)
-        if line.startswith("  export STOPLINE_URL"):
+        if "stopline running" in line:  # the banner's last command
             break
     return proc, "".join(banner), emulator_port
 
@@ -69,7 +69,7 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
     try:
         assert "stopline dev is up" in banner, banner
         commands = [line.strip() for line in banner.splitlines()
-                    if line.strip().startswith(("uv run stopline", "curl"))]
+                    if line.strip().startswith(("uv run stopline", "curl", "env "))]
         assert len(commands) >= 5
         for command in commands:
             done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -85,7 +85,7 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
         assert exported is not None and exported.group(2).startswith("whsec_")
         _run_readme_block(exported.group(1), exported.group(2), emulator_port)
         children = _children(proc.pid)
-        assert len(children) == 5
+        assert len(children) == 7
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -133,16 +133,17 @@ def test_official_sdk_parses_the_look_up_apis(served: tuple[Emulator, EmulatorSe
               "end_time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + 60))}
     v3 = build.list_build_info_record(ListBuildInfoRecordRequest(job_id=DEMO_JOB_ID, page_index=0, page_size=4,
                                                                  **window))
-    assert (v3.result.total_page, v3.result.total_record) == ("2", "6")
-    first = v3.result.job_build_states[0]
-    assert (first.number, first.job_running_status, first.code_branch) == (23, "InQueue", "feature/x")
-    assert [r.number for r in v3.result.job_build_states] == [23, 22, 21, 20]
-    assert v3.result.job_build_states[2].commit_id == DEMO_COMMIT
+    assert (v3.result.total_page, v3.result.total_record) == ("2", "7")
+    second = v3.result.job_build_states[1]
+    assert (second.number, second.job_running_status, second.code_branch) == (23, "InQueue", "feature/x")
+    assert [r.number for r in v3.result.job_build_states] == [24, 23, 22, 21]
+    assert v3.result.job_build_states[3].commit_id == DEMO_COMMIT
     v1 = build.list_build_info_record_by_job_id(ListBuildInfoRecordByJobIdRequest(
         job_id=DEMO_JOB_ID, page_index=1, page_size=4, **window))
-    assert [(r.number, r.state) for r in v1.result.job_build_states] == [(19, "ABORTED"), (18, "SUCCESS")]
+    assert [(r.number, r.state) for r in v1.result.job_build_states] == [(20, "Running"), (19, "ABORTED"),
+                                                                          (18, "SUCCESS")]
     status = build.show_running_status(ShowRunningStatusRequest(job_id=DEMO_JOB_ID))
-    assert (status.result.last_build_no, status.result.is_running) == ("23", True)
+    assert (status.result.last_build_no, status.result.is_running) == ("24", True)
 
     dgc = _dgc(server.url)
     listed = dgc.list_job_instances(ListJobInstancesRequest(

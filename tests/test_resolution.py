@@ -63,7 +63,7 @@ def test_queued_builds_count_as_running(demo_env: Emulator) -> None:
 
 def test_no_filter_stops_all_running_and_queued(demo_env: Emulator) -> None:
     out = run({"action": "stop_build", "job_id": DEMO_JOB_ID})
-    assert [b["build_no"] for b in out["builds"]] == [20, 21, 22, 23] and stopped(demo_env) == [20, 21, 22, 23]
+    assert [b["build_no"] for b in out["builds"]] == [20, 21, 22, 23, 24] and stopped(demo_env) == [20, 21, 22, 23, 24]
 
 
 def test_nothing_running_is_a_success(demo_env: Emulator) -> None:
@@ -105,22 +105,22 @@ def test_v1_record_route_when_v3_lists_nothing(demo_env: Emulator) -> None:
 
 def test_partial_failure_then_redelivery_never_stops_twice(demo_env: Emulator,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two of four stops fail transiently: the command answers 503 with every build's own outcome and releases
+    """Two of five stops fail transiently: the command answers 503 with every build's own outcome and releases
     its claim; the redelivery resolves again and stops only what still runs."""
     monkeypatch.setenv("STOPLINE_MAX_ATTEMPTS", "1")
     demo_env.inject(r"^/v3/jobs/stop$", "error", status=503, count=2)
     first = run({"action": "stop_build", "job_id": DEMO_JOB_ID}, event_id="evt-partial")
     assert first["status"] == 503 and first["error"]["type"] == "unavailable"
     outcomes = sorted(b["outcome"] for b in first["builds"])
-    assert outcomes == ["failed", "failed", "stopped", "stopped"]
+    assert outcomes == ["failed", "failed", "stopped", "stopped", "stopped"]
     failed = [b for b in first["builds"] if b["outcome"] == "failed"]
     assert all(b["status"] == 503 and b["error"]["type"] == "unavailable" for b in failed)
     again = run({"action": "stop_build", "job_id": DEMO_JOB_ID}, event_id="evt-partial")
     assert again["ok"] and again["outcome"] == "stopped"
     assert sorted(b["build_no"] for b in again["builds"]) == sorted(b["build_no"] for b in failed)
-    assert stopped(demo_env) == [20, 21, 22, 23]  # each exactly once
+    assert stopped(demo_env) == [20, 21, 22, 23, 24]  # each exactly once
     effects = [e["build_no"] for e in demo_env.effects if e["effect"] == "build_stopped"]
-    assert len(effects) == len(set(effects)) == 4
+    assert len(effects) == len(set(effects)) == 5
 
 
 def test_duplicate_of_a_resolution_replays_its_builds(demo_env: Emulator) -> None:

@@ -238,38 +238,212 @@ def emulator(host: str, port: int, seed: str | None) -> None:
         click.echo("emulator stopped")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+_SEND_FIELDS = {
+    "stop_build": "--job-id ID [--build-no N | --commit-id SHA --branch NAME --except-commit-id SHA]",
+    "delete_build_task": "--job-id ID",
+    "stop_dataarts_job": "--job-name NAME [--project-id P] [--workspace W] [--scope job|instances|both]",
+}
+_SEND_EPILOG = "\b\nFields, as --field value (or --field=value), per ACTION:\n" + "\n".join(
+    f"  {action:<18} {fields}" for action, fields in _SEND_FIELDS.items()) + \
+    "\n  any command        [--idempotency-key KEY]\n\n" \
+    "\b\nPipeline sources: --github EVENT / --gitlab EVENT with --file PAYLOAD send a payload as GitHub\n" \
+    "(signed with STOPLINE_GITHUB_SECRET) or GitLab (token STOPLINE_GITLAB_TOKEN) would."
+
+
+def _first(*names: str) -> str | None:
+    """The first set variable's value; for a comma-separated list, its first entry (the current secret)."""
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value.split(",")[0].strip()
+    return None
+
+
+def _read_json_file(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        _die(f"cannot read {what} {path}: {exc.__class__.__name__}")
+    except ValueError as exc:
+        _die(f"{what} {path} is not valid JSON ({str(exc).splitlines()[0]}); fix the file and retry")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, epilog=_SEND_EPILOG)
 @click.argument("action", required=False)
-@click.option("--url", envvar="STOPLINE_URL", required=True, help="The webhook target's URL [env STOPLINE_URL].")
-@click.option("--secret", envvar="STOPLINE_WEBHOOK_SECRET", help="Signing secret [env STOPLINE_WEBHOOK_SECRET].")
-@click.option("--id", "msg_id", help="webhook-id to send (default: a new random id).")
-@click.option("--batch", "batch_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--url", envvar="STOPLINE_URL", required=True, help="The target's URL [env STOPLINE_URL].")
+@click.option("--secret", help="Signing secret [env STOPLINE_WEBHOOK_SECRET or the first of "
+              "STOPLINE_WEBHOOK_SECRETS; with --github STOPLINE_GITHUB_SECRET(S); with --gitlab "
+              "STOPLINE_GITLAB_TOKEN(S)].")
+@click.option("--id", "msg_id", help="Delivery id to send (default: a new random id).")
+@click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Send the commands in this JSON file (a list, or {\"commands\": [...]}) as one batch.")
+@click.option("--github", "github_event", metavar="EVENT", help="Send --file as a GitHub webhook of this event.")
+@click.option("--gitlab", "gitlab_event", metavar="EVENT", help="Send --file as a GitLab webhook of this event "
+              "(\"Pipeline Hook\", \"Job Hook\").")
+@click.option("--file", "payload_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The payload for --github / --gitlab.")
 @_json_option
 @click.pass_context
 def send(ctx: click.Context, action: str | None, url: str, secret: str | None, msg_id: str | None,
-         batch_file: Path | None, as_json: bool) -> None:
+         batch_file: Path | None, github_event: str | None, gitlab_event: str | None, payload_file: Path | None,
+         as_json: bool) -> None:
     """Sign (Standard Webhooks) and send one command: stopline send stop_build --job-id ID --build-no 20."""
-    from stopline.sender import build_command, send_signed
+    from stopline.sender import describe_reply, post, send_signed, source_headers
 
-    try:
+    if github_event or gitlab_event:
+        source, event = ("github", github_event) if github_event else ("gitlab", gitlab_event)
+        if payload_file is None:
+            _die(f"--{source} needs --file PAYLOAD (for example events/{source}-...json)")
+        _read_json_file(payload_file, "payload file")
+        content = payload_file.read_bytes()
+        secret = secret or (_first("STOPLINE_GITHUB_SECRET", "STOPLINE_GITHUB_SECRETS") if source == "github"
+                            else _first("STOPLINE_GITLAB_TOKEN", "STOPLINE_GITLAB_TOKENS"))
+        status, reply = post(url, content, source_headers(source, str(event), content, secret=secret,
+                                                          msg_id=msg_id))
+    else:
+        secret = secret or _first("STOPLINE_WEBHOOK_SECRET", "STOPLINE_WEBHOOK_SECRETS")
         if batch_file is not None:
-            loaded = json.loads(batch_file.read_text())
+            loaded = _read_json_file(batch_file, "batch file")
+            if not isinstance(loaded, list | dict):
+                _die(f"batch file {batch_file} must hold a list of commands or {{\"commands\": [...]}}")
             body: dict[str, Any] = loaded if isinstance(loaded, dict) else {"commands": loaded}
         elif action is None:
-            _die("give an ACTION (stop_build, delete_build_task, stop_dataarts_job) or --batch FILE")
+            _die("give an ACTION (stop_build, delete_build_task, stop_dataarts_job) or --batch FILE; "
+                 "see stopline send --help")
         else:
-            body = build_command(action, ctx.args)
-    except (ValueError, OSError) as exc:
-        _die(str(exc))
-    status, reply = send_signed(url, body, secret=secret, msg_id=msg_id)
+            body = _command_from_words(action, ctx.args)
+        try:
+            status, reply = send_signed(url, body, secret=secret, msg_id=msg_id)
+        except ValueError as exc:
+            _die(f"the signing secret is not usable: {exc}; pass the secret the target was started with "
+                 "(--secret or STOPLINE_WEBHOOK_SECRET)")
+    if status == 0:
+        _die(f"{reply['error']['message']}; is the target running, and is the port right?", EXIT_FAILED)
     if as_json:
         click.echo(json.dumps(reply, indent=2))
+    elif reply.get("error", {}).get("type") == "not_json":
+        _die(f"HTTP {status} from {url} is not a stopline answer (not JSON); check the URL and port",
+             EXIT_FAILED)
     else:
-        from stopline.sender import describe_reply
-
         click.echo(describe_reply(status, reply))
+        if status == 401:
+            click.echo("hint: the target refused the signature; send the secret it was started with "
+                       "(stopline dev prints a new one each time it starts)", err=True)
     sys.exit(EXIT_OK if 200 <= status < 300 and reply.get("ok") else EXIT_FAILED)
+
+
+def _command_from_words(action: str, words: list[str]) -> dict[str, Any]:
+    """The command from ``--field value`` words, checked here so a typo is named before anything is sent."""
+    from stopline.models import COMMAND_TYPES, parse_command
+    from stopline.sender import build_command
+
+    if action not in COMMAND_TYPES:
+        _die(f"unknown action {action!r}; use one of {', '.join(COMMAND_TYPES)}")
+    try:
+        body = build_command(action, words)
+    except ValueError as exc:
+        _die(f"{exc}; fields are {_SEND_FIELDS[action]}")
+    known = set(COMMAND_TYPES[action].model_fields)
+    unknown = [k for k in body if k not in known]
+    if unknown:
+        _die(f"unknown option --{unknown[0].replace('_', '-')} for {action}; its fields are {_SEND_FIELDS[action]}")
+    try:
+        parse_command(body)
+    except InvalidCommand as exc:
+        _die(f"invalid {action} command: {_fields(exc)}")
+    return body
+
+
+@main.group()
+def rules() -> None:
+    """Check a rules file, or see what it does with an event (interface.md section 11.2)."""
+
+
+@rules.command("check")
+@click.argument("file", required=False)
+def rules_check(file: str | None) -> None:
+    """Validate FILE (default: STOPLINE_RULES) and print each rule."""
+    from stopline.rules import load
+
+    path = file or os.environ.get("STOPLINE_RULES")
+    if not path:
+        _die("give a rules FILE or set STOPLINE_RULES")
+    try:
+        loaded = load(path, variable="" if file else "STOPLINE_RULES")
+    except ConfigurationError as exc:
+        _die(exc.message)
+    click.echo(f"{path}: {len(loaded.rules)} rule{'s' if len(loaded.rules) != 1 else ''}, valid")
+    for i, rule in enumerate(loaded.rules):
+        when = rule.when.model_dump(exclude_none=True, exclude_defaults=False)
+        if not when.get("branch_not"):
+            when.pop("branch_not", None)
+        click.echo(f"  [{i}] {rule.name}: when {json.dumps(when)} -> {len(rule.then)} command"
+                   f"{'s' if len(rule.then) != 1 else ''}")
+        for command in rule.then:
+            click.echo(f"        {json.dumps(command)}")
+    sys.exit(EXIT_OK)
+
+
+@rules.command("explain")
+@click.option("--source", type=click.Choice(["github", "gitlab"]), required=True)
+@click.option("--event", "event_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The webhook payload.")
+@click.option("--event-type", help="X-GitHub-Event / X-Gitlab-Event (default: guessed from the payload).")
+@click.option("--rules", "rules_file", help="Rules file (default: STOPLINE_RULES).")
+def rules_explain(source: str, event_file: Path, event_type: str | None, rules_file: str | None) -> None:
+    """Print the normalised event, the rules that match and the commands they produce; calls nothing."""
+    from stopline.rules import load
+    from stopline.sources import Ignored, normalise
+
+    path = rules_file or os.environ.get("STOPLINE_RULES")
+    if not path:
+        _die("give --rules FILE or set STOPLINE_RULES")
+    try:
+        loaded = load(path, variable="" if rules_file else "STOPLINE_RULES")
+    except ConfigurationError as exc:
+        _die(exc.message)
+    data = _read_json_file(event_file, "event file")
+    if not isinstance(data, dict):
+        _die(f"event file {event_file} must hold a JSON object")
+    kind = event_type or _guess_event_type(source, data)
+    try:
+        event = normalise("github" if source == "github" else "gitlab", kind, data)
+        if isinstance(event, Ignored):
+            click.echo(json.dumps({"event_type": kind, "ignored": event.reason, "matched": [], "commands": []},
+                                  indent=2))
+            sys.exit(EXIT_OK)
+        matched = loaded.matching(event)
+        fired = loaded.fire(event, matched)
+    except InvalidCommand as exc:
+        _die(f"the event cannot be used: {exc.message}", EXIT_FAILED)
+    click.echo(json.dumps({"event_type": kind, "event": event.fields(), "matched": [r.name for r in matched],
+                           "commands": [{"rule": f.rule, "index": f.index, "command": f.command} for f in fired]},
+                          indent=2))
+    sys.exit(EXIT_OK)
+
+
+def _guess_event_type(source: str, data: dict[str, Any]) -> str:
+    if source == "gitlab":
+        return {"pipeline": "Pipeline Hook", "build": "Job Hook"}.get(str(data.get("object_kind")), "")
+    for name in ("workflow_run", "workflow_job"):
+        if name in data:
+            return name
+    return "ping" if "zen" in data else ""
+
+
+@main.group()
+def secret() -> None:
+    """Webhook secrets."""
+
+
+@secret.command("new")
+def secret_new() -> None:
+    """Print a new Standard Webhooks secret (whsec_ + 32 random bytes, base64): put the same value in the
+    sender and in STOPLINE_WEBHOOK_SECRETS (or STOPLINE_GITLAB_SIGNING_SECRETS)."""
+    import base64
+    import secrets
+
+    click.echo("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 @main.command()

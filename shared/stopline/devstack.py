@@ -7,6 +7,7 @@ process. Ctrl-C (or SIGTERM) stops every child before this process exits, so not
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import signal
@@ -23,7 +24,10 @@ TARGETS = (
     ("delete_build_task", "http"),
     ("stop_dataarts_job", "http"),
     ("on_event", "cloudevent"),
+    ("github", "http"),
+    ("gitlab", "http"),
 )
+DEMO_RULES = Path(__file__).resolve().parent / "data" / "demo-rules.yaml"
 
 
 def find_functions_source() -> Path | None:
@@ -55,8 +59,9 @@ def wait_for_port(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = False) -> str:
-    from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_TASK_ID
+def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = False,
+            github_secret: str = "", gitlab_token: str = "") -> str:
+    from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_TASK_ID, demo_environment
 
     hook, event = urls["webhook"], urls["on_event"]
     pubsub = ('{"message":{"data":"\'$(printf \'%s\' \'{"action":"stop_dataarts_job","job_name":"nightly"}\' '
@@ -67,6 +72,9 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
         f"  emulator           {emulator_url}   (calls: {emulator_url}/_emulator/calls)",
         *(f"  {name:<18} {url}" for name, url in urls.items()),
         f"  webhook secret     {secret}",
+        f"  github secret      {github_secret}",
+        f"  gitlab token       {gitlab_token}",
+        f"  rules              {DEMO_RULES}",
         "",
         "Try these in another terminal (from the checkout):",
         f"  uv run stopline send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
@@ -79,25 +87,45 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
          f"-H 'ce-type: google.cloud.pubsub.topic.v1.messagePublished' -d '{pubsub}'" if asgi else
          f"  curl -s -X POST {event} -H 'Content-Type: application/json' -d '{pubsub}'"),
         "  uv run stopline invoke functiongraph --event events/functiongraph-kafka.json --emulate",
+        "A cancelled GitHub run and a cancelled GitLab pipeline (both stop build 24, of their commit), and a",
+        "run started on feature/x (stops the older builds 20 and 21 of that branch):",
+        f"  uv run stopline send --github workflow_run --file events/github-workflow_run-cancelled.json "
+        f"--url {urls['github']} --secret {github_secret}",
+        f"  uv run stopline send --gitlab 'Pipeline Hook' --file events/gitlab-pipeline-canceled.json "
+        f"--url {urls['gitlab']} --secret {gitlab_token}",
+        f"  uv run stopline send --github workflow_run --file events/github-workflow_run-requested-feature.json "
+        f"--url {urls['github']} --secret {github_secret}",
         f"  curl -s {emulator_url}/_emulator/calls",
         "",
         "Or set these once and drop --url/--secret from `stopline send`:",
         f"  export STOPLINE_URL={hook} STOPLINE_WEBHOOK_SECRET={secret}",
         "",
+        "The direct commands (stopline running / stop-build / stop-job) talk to the emulator with these:",
+        "  env " + " ".join(f"{k}={v}" for k, v in demo_environment(emulator_url).items())
+        + f" uv run stopline running {DEMO_JOB_ID}",
+        "",
     ]
     return "\n".join(lines)
 
 
+def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, sig)  # the child leads its own group: gunicorn's workers get it too
+
+
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each child's process group once, then SIGKILL what is left after 5 s. Each child has its own
+    group (start_new_session), so a terminal's Ctrl-C reaches only this process, and gunicorn's worker
+    never receives the quit twice (which deadlocked its thread worker in handle_quit)."""
     for child in children:
         if child.poll() is None:
-            child.terminate()
+            _signal_group(child, signal.SIGTERM)
     deadline = time.monotonic() + 5
     for child in children:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
+        _signal_group(child, signal.SIGKILL)  # stragglers in the group (a hung worker), if any
+        if child.poll() is None:
             child.wait()
 
 
@@ -119,8 +147,10 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
     emulator = Emulator().seed("demo")
     server = emulator.serve("127.0.0.1", emulator_port)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    github_secret, gitlab_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     env = {**os.environ, **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": secret,
-           "PYTHONUNBUFFERED": "1"}
+           "STOPLINE_GITHUB_SECRETS": github_secret, "STOPLINE_GITLAB_TOKENS": gitlab_token,
+           "STOPLINE_RULES": str(DEMO_RULES), "PYTHONUNBUFFERED": "1"}
     framework = [sys.executable, "-m", "functions_framework"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}
@@ -135,7 +165,7 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
                    "--port", str(ports[name]), "--signature-type", kind]
             if asgi:
                 cmd.append("--asgi")
-            children.append(subprocess.Popen(cmd, env=env))
+            children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
         deadline = time.monotonic() + 60
         for name, port in ports.items():
             if not wait_for_port(port, deadline) or stopping["now"]:
@@ -143,7 +173,7 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
                     print(f"stopline dev: the {name} target did not start on port {port}", file=sys.stderr)
                 return 1 if not stopping["now"] else 0
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        print(_banner(server.url, urls, secret, asgi), flush=True)
+        print(_banner(server.url, urls, secret, asgi, github_secret, gitlab_token), flush=True)
         while not stopping["now"]:
             if any(child.poll() is not None for child in children):
                 print("stopline dev: a function target exited; stopping", file=sys.stderr)

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any
 from stopline import transport
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from stopline.auth.credentials import Credentials
     from stopline.client import Client, ClientCore
     from stopline.pipeline import Pipeline
+    from stopline.rules import Rules
     from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
@@ -34,7 +37,7 @@ class Runtime:
         from stopline.errors import ConfigurationError
         from stopline.idempotency import open_store
         from stopline.pipeline import Pipeline
-        from stopline.webhooks import secret_key
+        from stopline.webhooks import secret_keys
 
         self.settings = settings
         self._transport = transport_override
@@ -43,15 +46,29 @@ class Runtime:
         self._client: Client | None = None
         self._agency: dict[str, tuple[Client, Pipeline]] = {}
         logs.configure(settings.log_level)
+        def plain(values: tuple[SecretStr, ...]) -> list[str]:
+            return [v.get_secret_value() for v in values]
+
         logs.register_secret(
-            *(s.get_secret_value() for s in settings.webhook_secrets),
+            *plain(settings.webhook_secrets), *plain(settings.github_secrets), *plain(settings.gitlab_tokens),
+            *plain(settings.gitlab_signing_secrets),
             *(s.get_secret_value() for s in (settings.sk, settings.security_token, settings.auth_token,
                                               settings.iam_password) if s is not None),
         )
         try:
-            self.webhook_keys = tuple(secret_key(s.get_secret_value()) for s in settings.webhook_secrets)
+            self.webhook_keys = secret_keys(plain(settings.webhook_secrets), "STOPLINE_WEBHOOK_SECRETS")
+            self.gitlab_signing_keys = secret_keys(plain(settings.gitlab_signing_secrets),
+                                                   "STOPLINE_GITLAB_SIGNING_SECRETS")
         except ValueError as exc:
-            raise ConfigurationError(f"STOPLINE_WEBHOOK_SECRETS: {exc}") from None
+            raise ConfigurationError(str(exc)) from None
+        # GitHub and GitLab secret tokens are whatever the user typed into the hook's form: used as bytes.
+        self.github_keys = tuple(s.encode() for s in plain(settings.github_secrets))
+        self.gitlab_tokens = tuple(s.encode() for s in plain(settings.gitlab_tokens))
+        self.rules: Rules | None = None
+        if settings.rules:
+            from stopline.rules import load
+
+            self.rules = load(settings.rules)
         if not self.webhook_keys and settings.allow_unsigned:
             log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
         self.store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries)

@@ -37,6 +37,9 @@ from stopline.wire import RETRY_AFTER_CAP_S
 
 log = logging.getLogger("stopline")
 WAIT_POLL_S = 0.05
+Member = int | str | None
+"""Which part of a delivery a command is: its batch index, ``<rule>:<index>`` for a rule's command, or
+None for a delivery of one command. The idempotency key falls back to ``<delivery id>:<member>``."""
 CLAIM_MARGIN_S = 5.0
 
 
@@ -94,10 +97,11 @@ class Pipeline:
         self._pool: ThreadPoolExecutor | None = None
 
     # -- shared steps (no I/O but the store) ------------------------------------------------------------
-    def prepare(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Work | Result:
+    def prepare(self, raw: object, delivery: Delivery, *, index: Member = None) -> Work | Result:
         """Validate and apply the allowlists; a failure becomes a finished Result."""
         started = time.perf_counter()
-        where = f"commands.{index}." if index is not None else ""
+        where = "" if index is None else f"commands.{index}." if isinstance(index, int) else \
+            "rules.{}.then.{}.".format(*index.rsplit(":", 1))
         try:
             command = parse_command(raw, action=delivery.action, where=where)
             self._allow(command, where)
@@ -192,7 +196,7 @@ class Pipeline:
         self._client()
 
     # -- drivers -------------------------------------------------------------------------------------------
-    def handle(self, raw: object, delivery: Delivery, *, index: int | None = None) -> Result:
+    def handle(self, raw: object, delivery: Delivery, *, index: Member = None) -> Result:
         prepared = self.prepare(raw, delivery, index=index)
         if isinstance(prepared, Result):
             return prepared
@@ -218,9 +222,11 @@ class Pipeline:
         """A webhook batch: member i is keyed ``<delivery id>:i`` unless it has its own key."""
         return self.handle_each([(raw, delivery, i) for i, raw in enumerate(raws)])
 
-    def handle_each(self, items: Sequence[tuple[object, Delivery, int | None]]) -> list[Result]:
+    def handle_each(self, items: Sequence[tuple[object, Delivery, Member]]) -> list[Result]:
         """Run commands concurrently (bounded by STOPLINE_BATCH_CONCURRENCY); results in input order; one
         slow or failing command never stops the rest."""
+        if not items:
+            return []
         if len(items) == 1:
             raw, delivery, index = items[0]
             return [self.handle(raw, delivery, index=index)]

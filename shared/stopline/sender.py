@@ -29,19 +29,51 @@ def build_command(action: str, words: list[str]) -> dict[str, Any]:
 
 def send_signed(url: str, body: dict[str, Any], *, secret: str | None, msg_id: str | None = None,
                 timeout_s: float = 60.0) -> tuple[int, dict[str, Any]]:
-    """POST ``body`` as JSON, signed when a secret is given; (status, decoded answer)."""
-    import httpx
+    """POST ``body`` as JSON, signed (Standard Webhooks) when a secret is given; (status, decoded answer).
 
+    Raises:
+        ValueError: the secret is malformed or too short (the message never shows it).
+    """
     from stopline.webhooks import sign
 
     content = json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
+    headers: dict[str, str] = {}
     if secret:
         headers.update(sign(secret, msg_id or f"msg_{uuid.uuid4().hex}", content))
     elif msg_id:
         headers["webhook-id"] = msg_id
+    return post(url, content, headers, timeout_s=timeout_s)
+
+
+def source_headers(source: str, event_type: str, body: bytes, *, secret: str | None,
+                   msg_id: str | None = None) -> dict[str, str]:
+    """The headers GitHub or GitLab would send with ``body`` (section 11.1): GitHub signs it with
+    ``X-Hub-Signature-256``; GitLab sends its secret token as it is."""
+    import hashlib
+    import hmac
+
+    delivery = msg_id or str(uuid.uuid4())
+    if source == "github":
+        headers = {"X-GitHub-Event": event_type, "X-GitHub-Delivery": delivery,
+                   "User-Agent": "GitHub-Hookshot/stopline-send"}
+        if secret:
+            digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            headers["X-Hub-Signature-256"] = f"sha256={digest}"
+        return headers
+    headers = {"X-Gitlab-Event": event_type, "Idempotency-Key": delivery, "X-Gitlab-Webhook-UUID": delivery,
+               "X-Gitlab-Event-UUID": str(uuid.uuid4()), "User-Agent": "GitLab/stopline-send"}
+    if secret:
+        headers["X-Gitlab-Token"] = secret
+    return headers
+
+
+def post(url: str, content: bytes, headers: dict[str, str], *, timeout_s: float = 60.0) -> tuple[int, dict[str, Any]]:
+    """POST ``content`` as JSON with ``headers``; (status, decoded answer)."""
+    import httpx
+
     try:
-        response = httpx.post(url, content=content, headers=headers, timeout=timeout_s)
+        response = httpx.post(url, content=content, headers={"Content-Type": "application/json", **headers},
+                              timeout=timeout_s)
     except httpx.HTTPError as exc:
         return 0, {"ok": False, "error": {"type": "connection", "message": f"could not reach {url}: {exc}"}}
     try:
@@ -62,7 +94,21 @@ def _line(item: dict[str, Any]) -> str:
 
 
 def describe_reply(status: int, reply: dict[str, Any]) -> str:
-    """A readable rendering of a target's answer (single command or batch)."""
+    """A readable rendering of a target's answer (single command, batch, or a pipeline source's event)."""
+    if "ignored" in reply:
+        return f"HTTP {status}: ignored ({reply['ignored']})"
+    if "event" in reply:
+        event = reply.get("event") or {}
+        lines = [f"HTTP {status}: {event.get('source')} {event.get('kind')} event on "
+                 f"{event.get('repository')} {event.get('branch')}@{str(event.get('sha'))[:12]}; "
+                 f"rules matched: {', '.join(reply.get('matched') or []) or 'none'}"]
+        for i, r in enumerate(reply.get("results") or []):
+            lines.append(f"  [{i}] {r.get('status', '')} {_line(r)}")
+            for key in ("builds", "instances"):
+                for entry in r.get(key) or []:
+                    name = f"build {entry['build_no']}" if key == "builds" else f"instance {entry['instance_id']}"
+                    lines.append(f"      {name}: {entry.get('outcome')}")
+        return "\n".join(lines)
     if "results" in reply:
         lines = [f"HTTP {status}: batch of {len(reply['results'])}, ok={reply.get('ok')}"]
         lines += [f"  [{i}] {r.get('status', '')} {_line(r)}" for i, r in enumerate(reply["results"])]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stopline.errors import ConfigurationError
@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     not_running_codes: CommaList = DEFAULT_NOT_RUNNING_CODES
 
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    github_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    gitlab_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    gitlab_signing_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    rules: str | None = None
     webhook_tolerance_s: int = Field(300, ge=1, le=86400)
     allow_unsigned: bool = False
     allowed_actions: CommaList = tuple(a.value for a in Action)
@@ -82,7 +86,7 @@ class Settings(BaseSettings):
         "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", mode="before"
     )(_split)
 
-    @field_validator("webhook_secrets", mode="before")
+    @field_validator("webhook_secrets", "github_secrets", "gitlab_tokens", "gitlab_signing_secrets", mode="before")
     @classmethod
     def _split_secrets(cls, value: Any) -> Any:
         if isinstance(value, SecretStr):
@@ -117,6 +121,15 @@ class Settings(BaseSettings):
         if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
             raise ValueError("must be memory:// or redis://host:port/db")
         return value
+
+    @model_validator(mode="after")
+    def _replays_stay_duplicates(self) -> Settings:
+        # A replay inside the signature window must still find its key (interface.md section 14).
+        if self.idempotency_ttl_s < self.webhook_tolerance_s:
+            raise ValueError(f"STOPLINE_IDEMPOTENCY_TTL_S ({self.idempotency_ttl_s}) must be at least "
+                             f"STOPLINE_WEBHOOK_TOLERANCE_S ({self.webhook_tolerance_s}), or a replayed webhook "
+                             "inside the signature window would run again")
+        return self
 
     def credential_mode(self) -> CredentialMode | None:
         """Which of the documented credential sources applies (first match wins, section 5)."""
@@ -163,7 +176,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False, include_input=False):
-            loc = str(err["loc"][0]) if err["loc"] else "?"
+            if not err["loc"]:  # a rule across variables: its message names them
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
+            loc = str(err["loc"][0])
             name = env_name(loc) if loc in _ENV_NAMES else loc.upper()
             problems.append(f"{name}: {err['msg']}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -17,15 +17,39 @@ from collections.abc import Iterable, Mapping
 
 from stopline.errors import Unauthorized
 
+MIN_KEY_BYTES = 16
+"""Shorter keys are refused (interface.md section 14): an empty ``whsec_`` would verify signatures
+anyone can make. The spec recommends 24 to 64 bytes."""
+
 
 def secret_key(secret: str) -> bytes:
-    """``whsec_<base64>`` secrets use the decoded bytes; any other secret its UTF-8 bytes."""
+    """``whsec_<base64>`` secrets use the decoded bytes; any other secret its UTF-8 bytes.
+
+    Raises:
+        ValueError: not base64 after ``whsec_``, or a key under 16 bytes (the message never shows it).
+    """
     if secret.startswith("whsec_"):
         try:
-            return base64.b64decode(secret[len("whsec_"):], validate=True)
+            key = base64.b64decode(secret[len("whsec_"):], validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("a whsec_ secret must be base64 after the prefix") from None
-    return secret.encode()
+    else:
+        key = secret.encode()
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"the key is {len(key)} bytes; use at least {MIN_KEY_BYTES} "
+                         "(stopline secret new makes one)")
+    return key
+
+
+def secret_keys(secrets: Iterable[str], variable: str) -> tuple[bytes, ...]:
+    """Every key of a comma-separated secrets variable; ValueError names the variable and the position."""
+    keys = []
+    for position, secret in enumerate(secrets, start=1):
+        try:
+            keys.append(secret_key(secret))
+        except ValueError as exc:
+            raise ValueError(f"{variable}: secret {position}: {exc}") from None
+    return tuple(keys)
 
 
 def _signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:

@@ -16,6 +16,9 @@ DEMO_COMMIT = "3f2a9c1b7d4e5f60718293a4b5c6d7e8f9a0b1c2"
 DEMO_NEW_COMMIT = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a291807"
 """A newer commit on ``feature/x``: build 23, queued."""
 DEMO_MAIN_COMMIT = "c0ffee0123456789abcdef0123456789abcdef01"
+DEMO_EVENT_COMMIT = "5779607b49aab1200488439f02372c57b4f75444"
+"""The head commit of events/github-workflow_run-cancelled.json and events/gitlab-pipeline-canceled.json:
+build 24 (running, main) is that run's CodeArts build."""
 DEMO_DATAARTS_JOB = "daily_etl"
 DEMO_INSTANCE_ID = 34765
 
@@ -35,6 +38,7 @@ def demo() -> dict[str, Any]:
                  {"build_no": 21, "state": "running", "branch": "feature/x", "commit_id": DEMO_COMMIT, "age_s": 300},
                  {"build_no": 22, "state": "running", "branch": "main", "commit_id": DEMO_MAIN_COMMIT, "age_s": 200},
                  {"build_no": 23, "state": "queued", "branch": "feature/x", "commit_id": DEMO_NEW_COMMIT, "age_s": 30},
+                 {"build_no": 24, "state": "running", "branch": "main", "commit_id": DEMO_EVENT_COMMIT, "age_s": 20},
              ]},
             {"job_id": DEMO_TASK_ID, "project_id": DEMO_PROJECT_ID,
              "builds": [{"build_no": 1, "state": "running"}]},

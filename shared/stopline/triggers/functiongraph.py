@@ -91,7 +91,12 @@ def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
     headers = {str(k).lower(): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
     path = str(event.get("path") or "")
     last = path.rstrip("/").rsplit("/", 1)[-1]
-    target = last if last in http.TARGET_ACTIONS else "webhook"
+    if "x-github-event" in headers:  # a GitHub or GitLab hook pointed at the function's gateway URL
+        target = "github"
+    elif "x-gitlab-event" in headers:
+        target = "gitlab"
+    else:
+        target = last if last in http.TARGET_ACTIONS else "webhook"
     raw = event.get("body") or ""
 
     def read_body(limit: int) -> bytes:

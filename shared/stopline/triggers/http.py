@@ -28,6 +28,8 @@ from stopline.pipeline import Delivery, Pipeline
 
 if TYPE_CHECKING:
     from stopline.entry import Runtime
+    from stopline.rules import Rules
+    from stopline.sources import Ignored, Source, SourceEvent
 
 log = logging.getLogger("stopline")
 MAX_BODY = 256 * 1024
@@ -40,7 +42,11 @@ TARGET_ACTIONS: dict[str, str | None] = {
     "delete_build_task": "delete_build_task",
     "stop_dataarts_job": "stop_dataarts_job",
     "webhook": None,
+    "github": None,
+    "gitlab": None,
 }
+SOURCE_TARGETS = ("github", "gitlab")
+"""Pipeline sources (interface.md section 11): their own verification, and rules instead of commands."""
 
 
 @dataclass(slots=True)
@@ -61,6 +67,50 @@ class Parsed:
     delivery: Delivery
     commands: list[Any] | None  # a batch
     command: Any = None  # a single command
+    event: SourceEvent | Ignored | None = None  # a pipeline source's event
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """What checks a request's authenticity: the runtime's keys and tokens, and the window."""
+
+    webhook_keys: tuple[bytes, ...] = ()
+    github_keys: tuple[bytes, ...] = ()
+    gitlab_tokens: tuple[bytes, ...] = ()
+    gitlab_signing_keys: tuple[bytes, ...] = ()
+    allow_unsigned: bool = False
+    tolerance_s: int = 300
+
+    def check(self, target: str, headers: Mapping[str, str], body: bytes) -> str | None:
+        """Verify ``body`` as ``target`` expects; the delivery id, or raise Unauthorized."""
+        if target == "github":
+            from stopline.sources import delivery_id, verify_github
+
+            if self.github_keys:
+                verify_github(self.github_keys, headers, body)
+            elif not self.allow_unsigned:
+                raise Unauthorized("no GitHub webhook secret is configured: set STOPLINE_GITHUB_SECRETS "
+                                   "(or STOPLINE_ALLOW_UNSIGNED=1 for local development)")
+            return delivery_id("github", headers)
+        if target == "gitlab":
+            from stopline.sources import delivery_id, verify_gitlab
+
+            if self.gitlab_tokens or self.gitlab_signing_keys:
+                verify_gitlab(self.gitlab_tokens, self.gitlab_signing_keys, headers, body,
+                              tolerance_s=self.tolerance_s)
+            elif not self.allow_unsigned:
+                raise Unauthorized("no GitLab token is configured: set STOPLINE_GITLAB_TOKENS or "
+                                   "STOPLINE_GITLAB_SIGNING_SECRETS (or STOPLINE_ALLOW_UNSIGNED=1 for local "
+                                   "development)")
+            return delivery_id("gitlab", headers)
+        from stopline.webhooks import verify
+
+        if self.webhook_keys:
+            return verify(self.webhook_keys, headers, body, tolerance_s=self.tolerance_s)
+        if self.allow_unsigned:
+            return headers.get("webhook-id") or None
+        raise Unauthorized("no webhook secret is configured: set STOPLINE_WEBHOOK_SECRETS "
+                           "(or STOPLINE_ALLOW_UNSIGNED=1 for local development)")
 
 
 def error_reply(error: StoplineError) -> HttpReply:
@@ -101,8 +151,7 @@ def precheck(method: str, headers: Mapping[str, str], target: str) -> None:
         raise PayloadTooLarge(f"body is {int(length)} bytes; the limit is {MAX_BODY} bytes (256 KiB)")
 
 
-def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[bytes, ...],
-          allow_unsigned: bool, tolerance_s: int) -> Parsed:
+def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Verifier) -> Parsed:
     """Size of what was read (a body sent without Content-Length), content type, signature, JSON and the
     request's shape -- in the contract's order; the pipeline does the rest."""
     if len(body) > MAX_BODY:
@@ -110,15 +159,7 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[b
     if not _is_json(headers.get("content-type")):
         raise UnsupportedMediaType(
             f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
-    from stopline.webhooks import verify
-
-    if keys:
-        event_id: str | None = verify(keys, headers, body, tolerance_s=tolerance_s)
-    elif allow_unsigned:
-        event_id = headers.get("webhook-id") or None
-    else:
-        raise Unauthorized("no webhook secret is configured: set STOPLINE_WEBHOOK_SECRETS "
-                           "(or STOPLINE_ALLOW_UNSIGNED=1 for local development)")
+    event_id = verifier.check(target, headers, body)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -129,6 +170,11 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, keys: tuple[b
                          details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
     action = TARGET_ACTIONS[target]
     delivery = Delivery(event_id, target, action)
+    if target in SOURCE_TARGETS:
+        from stopline.sources import EVENT_HEADER, normalise
+
+        source: Source = "github" if target == "github" else "gitlab"
+        return Parsed(delivery, None, None, normalise(source, headers.get(EVENT_HEADER[source]), data))
     if target == "webhook" and "commands" not in data and "action" not in data:
         raise InvalidCommand("send one command with an action, or a batch {\"commands\": [...]}", details=[
             {"field": "action", "message": "required for a single command"},
@@ -159,11 +205,25 @@ def _internal_error(exc: Exception) -> HttpReply:
                                                   "details": []}})
 
 
-def _refusal(exc: StoplineError) -> HttpReply:
-    """A request refused before the pipeline; configuration problems are also logged for the operator."""
-    if exc.status == 500:
-        log.error("configuration error: %s", exc.message, extra={"error_type": exc.type})
+def _refusal(exc: StoplineError, target: str, event_id: str | None = None) -> HttpReply:
+    """A request refused before the pipeline: logged once -- configuration problems at ERROR for the
+    operator, refused requests at WARNING with the reason (interface.md section 14)."""
+    fields = {"status": exc.status, "error_type": exc.type, "target": target, "event_id": event_id}
+    if exc.status >= 500:
+        log.error("configuration error: %s", exc.message, extra=fields)
+    else:
+        log.warning("request refused (%s): %s", exc.status, exc.message, extra=fields)
     return error_reply(exc)
+
+
+def _known_id(target: str, headers: Mapping[str, str]) -> str | None:
+    """The delivery id a refused request claims (for its log line; it may not be verified)."""
+    if target in SOURCE_TARGETS:
+        from stopline.sources import delivery_id
+
+        return delivery_id("github" if target == "github" else "gitlab", headers)
+    value = headers.get("webhook-id")
+    return value[:200] if value else None
 
 
 def _runtime_for(target: str, method: str, headers: Mapping[str, str]) -> Runtime:
@@ -174,18 +234,50 @@ def _runtime_for(target: str, method: str, headers: Mapping[str, str]) -> Runtim
     return get_runtime()
 
 
-def _parse_with(runtime: Runtime, target: str, headers: Mapping[str, str], body: bytes) -> Parsed:
+def verifier_of(runtime: Runtime) -> Verifier:
     s = runtime.settings
-    return parse(target, headers, body, keys=runtime.webhook_keys, allow_unsigned=s.allow_unsigned,
-                 tolerance_s=s.webhook_tolerance_s)
+    return Verifier(runtime.webhook_keys, runtime.github_keys, runtime.gitlab_tokens, runtime.gitlab_signing_keys,
+                    s.allow_unsigned, s.webhook_tolerance_s)
+
+
+def _parse_with(runtime: Runtime, target: str, headers: Mapping[str, str], body: bytes) -> Parsed:
+    return parse(target, headers, body, verifier=verifier_of(runtime))
+
+
+def source_reply(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | Ignored,
+                 delivery: Delivery) -> HttpReply:
+    """A pipeline source's answer (section 11.1): ignored, or the event, the matched rules and one result
+    per generated command, run like a batch keyed ``<delivery id>:<rule>:<index>``."""
+    from stopline.sources import Ignored
+
+    if isinstance(event, Ignored):
+        log.info("%s event ignored: %s", delivery.trigger, event.reason,
+                 extra={"target": delivery.trigger, "event_id": delivery.event_id, "outcome": "ignored"})
+        return HttpReply(200, {"ok": True, "ignored": event.reason, "results": []})
+    matched = rules.matching(event) if rules is not None else []
+    fired = rules.fire(event, matched) if rules is not None else []
+    if not fired:
+        log.info("%s %s event matched no rule", event.source, event.kind,
+                 extra={"target": delivery.trigger, "event_id": delivery.event_id, "outcome": "no_rule",
+                        "rules_loaded": rules is not None})
+    results = pipeline.handle_each([(f.command, delivery, f"{f.rule}:{f.index}") for f in fired])
+    return HttpReply(200, {"ok": all(r.ok for r in results), "event": event.fields(),
+                           "matched": [r.name for r in matched],
+                           "results": [r.to_json(with_status=True) for r in results]})
 
 
 def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpReply:
     """Run the parsed command (or batch) and render its answer; both drivers end here."""
     try:
+        if parsed.event is not None:
+            from stopline.entry import get_runtime
+
+            return source_reply(pipeline, get_runtime().rules, parsed.event, delivery)
         if parsed.commands is not None:
             return batch_reply(pipeline.handle_batch(parsed.commands, delivery))
         return result_reply(pipeline.handle(parsed.command, delivery))
+    except StoplineError as exc:  # an event that lacks what a matching rule needs (422)
+        return _refusal(exc, delivery.trigger, delivery.event_id)
     except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
         return _internal_error(exc)
 
@@ -200,7 +292,7 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             read_body(drain)
-        return _refusal(exc)
+        return _refusal(exc, target, _known_id(target, headers))
     delivery = parsed.delivery if trigger is None else Delivery(
         parsed.delivery.event_id, trigger, parsed.delivery.action)
     return _dispatch(chosen, parsed, delivery)
@@ -216,7 +308,7 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             await read_body(drain)
-        return _refusal(exc)
+        return _refusal(exc, target, _known_id(target, headers))
     from anyio import to_thread
 
     return await to_thread.run_sync(_dispatch, runtime.pipeline, parsed, parsed.delivery)

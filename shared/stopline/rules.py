@@ -1,0 +1,220 @@
+"""The rules file (interface.md section 11.2): which pipeline events stop what.
+
+Loaded and validated once per instance (``STOPLINE_RULES``), so a mistake is a configuration error at
+start, naming the file, the rule and the field -- not a surprise on the first cancelled pipeline. Each
+rule's ``then`` commands are section-1 commands whose string values may hold placeholders; the parts
+without placeholders are validated at load time against the real command models, the rest when an event
+fills them in (a bad value is then a 422 inside that command's result, like a batch member).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stopline.errors import ConfigurationError, InvalidCommand
+from stopline.sources import SourceEvent
+
+PLACEHOLDERS = ("source", "repository", "workflow", "branch", "sha", "run_id")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_SAMPLE = {"source": "github", "repository": "acme/shop", "workflow": "CI", "branch": "main",
+           "sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "1"}
+"""Values that satisfy every command field, used to validate templates at load time."""
+
+
+class When(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Literal["github", "gitlab", "any"]
+    kind: Literal["cancelled", "started"]
+    repository: str | None = Field(None, min_length=1)
+    workflow: str | None = Field(None, min_length=1)
+    branch: str | None = Field(None, min_length=1)
+    branch_not: tuple[str, ...] = ()
+
+    @field_validator("branch_not", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    when: When
+    then: Annotated[tuple[dict[str, Any], ...], Field(min_length=1, max_length=20)]
+
+    @field_validator("then")
+    @classmethod
+    def _templates(cls, commands: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        for i, command in enumerate(commands):
+            _check_template(command, f"then.{i}")
+        return commands
+
+
+class RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RulesFile:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice; names must be unique")
+            seen.add(rule.name)
+        return self
+
+
+def _check_template(command: dict[str, Any], where: str) -> None:
+    """Unknown placeholders, and every field without one, are checked now (section 11.2)."""
+    from stopline.models import parse_command
+
+    templated = set()
+    for key, value in command.items():
+        if isinstance(value, str):
+            names = _PLACEHOLDER.findall(value)
+            unknown = [n for n in names if n not in PLACEHOLDERS]
+            if unknown:
+                raise ValueError(f"{where}.{key}: unknown placeholder {{{unknown[0]}}}; "
+                                 f"use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+            if names:
+                templated.add(key)
+    if "action" not in command:
+        raise ValueError(f"{where}.action: required (stop_build, delete_build_task or stop_dataarts_job)")
+    try:
+        parse_command(render(command, _SAMPLE))
+    except InvalidCommand as exc:
+        # A templated field's value is only known once an event fills it in; other problems (a clash
+        # between fields, a bad literal) are reported now.
+        bad = [d for d in exc.details if d["field"].split(".")[0] not in templated or "type" not in d]
+        if bad:
+            raise ValueError("; ".join(f"{where}.{d['field']}: {d['message']}" for d in bad)) from None
+
+
+def render(command: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """The command with its placeholders filled in (string values only)."""
+    def fill(text: str) -> str:
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
+
+    return {k: fill(v) if isinstance(v, str) else v for k, v in command.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """One command a matching rule generated for an event."""
+
+    rule: str
+    index: int
+    command: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A loaded rules file."""
+
+    path: str
+    rules: tuple[Rule, ...]
+
+    def matching(self, event: SourceEvent) -> list[Rule]:
+        """Every rule whose ``when`` matches, in file order. Raises InvalidCommand (422) naming the payload
+        field when a rule would need one the event lacks."""
+        return [rule for rule in self.rules if _matches(rule, event)]
+
+    def fire(self, event: SourceEvent, rules: list[Rule]) -> list[Fired]:
+        """The commands the matched rules generate, placeholders filled in."""
+        values = event.fields()
+        out: list[Fired] = []
+        for rule in rules:
+            for i, template in enumerate(rule.then):
+                for value in template.values():
+                    if isinstance(value, str):
+                        for name in _PLACEHOLDER.findall(value):
+                            _need(event, name, rule)
+                out.append(Fired(rule.name, i, render(template, values)))
+        return out
+
+
+def _need(event: SourceEvent, name: str, rule: Rule) -> str:
+    value = event.fields().get(name)
+    if value is None or value == "":
+        origin = event.origin.get(name, name)
+        raise InvalidCommand(
+            f"rule {rule.name!r} needs the event's {name}, but the {event.source} payload has no {origin}",
+            details=[{"field": origin, "message": f"required by rule {rule.name!r}"}])
+    return str(value)
+
+
+def _matches(rule: Rule, event: SourceEvent) -> bool:
+    when = rule.when
+    if when.source not in ("any", event.source) or when.kind != event.kind:
+        return False
+    if when.workflow is not None and (event.source != "github"
+                                      or not fnmatch.fnmatchcase(_need(event, "workflow", rule), when.workflow)):
+        return False
+    if when.repository is not None and not fnmatch.fnmatchcase(_need(event, "repository", rule), when.repository):
+        return False
+    if when.branch is not None or when.branch_not:
+        branch = _need(event, "branch", rule)
+        if when.branch is not None and not fnmatch.fnmatchcase(branch, when.branch):
+            return False
+        if any(fnmatch.fnmatchcase(branch, pattern) for pattern in when.branch_not):
+            return False
+    return True
+
+
+def _read(path: Path) -> Any:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml  # only when a YAML rules file is configured
+
+        return yaml.safe_load(text)
+    raise ValueError("the file name must end in .yaml, .yml or .json")
+
+
+def load(path: str, *, variable: str = "STOPLINE_RULES") -> Rules:
+    """Read and validate a rules file; ConfigurationError names the file, rule (index and name) and field."""
+    where = f"{variable} ({path})" if variable else path
+    try:
+        data = _read(Path(path))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{where}: cannot read it ({type(exc).__name__})") from None
+    except ValueError as exc:  # JSON and YAML errors both derive from it (yaml.YAMLError is wrapped below)
+        raise ConfigurationError(f"{where}: not valid: {str(exc).splitlines()[0][:200]}") from None
+    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError without importing yaml for JSON files
+        raise ConfigurationError(f"{where}: not valid YAML: {str(exc).splitlines()[0][:200]}") from None
+    if data is None:
+        data = {}
+    try:
+        parsed = RulesFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{where}: " + "; ".join(_describe(err, data) for err in exc.errors(
+            include_url=False, include_input=False))) from None
+    return Rules(path, parsed.rules)
+
+
+def _describe(err: Any, data: Any) -> str:
+    loc = list(err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        index = loc[1]
+        name = None
+        with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
+            name = data["rules"][index].get("name")
+        field = ".".join(str(p) for p in loc[2:])
+        label = f"rule {index}" + (f" {name!r}" if name else "")
+        return f"{label}: {field + ': ' if field else ''}{message}"
+    return f"{'.'.join(str(p) for p in loc) or 'file'}: {message}"
