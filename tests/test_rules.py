@@ -44,10 +44,11 @@ def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> str:
 
 
 def event(**fields: Any) -> SourceEvent:
+    origin = {"sha": "workflow_run.head_sha", "branch": "workflow_run.head_branch",
+              "repository": "repository.full_name"}
     base: dict[str, Any] = {"source": "github", "kind": "cancelled", "repository": "acme/shop", "workflow": "CI main",
                             "branch": "feature/x", "sha": "3f2a9c1b7d4e5f60718293a4b5c6d7e8f9a0b1c2", "run_id": "7",
-                            "url": None, "origin": {"sha": "workflow_run.head_sha", "branch": "workflow_run.head_branch",
-                                                    "repository": "repository.full_name"}}
+                            "url": None, "origin": origin}
     return SourceEvent(**{**base, **fields})
 
 
@@ -104,9 +105,9 @@ def test_a_missing_field_a_rule_needs_is_422_naming_it(tmp_path: Path) -> None:
     ("rules: [{name: r1, when: {source: github, kind: cancelled}, then: [{action: reboot}]}]", "then.0.action"),
     ("rules: [{name: r1, when: {source: github, kind: cancelled}, then: [{action: stop_build, "
      f"job_id: {JOB}, build_no: 3, branch: '{{branch}}'}}]}}]", "then.0.branch"),
-    (f"rules: [{{name: r1, when: {{source: github, kind: cancelled}}, then: [{{action: delete_build_task, job_id: {JOB}}}]}},"
-     f" {{name: r1, when: {{source: gitlab, kind: cancelled}}, then: [{{action: delete_build_task, job_id: {JOB}}}]}}]",
-     "used twice"),
+    (f"rules: [{{name: r1, when: {{source: github, kind: cancelled}}, then: [{{action: delete_build_task, "
+     f"job_id: {JOB}}}]}}, {{name: r1, when: {{source: gitlab, kind: cancelled}}, then: [{{action: "
+     f"delete_build_task, job_id: {JOB}}}]}}]", "used twice"),
     ("rulez: []", "rulez"),
     ("rules: [a, b", "not valid YAML"),
 ])
