@@ -52,7 +52,8 @@ def _signed_body(build_no: int) -> tuple[bytes, dict[str, str]]:
     from stopline import webhooks
 
     body = json.dumps({"action": "stop_build", "job_id": JOB, "build_no": build_no}).encode()
-    return body, {**webhooks.sign("cold-secret", f"cold-{build_no}", body), "Content-Type": "application/json"}
+    signed = webhooks.sign("cold-start-webhook-secret", f"cold-{build_no}", body)
+    return body, {**signed, "Content-Type": "application/json"}
 
 
 def _webhook_app() -> Any:

@@ -95,7 +95,9 @@ def _import_cost_by_package(stderr: str) -> dict[str, int]:
     return found
 
 
-RUNTIME_VENV = ROOT / "bench" / ".venv-runtime"
+RUNTIME_VENV = Path(os.environ.get("STOPLINE_BENCH_VENV") or
+                    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stopline" / "bench-runtime")
+"""Outside the checkout (the tests never write into it); STOPLINE_BENCH_VENV moves it."""
 SDK_PEER = ("huaweicloudsdkcore", "huaweicloudsdkcodeartsbuild")
 
 
@@ -126,7 +128,7 @@ def runtime_python() -> tuple[str, str]:
     subprocess.run([python, "-m", "compileall", "-q", "shared/stopline", "functions", "bench"], check=True,
                    timeout=300, cwd=ROOT)
     stamp.write_text(wanted)
-    return python, "a runtime-only environment (functions/requirements.txt + the SDK peer, bench/.venv-runtime)"
+    return python, f"a runtime-only environment (functions/requirements.txt + the SDK peer, {RUNTIME_VENV})"
 
 
 def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
@@ -134,7 +136,8 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
     script = str(ROOT / "bench" / "cold_probe.py")
     python, where = runtime_python()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))},
-           **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": "cold-secret", "STOPLINE_BUILD_STOP_API": "v3"}
+           **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": "cold-start-webhook-secret",
+           "STOPLINE_BUILD_STOP_API": "v3"}
     builds = iter(range(100, 300))
     seed = {"job_id": COLD_JOB, "project_id": DEMO_PROJECT_ID, "builds": [{"build_no": n} for n in range(1, 300)]}
     httpx.post(f"{server.url}/_emulator/seed", timeout=60, json={"build_tasks": [seed]}).raise_for_status()
@@ -190,7 +193,7 @@ def batch(reps: int, size: int) -> tuple[str, dict[str, Any]]:
 
     one, fan, seq = Series("one call"), Series(f"batch of {size} (bounded concurrency)"), Series(
         f"sequential loop of {size}")
-    os.environ["STOPLINE_WEBHOOK_SECRETS"] = "x"
+    os.environ["STOPLINE_WEBHOOK_SECRETS"] = "bench-webhook-secret-not-used"
     os.environ["STOPLINE_LOG_LEVEL"] = "WARNING"
     counter = iter(range(1, 10**9))
     with mock_huaweicloud("demo") as cloud:
@@ -233,7 +236,7 @@ def resolve(reps: int, running: int) -> tuple[str, dict[str, Any]]:
 
     one, fan = Series("one call (build_no given)"), Series(f"resolve + stop {running} running builds")
     lookups: list[int] = []
-    os.environ["STOPLINE_WEBHOOK_SECRETS"] = "x"
+    os.environ["STOPLINE_WEBHOOK_SECRETS"] = "bench-webhook-secret-not-used"
     os.environ["STOPLINE_LOG_LEVEL"] = "WARNING"
     with mock_huaweicloud("demo") as cloud:
         cloud.inject(r"^/v3/jobs/stop$|/build-info-records$", "latency", delay_ms=50)
@@ -277,7 +280,8 @@ def served(server: RemoteEmulator, seconds: float, reps: int) -> tuple[str, dict
     from tests.conftest import free_port, wait_port
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))},
-           **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": "bench-secret", "STOPLINE_LOG_LEVEL": "WARNING",
+           **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": "bench-served-webhook-secret",
+           "STOPLINE_LOG_LEVEL": "WARNING",
            "STOPLINE_BUILD_STOP_API": "v3"}
     counter = iter(range(200_000, 10**9))
     targets = {"stopline webhook (Flask)": ("webhook", ROOT / "functions" / "main.py", False),
@@ -296,8 +300,8 @@ def served(server: RemoteEmulator, seconds: float, reps: int) -> tuple[str, dict
 
         def signed() -> tuple[bytes, dict[str, str]]:
             body = json.dumps({"action": "stop_build", "job_id": JOB, "build_no": next(counter)}).encode()
-            return body, {"Content-Type": "application/json", **webhooks.sign("bench-secret", f"m{time.time_ns()}",
-                                                                                body)}
+            headers = webhooks.sign("bench-served-webhook-secret", f"m{time.time_ns()}", body)
+            return body, {"Content-Type": "application/json", **headers}
 
         def plain() -> tuple[bytes, dict[str, str]]:
             body = json.dumps({"job_id": JOB, "build_no": str(next(counter))}).encode()
@@ -362,6 +366,8 @@ def per_call_matrix(url: str, job: str, calls: int, reps: int) -> tuple[str, dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny counts, for the smoke test")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
+                        help="folder for the JSON results (default: bench/results)")
     parser.add_argument("--only", nargs="*", help="scenarios: per_call cold batch resolve served token")
     args = parser.parse_args()
     q = args.quick
@@ -399,8 +405,9 @@ def main() -> int:
             print(text + "\n", flush=True)
     finally:
         server.stop()
-    out = ROOT / "bench" / "results" / f"bench-{time.strftime('%Y%m%dT%H%M%S')}{'-quick' if q else ''}.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"bench-{time.strftime('%Y%m%dT%H%M%S')}{'-quick' if q else ''}.json"
     out.write_text(json.dumps({"reps": reps, "python": sys.version, "results": data,
                                "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, indent=2))
-    print(f"wrote {out.relative_to(ROOT)}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
     return 0

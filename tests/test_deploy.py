@@ -51,19 +51,22 @@ def test_google_requirements_match_the_lock(tmp_path: Path) -> None:
 
 
 def test_google_package_folder_loads_every_target(tmp_path: Path) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "package"), "gcf"], check=True, cwd=ROOT, capture_output=True,
-                   timeout=120)
-    folder = ROOT / "build" / "gcf"
+    folder = tmp_path / "gcf"
+    subprocess.run(["bash", str(ROOT / "scripts" / "package"), "gcf", str(folder)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=120)
     assert {p.name for p in folder.iterdir()} >= {"main.py", "requirements.txt", "stopline"}
+    shipped = {p.name for p in (folder / "stopline").iterdir()}
+    assert not shipped & {"emulator", "cli.py", "devstack.py", "invoker.py", "sender.py", "data"}, shipped
     probe = ("import importlib.util as u, sys; s=u.spec_from_file_location('main', 'main.py'); m=u.module_from_spec(s);"
              "s.loader.exec_module(m); import stopline; assert stopline.__file__.startswith(sys.argv[1]);"
-             "print(*[t for t in ('stop_build','delete_build_task','stop_dataarts_job','webhook','on_event')"
-             " if callable(getattr(m, t))])")
+             "print(*[t for t in ('stop_build','delete_build_task','stop_dataarts_job','webhook','on_event',"
+             "'github','gitlab') if callable(getattr(m, t))])")
     env = {**os.environ, "PYTHONPATH": str(folder)}
     done = subprocess.run([sys.executable, "-c", probe, str(folder)], cwd=folder, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event"]
+    assert done.stdout.split() == ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event",
+                                   "github", "gitlab"]
 
 
 def test_package_ships_bytecode_compiled_by_the_runtime_python(tmp_path: Path) -> None:
@@ -71,10 +74,10 @@ def test_package_ships_bytecode_compiled_by_the_runtime_python(tmp_path: Path) -
     import importlib.util
 
     env = {**os.environ, "STOPLINE_PACKAGE_PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "package"), "gcf"], check=True, cwd=ROOT,
+    folder = tmp_path / "gcf"
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "package"), "gcf", str(folder)], check=True, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env=env)
     assert sys.implementation.cache_tag in done.stdout
-    folder = ROOT / "build" / "gcf"
     sources = [p for p in folder.rglob("*.py")]
     assert sources
     for source in sources:

@@ -96,7 +96,8 @@ def test_http_targets(target: str, cloud: Emulator, request: pytest.FixtureReque
             headers["content-length"] = str(len(payload))
         if signing != "none":
             ts = 1 if signing == "stale" else None
-            headers.update(webhooks.sign("other" if signing == "wrong" else SECRET, msg_id, payload, ts))
+            key = "other-wrong-secret-value" if signing == "wrong" else SECRET
+            headers.update(webhooks.sign(key, msg_id, payload, ts))
         before = len(cloud.calls)
         reply = http.handle(target, method, {k.lower(): v for k, v in headers.items()}, lambda n: payload[: n + 1])
         check_reply(reply.status, reply.body, before, cloud)

@@ -47,7 +47,7 @@ def test_secret_scan_across_the_matrix(monkeypatch: pytest.MonkeyPatch, log_line
         send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}, "m1")            # 200
         send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}, "m1")            # duplicate
         send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "m1")            # 409
-        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "m2", "wrong")  # 401
+        send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "m2", "wrong-secret-value")  # 401
         send({"action": "stop_build", "job_id": "x", "build_no": 0}, "m3", PLAIN_SECRET)     # 422
         send({"action": "stop_dataarts_job", "job_name": "nope"}, "m4")                      # 404
         send({"action": "stop_dataarts_job", "job_name": "busy"}, "m5")                      # 503

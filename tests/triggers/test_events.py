@@ -32,7 +32,9 @@ EXPECTED = {
 
 
 def test_every_event_file_is_covered() -> None:
-    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(EXPECTED)
+    # github-* and gitlab-* payloads are the pipeline sources' (tests/test_sources.py, tests/functions/)
+    commands = [p.name for p in EVENTS.glob("*.json") if not p.name.startswith(("github-", "gitlab-"))]
+    assert sorted(commands) == sorted(EXPECTED)
 
 
 def _outcomes(output: dict[str, object]) -> list[object]:

@@ -19,7 +19,7 @@ from stopline.triggers.queue import RedeliveryRequested
 
 from ..conftest import ROOT, LogCapture, configured_secret
 
-SECRET = "fg-test-secret"
+SECRET = "fg-test-secret-value"
 configured_secret(SECRET, "agency-sk-value", "agency-sts-token")
 EVENTS = ROOT / "events"
 
