@@ -1,18 +1,24 @@
-"""One contract for both idempotency stores: atomic claim, completion, token-checked release, expiry;
-memory:// is bounded; redis:// runs against a real redis-server."""
+"""The exactly-once protocol (interface.md sections 9 and 12) on both stores: memory:// and a real
+redis-server. Store contract first (atomic claim, fenced complete/release, expiry, bounded memory), then
+the protocol of :class:`Idempotency` (twins, conflicts while waiting, release on transient failures and
+on exceptions, lease takeover, ghost claims after a store timeout), then the URL errors."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import redis
 
-from stopline.idempotency import IdempotencyStore, StoreUnavailable, open_store
+from stopline.errors import ConfigurationError, Conflict, InProgress, Transient
+from stopline.idempotency import IdempotencyStore, StoreFull, StoreUnavailable, open_store, store_key
+from stopline.idempotency.handler import Idempotency
 from stopline.idempotency.memory import MemoryStore
 
-from .conftest import RedisServer
+from .conftest import LogCapture, RedisServer
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -26,6 +32,11 @@ def store(request: pytest.FixtureRequest) -> Iterator[IdempotencyStore]:
     made.close()
 
 
+def in_progress(token: str, fingerprint: str = "h") -> dict[str, Any]:
+    return {"state": "in_progress", "hash": fingerprint, "token": token}
+
+
+# -- the store contract ----------------------------------------------------------------------------------
 def test_claim_is_atomic_under_contention(store: IdempotencyStore) -> None:
     """32 threads claim one key: exactly one wins, everyone else sees its record."""
     wins: list[str] = []
@@ -33,7 +44,7 @@ def test_claim_is_atomic_under_contention(store: IdempotencyStore) -> None:
 
     def claim(n: int) -> None:
         barrier.wait()
-        if store.claim("k1", {"state": "in_progress", "token": f"t{n}"}, 10) is None:
+        if store.claim("k1", in_progress(f"t{n}"), 10) is None:
             wins.append(f"t{n}")
 
     threads = [threading.Thread(target=claim, args=(n,)) for n in range(32)]
@@ -42,34 +53,321 @@ def test_claim_is_atomic_under_contention(store: IdempotencyStore) -> None:
     for t in threads:
         t.join()
     assert len(wins) == 1
-    assert store.get("k1") == {"state": "in_progress", "token": wins[0]}
+    assert store.get("k1") == in_progress(wins[0])
 
 
-def test_complete_release_and_expiry(store: IdempotencyStore) -> None:
-    assert store.claim("k2", {"state": "in_progress", "token": "a"}, 10) is None
-    store.release("k2", "someone-else")  # a stale holder cannot drop a newer claim
-    assert store.get("k2") is not None
-    store.release("k2", "a")
-    assert store.get("k2") is None
-    assert store.claim("k2", {"state": "in_progress", "token": "b"}, 10) is None
-    store.complete("k2", {"state": "done", "token": "b", "outcome": "stopped"}, 10)
-    assert store.claim("k2", {"state": "in_progress", "token": "c"}, 10) == {
-        "state": "done", "token": "b", "outcome": "stopped"}
-    assert store.claim("short", {"state": "in_progress", "token": "x"}, 0.2) is None
+def test_complete_and_release_are_fenced_by_the_token(store: IdempotencyStore) -> None:
+    assert store.claim("k2", in_progress("a"), 10) is None
+    assert store.release("k2", "someone-else") is False  # a stale holder cannot drop a newer claim
+    assert store.complete("k2", "someone-else", {"state": "done", "token": "someone-else"}, 10) is False
+    assert store.get("k2") == in_progress("a")
+    assert store.complete("k2", "a", {"state": "done", "hash": "h", "token": "a", "result": {"n": 1}}, 10)
+    assert store.claim("k2", in_progress("c"), 10) == {"state": "done", "hash": "h", "token": "a",
+                                                        "result": {"n": 1}}
+    assert store.claim("k3", in_progress("x"), 10) is None
+    assert store.release("k3", "x") is True and store.get("k3") is None
+
+
+def test_a_late_complete_after_expiry_and_takeover_changes_nothing(store: IdempotencyStore) -> None:
+    assert store.claim("short", in_progress("old"), 0.2) is None
     time.sleep(0.3)
-    assert store.claim("short", {"state": "in_progress", "token": "y"}, 10) is None  # the old claim expired
+    assert store.complete("short", "old", {"state": "done", "token": "old"}, 10) is False  # nothing to fence
+    assert store.claim("short", in_progress("new"), 10) is None  # the old claim expired: taken over
+    assert store.complete("short", "old", {"state": "done", "token": "old"}, 10) is False
+    assert store.release("short", "old") is False
+    assert store.get("short") == in_progress("new")
 
 
-def test_memory_store_is_bounded() -> None:
+def test_memory_store_never_evicts_a_live_claim() -> None:
+    store = MemoryStore(max_entries=100)
+    for n in range(100):
+        assert store.claim(f"live{n}", in_progress(f"t{n}"), 60) is None
+    with pytest.raises(StoreFull):
+        store.claim("one-more", in_progress("x"), 60)
+    assert all(store.get(f"live{n}") is not None for n in range(100))
+    # finished records make room, oldest first; live claims stay
+    store.complete("live0", "t0", {"state": "done", "token": "t0"}, 60)
+    store.complete("live1", "t1", {"state": "done", "token": "t1"}, 60)
+    assert store.claim("one-more", in_progress("x"), 60) is None
+    assert store.get("live0") is None and store.get("live1") is not None and store.get("live99") is not None
+    assert len(store) == 100
+
+
+def test_memory_store_of_finished_records_stays_bounded() -> None:
     store = MemoryStore(max_entries=100)
     for n in range(1000):
-        store.complete(f"k{n}", {"state": "done"}, 60)
+        assert store.claim(f"k{n}", in_progress("t"), 60) is None
+        store.complete(f"k{n}", "t", {"state": "done", "token": "t"}, 60)
     assert len(store) == 100 and store.get("k999") is not None and store.get("k0") is None
+
+
+def test_keys_are_namespaced_and_bounded() -> None:
+    """Separators inside ids cannot imitate another key; a 90 KB id costs a fixed-size key."""
+    assert store_key("p:", ("delivery", "webhook", "X:0")) != store_key("p:", ("delivery", "webhook", "X", "0"))
+    assert store_key("p:", ("delivery", "webhook", "abc")) != store_key("p:", ("delivery", "cloudevent:s", "abc"))
+    assert store_key("p:", ("key", "abc")) != store_key("p:", ("delivery", "webhook", "abc"))
+    huge = store_key("p:", ("delivery", "webhook", "x" * 90_000))
+    assert huge.startswith("p:sha256:") and len(huge) < 80
+    assert huge != store_key("p:", ("delivery", "webhook", "x" * 89_999))
+    assert store_key("p:", ("delivery", "webhook", "\ud800")).startswith("p:")  # a lone surrogate is keyable
 
 
 def test_redis_down_is_store_unavailable(redis_server: RedisServer) -> None:
     store = open_store(redis_server.url)
     redis_server.stop()
     with pytest.raises(StoreUnavailable):
-        store.claim("k", {"state": "in_progress", "token": "t"}, 10)
+        store.claim("k", in_progress("t"), 10)
     store.close()
+
+
+@pytest.mark.parametrize("url", [
+    "redis://:pa/ss@127.0.0.1:6379/0", "redis://:s3cret@127.0.0.1:99999/0", "redis://[::1/0",
+    "redis+cluster://:s3cret@127.0.0.1", "redis+sentinel://:s3cret@127.0.0.1:26379", "rediss://:s3cret@/0",
+])
+def test_a_malformed_store_url_is_a_configuration_error_without_the_value(url: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert "STOPLINE_IDEMPOTENCY_URL" in message
+    assert "s3cret" not in message and "pa/ss" not in message and "ss@" not in message
+
+
+# -- the protocol ----------------------------------------------------------------------------------------
+class Calls:
+    """The command being made exactly once: counts its runs, can be slowed, can fail."""
+
+    def __init__(self, *, sleep_s: float = 0.0, outcome: str = "stopped") -> None:
+        self.runs = 0
+        self.sleep_s = sleep_s
+        self.outcome = outcome
+        self.lock = threading.Lock()
+
+    def __call__(self, deadline: float) -> dict[str, Any]:
+        with self.lock:
+            self.runs += 1
+        time.sleep(self.sleep_s)
+        return {"outcome": self.outcome, "deadline": deadline}
+
+
+def settle(result: dict[str, Any]) -> dict[str, Any] | None:
+    return None if result["outcome"] == "transient" else {"outcome": result["outcome"]}
+
+
+def replay(stored: dict[str, Any]) -> dict[str, Any]:
+    return {"outcome": "duplicate", "first": stored["outcome"]}
+
+
+def run(idem: Idempotency, call: Any, *, key: str = "k", fingerprint: str = "h", lease_s: float = 10) -> Any:
+    return idem.run(key, fingerprint, lease_s, call, settle=settle, replay=replay)
+
+
+def test_claim_then_complete_then_replay(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    calls = Calls()
+    first = run(idem, calls)
+    assert first["outcome"] == "stopped" and first["deadline"] > time.monotonic() + 9  # the lease's end
+    assert run(idem, calls) == {"outcome": "duplicate", "first": "stopped"}
+    assert calls.runs == 1
+    assert run(idem, calls, key="other")["outcome"] == "stopped" and calls.runs == 2
+
+
+def test_a_twin_waits_for_the_first_result(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    calls = Calls(sleep_s=0.4)
+    answers: list[Any] = []
+    threads = [threading.Thread(target=lambda: answers.append(run(idem, calls))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert calls.runs == 1
+    assert sorted(a["outcome"] for a in answers) == ["duplicate"] * 7 + ["stopped"]
+
+
+def test_a_twin_with_another_command_is_a_conflict(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    run(idem, Calls())
+    with pytest.raises(Conflict) as caught:
+        run(idem, Calls(), fingerprint="other")
+    assert caught.value.status == 409 and caught.value.details[0]["field"] == "event_id"
+
+
+def test_the_hash_is_checked_on_every_poll(store: IdempotencyStore) -> None:
+    """A duplicate waiting on a twin whose key ends up holding another command's result gets 409, not
+    that command's result (defect 3)."""
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    waiting = threading.Event()
+
+    def first(deadline: float) -> dict[str, Any]:
+        waiting.wait(5)
+        time.sleep(0.2)  # the twin is polling now
+        held = store.get("k")
+        assert held is not None
+        store.release("k", held["token"])
+        store.claim("k", {"state": "in_progress", "hash": "other", "token": "x"}, 10)
+        store.complete("k", "x", {"state": "done", "hash": "other", "token": "x",
+                                  "result": {"outcome": "deleted"}}, 10)
+        return {"outcome": "stopped"}
+
+    starter = threading.Thread(target=lambda: run(idem, first))
+    starter.start()
+    time.sleep(0.1)
+    waiting.set()
+    with pytest.raises(Conflict):
+        run(idem, Calls())
+    starter.join()
+
+
+def test_a_twin_waits_at_most_wait_s(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=0.3)
+    calls = Calls(sleep_s=1.0)
+    starter = threading.Thread(target=lambda: run(idem, calls))
+    starter.start()
+    time.sleep(0.1)
+    began = time.monotonic()
+    with pytest.raises(InProgress) as caught:
+        run(idem, calls)
+    assert time.monotonic() - began < 0.9 and caught.value.status == 503 and caught.value.retry_after == 1
+    starter.join()
+    assert calls.runs == 1
+
+
+def test_a_transient_failure_releases_the_claim_and_the_redelivery_runs(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    flaky = Calls(outcome="transient")
+    assert run(idem, flaky)["outcome"] == "transient"
+    assert store.get("k") is None
+    calls = Calls()
+    assert run(idem, calls)["outcome"] == "stopped" and calls.runs == 1
+
+
+def test_a_twin_waiting_on_a_transient_failure_runs_the_command_itself(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    flaky = Calls(sleep_s=0.3, outcome="transient")
+    starter = threading.Thread(target=lambda: run(idem, flaky))
+    starter.start()
+    time.sleep(0.1)
+    calls = Calls()
+    assert run(idem, calls)["outcome"] == "stopped"
+    starter.join()
+    assert flaky.runs == 1 and calls.runs == 1
+
+
+def test_an_exception_releases_the_claim(store: IdempotencyStore) -> None:
+    """A bug inside the call must not block the key until its lease runs out (defect 4)."""
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+
+    def broken(deadline: float) -> dict[str, Any]:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        run(idem, broken, lease_s=3600)
+    assert store.get("k") is None
+    assert run(idem, Calls())["outcome"] == "stopped"
+
+
+def test_a_delivery_that_lost_its_lease_changes_nothing(store: IdempotencyStore, log_lines: LogCapture) -> None:
+    """Lease expiry -> takeover -> the late complete is refused and logged as `lease lost` (defect 2)."""
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    slow = Calls(sleep_s=0.6, outcome="stopped")
+    late: list[Any] = []
+    starter = threading.Thread(target=lambda: late.append(run(idem, slow, lease_s=0.3)))
+    starter.start()
+    time.sleep(0.4)  # the first lease has run out
+    taker = Calls(outcome="already_stopped")
+    assert run(idem, taker)["outcome"] == "already_stopped"
+    starter.join()
+    assert late[0]["outcome"] == "stopped"
+    held = store.get("k")
+    assert held is not None and held["result"] == {"outcome": "already_stopped"}  # the takeover's record
+    assert run(idem, Calls()) == {"outcome": "duplicate", "first": "already_stopped"}
+    lost = [r for r in log_lines.records if "lease lost" in str(r["message"])]
+    assert len(lost) == 1 and lost[0]["level"] == "WARNING"
+
+
+class LostReplies:
+    """A real store whose next ``n`` claims are written but whose replies are lost, like a Redis that
+    ran the SET NX after the client's socket timed out."""
+
+    def __init__(self, inner: IdempotencyStore, n: int) -> None:
+        self.inner, self.n, self.remote = inner, n, inner.remote
+
+    def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        found = self.inner.claim(key, record, ttl_s)
+        if self.n > 0:
+            self.n -= 1
+            raise StoreUnavailable("idempotency store unreachable (TimeoutError)")
+        return found
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.inner.get(key)
+
+    def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
+        return self.inner.complete(key, token, record, ttl_s)
+
+    def release(self, key: str, token: str) -> bool:
+        return self.inner.release(key, token)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_ghost_claim_is_released_by_its_own_process(store: IdempotencyStore) -> None:
+    """Defect 8: the claim landed but its reply was lost. The delivery answers 503; the process that knows
+    the token releases the ghost in the background, so another instance's redelivery runs at once."""
+    idem = Idempotency(LostReplies(store, 1), ttl_s=60, wait_s=5)
+    calls = Calls()
+    with pytest.raises(Transient):
+        run(idem, calls, lease_s=120)
+    deadline = time.monotonic() + 3
+    while store.get("k") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.get("k") is None  # not held for the 120 s lease
+    elsewhere = Idempotency(store, ttl_s=60, wait_s=5)
+    assert run(elsewhere, calls)["outcome"] == "stopped" and calls.runs == 1
+
+
+def test_a_redelivery_to_the_same_process_reclaims_its_ghost(store: IdempotencyStore) -> None:
+    lossy = LostReplies(store, 1)
+    idem = Idempotency(lossy, ttl_s=60, wait_s=5)
+    with pytest.raises(Transient):
+        run(idem, Calls(), lease_s=120)
+    calls = Calls()
+    assert run(idem, calls)["outcome"] == "stopped" and calls.runs == 1
+
+
+def test_redis_debug_sleep_leaves_no_ghost(redis_server: RedisServer) -> None:
+    """The defect as found: a Redis stall longer than the socket timeout (2 s) answers 503, then Redis runs
+    the queued SET NX. The ghost is released once Redis answers again, not after the lease."""
+    store = open_store(redis_server.url)
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    stalled = redis.Redis.from_url(redis_server.url)
+    sleeper = threading.Thread(target=lambda: stalled.execute_command("DEBUG", "SLEEP", "3"))  # type: ignore[no-untyped-call]
+    sleeper.start()
+    time.sleep(0.2)
+    calls = Calls()
+    with pytest.raises(Transient):
+        run(idem, calls, lease_s=135)
+    sleeper.join()
+    probe = redis.Redis.from_url(redis_server.url)
+    key_seen = False
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if probe.exists("k"):
+            key_seen = True
+        elif key_seen or time.monotonic() > deadline - 4:
+            break
+        time.sleep(0.05)
+    assert not probe.exists("k")
+    assert run(Idempotency(open_store(redis_server.url), ttl_s=60, wait_s=5), calls)["outcome"] == "stopped"
+    assert calls.runs == 1
+    probe.close()
+    store.close()
+
+
+def test_no_key_means_no_idempotency(store: IdempotencyStore) -> None:
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    calls = Calls()
+    idem.run(None, "h", 5, calls, settle=settle, replay=replay)
+    idem.run(None, "h", 5, calls, settle=settle, replay=replay)
+    assert calls.runs == 2

@@ -559,6 +559,22 @@ class ClientCore:
         return Call(call.method, call.scheme, call.host, call.path, call.query,
                     self.credentials.apply(call, token), call.body, call.api)
 
+    def budget(self, what: str, deadline: float | None) -> float:
+        """How long the next request may take: the timeout, unless the delivery's lease ends sooner. With
+        less than one timeout left nothing is sent (interface.md section 12): a transient failure, so the
+        claim is released and the redelivery runs it."""
+        if deadline is None:
+            return self.timeout_s
+        left = deadline - time.monotonic()
+        if left < self.timeout_s:
+            raise Transient(f"{what}: not sent: {max(0.0, left):.1f} s are left of this delivery's lease, less "
+                            f"than one request timeout ({self.timeout_s:g} s)", retry_after=1)
+        return self.timeout_s
+
+    def overdue(self, what: str, budget: float) -> Transient:
+        """A request abandoned because its answer was still arriving when its time ran out."""
+        return Transient(f"{what}: the answer was still arriving after {budget:g} s; abandoned", retry_after=1)
+
     def transport_failure(self, what: str, exc: Exception) -> Transient:
         """A timeout or dropped connection, as the transient failure it is."""
         kind = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
@@ -571,11 +587,14 @@ class ClientCore:
         return False
 
 
-def _retrying(core: ClientCore) -> Any:
+def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
     import stamina  # only after a transient failure: the first attempt runs without it
 
+    # No retry starts once less than one timeout is left before the deadline (the last attempt's
+    # transient failure is then the answer; section 12).
+    left = None if deadline is None else max(0.0, deadline - time.monotonic() - core.timeout_s)
     return stamina.retry_context(
-        on=core.retry_wait, attempts=core.max_attempts, timeout=None,
+        on=core.retry_wait, attempts=core.max_attempts, timeout=left,
         wait_initial=0.1, wait_max=5.0, wait_jitter=0.5,
     )
 
@@ -615,11 +634,11 @@ def _connect(core: ClientCore, given: _T | None, client: Callable[..., _C],
     return None, transport(verify=verify, limits=limits)
 
 
-def _timeouts(core: ClientCore) -> dict[str, Any]:
+def _timeouts(core: ClientCore, budget: float | None = None) -> dict[str, Any]:
     """The request extensions that carry the timeouts when a request goes to the transport directly."""
     import httpx
 
-    return {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
+    return {"timeout": httpx.Timeout(core.timeout_s if budget is None else budget).as_dict()}
 
 
 def _request(call: Call, extensions: dict[str, Any]) -> httpx.Request:
@@ -646,7 +665,6 @@ class Client:
         import httpx
 
         self.core = core
-        self._extensions = _timeouts(core)
         self._http, self._transport = _connect(core, transport, httpx.Client, httpx.HTTPTransport)
         self._fan_out: ThreadPoolExecutor | None = None
         self._fan_lock = threading.Lock()
@@ -659,36 +677,38 @@ class Client:
         elif self._transport is not None:
             self._transport.close()
 
-    def execute(self, command: Command) -> Reply:
+    def execute(self, command: Command, *, deadline: float | None = None) -> Reply:
         """Run ``command`` with retries; raise a :class:`StoplineError` carrying ``attempts``.
 
+        ``deadline`` (``time.monotonic()`` seconds) is when the delivery's lease ends: no request is sent
+        with less than one timeout left before it, and none is left running past it (section 12).
         A command that names no build (or DataArts instances) is resolved first: the look-up, then
         every match stopped concurrently, each with its own retries (interface.md section 10).
         """
         if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
-            return self._resolve(command)
-        reply, attempt = self._retried(command, lambda: self.core.flow(command))
+            return self._resolve(command, deadline)
+        reply, attempt = self._retried(command, lambda: self.core.flow(command), deadline)
         return _with_attempts(reply, attempt)
 
-    def _resolve(self, command: StopBuild | StopDataArtsJob) -> Reply:
-        members, _ = self._retried(command, lambda: self.core.lookup_flow(command))
+    def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: float | None) -> Reply:
+        members, _ = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
         done: list[tuple[Member, Reply | StoplineError]] = []
         if members:
             pool = self._pool()
-            done = list(zip(members, pool.map(self._member, members), strict=True))
+            done = list(zip(members, pool.map(lambda m: self._member(m, deadline), members), strict=True))
         job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
         if job is not None:
-            done.append((job, self._member(job)))
+            done.append((job, self._member(job, deadline)))
         return self.core.combine(command, done)
 
     def running(self, command: StopBuild) -> list[dict[str, Any]]:
         """The build records of the task that run or wait now and match the command's filters."""
-        records, _ = self._retried(command, lambda: self.core.running_flow(command))
+        records, _ = self._retried(command, lambda: self.core.running_flow(command), None)
         return records
 
-    def _member(self, member: Member) -> Reply | StoplineError:
+    def _member(self, member: Member, deadline: float | None) -> Reply | StoplineError:
         try:
-            reply, attempt = self._retried(member, lambda: self.core.flow(member))
+            reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
         except StoplineError as exc:
             return exc
         return _with_attempts(reply, attempt)
@@ -700,14 +720,15 @@ class Client:
                     self._fan_out = ThreadPoolExecutor(max_workers=FAN_OUT, thread_name_prefix="stopline-stop")
         return self._fan_out
 
-    def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]]) -> tuple[_R, int]:
+    def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
+                 deadline: float | None) -> tuple[_R, int]:
         """Drive ``flow`` with retries: (its value, the attempt that produced it).
 
         The first attempt runs outside the retry loop (tenacity's bookkeeping costs ~0.1 ms a call);
         only a transient failure enters it, replayed as attempt 1 so stamina computes the wait.
         """
         try:
-            return self._drive(what, flow()), 1
+            return self._drive(what, flow(), deadline), 1
         except Transient as exc:
             first: Transient = exc
         except StoplineError as exc:
@@ -715,13 +736,13 @@ class Client:
             raise
         attempt = 0
         try:
-            for retry in _retrying(self.core):
+            for retry in _retrying(self.core, deadline):
                 with retry:
                     attempt = retry.num
                     try:
                         if attempt == 1:
                             raise first
-                        return self._drive(what, flow()), attempt
+                        return self._drive(what, flow(), deadline), attempt
                     except Transient as exc:
                         _warn_retry(what, exc, attempt, self.core)
                         raise
@@ -730,43 +751,49 @@ class Client:
             raise
         raise AssertionError("unreachable: stamina either returns or raises")
 
-    def _drive(self, what: Any, flow: Generator[Step, Any, _R]) -> _R:
+    def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: float | None) -> _R:
         label = _describe(what)
         try:
             step = next(flow)
             while True:
-                answer = self._token() if isinstance(step, NeedToken) else self._send(label, step)
+                answer = self._token(deadline) if isinstance(step, NeedToken) else self._send(label, step, deadline)
                 step = flow.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def _send(self, what: str, call: Call) -> RawReply:
+    def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
+        """One request, bounded as a whole by ``min(timeout, time left before the deadline)``: the body is
+        read chunk by chunk and abandoned once that passes, so a server that dribbles its answer cannot hold
+        it (httpx's own timeouts apply per read)."""
         import httpx
 
+        budget = self.core.budget(what, deadline)
+        ends = time.monotonic() + budget
         try:
             if self._transport is None:
                 assert self._http is not None
-                return _to_raw(self._http.request(call.method, call.url, headers=call.headers, content=call.body))
-            response = self._transport.handle_request(_request(call, self._extensions))
+                request = self._http.build_request(call.method, call.url, headers=call.headers, content=call.body,
+                                                   timeout=budget)
+                response = self._http.send(request, stream=True)
+            else:
+                response = self._transport.handle_request(_request(call, _timeouts(self.core, budget)))
             try:
-                response.read()
+                chunks = []
+                for chunk in response.stream:  # type: ignore[union-attr]
+                    chunks.append(chunk)
+                    if time.monotonic() > ends:
+                        raise self.core.overdue(what, budget)
             finally:
                 response.close()
         except httpx.TransportError as exc:
             raise self.core.transport_failure(what, exc) from None
-        return _to_raw(response)
+        return RawReply(response.status_code, response.headers, b"".join(chunks))
 
-    def _token(self) -> str:
+    def _token(self, deadline: float | None) -> str:
         creds = self.core.credentials
         assert isinstance(creds, IamPasswordToken)
-        token = creds.valid()
-        if token is not None:
-            return token
-        with creds.lock:
-            token = creds.valid()
-            if token is not None:
-                return token
-            return creds.accept(self._send("IAM token", creds.request()))
+        return creds.fetch(lambda call: self._send("IAM token", call, deadline),
+                           wait_s=self.core.budget("IAM token", deadline))
 
 
 class AsyncClient:
@@ -777,7 +804,6 @@ class AsyncClient:
         import httpx
 
         self.core = core
-        self._extensions = _timeouts(core)
         self._http, self._transport = _connect(core, transport, httpx.AsyncClient, httpx.AsyncHTTPTransport)
 
     async def aclose(self) -> None:
@@ -786,41 +812,42 @@ class AsyncClient:
         elif self._transport is not None:
             await self._transport.aclose()
 
-    async def execute(self, command: Command) -> Reply:
+    async def execute(self, command: Command, *, deadline: float | None = None) -> Reply:
         """As :meth:`Client.execute`, awaiting the I/O."""
         if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
-            return await self._resolve(command)
-        reply, attempt = await self._retried(command, lambda: self.core.flow(command))
+            return await self._resolve(command, deadline)
+        reply, attempt = await self._retried(command, lambda: self.core.flow(command), deadline)
         return _with_attempts(reply, attempt)
 
-    async def _resolve(self, command: StopBuild | StopDataArtsJob) -> Reply:
+    async def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: float | None) -> Reply:
         import asyncio
 
-        members, _ = await self._retried(command, lambda: self.core.lookup_flow(command))
+        members, _ = await self._retried(command, lambda: self.core.lookup_flow(command), deadline)
         limit = asyncio.Semaphore(FAN_OUT)
 
         async def bounded(member: Member) -> Reply | StoplineError:
             async with limit:
-                return await self._member(member)
+                return await self._member(member, deadline)
 
         answers = await asyncio.gather(*(bounded(m) for m in members))
         done: list[tuple[Member, Reply | StoplineError]] = list(zip(members, answers, strict=True))
         job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
         if job is not None:
-            done.append((job, await self._member(job)))
+            done.append((job, await self._member(job, deadline)))
         return self.core.combine(command, done)
 
-    async def _member(self, member: Member) -> Reply | StoplineError:
+    async def _member(self, member: Member, deadline: float | None) -> Reply | StoplineError:
         try:
-            reply, attempt = await self._retried(member, lambda: self.core.flow(member))
+            reply, attempt = await self._retried(member, lambda: self.core.flow(member), deadline)
         except StoplineError as exc:
             return exc
         return _with_attempts(reply, attempt)
 
-    async def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]]) -> tuple[_R, int]:
+    async def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
+                       deadline: float | None) -> tuple[_R, int]:
         """As :meth:`Client._retried`, awaiting the I/O."""
         try:
-            return await self._drive(what, flow()), 1
+            return await self._drive(what, flow(), deadline), 1
         except Transient as exc:
             first: Transient = exc
         except StoplineError as exc:
@@ -828,13 +855,13 @@ class AsyncClient:
             raise
         attempt = 0
         try:
-            async for retry in _retrying(self.core):
+            async for retry in _retrying(self.core, deadline):
                 with retry:
                     attempt = retry.num
                     try:
                         if attempt == 1:
                             raise first
-                        return await self._drive(what, flow()), attempt
+                        return await self._drive(what, flow(), deadline), attempt
                     except Transient as exc:
                         _warn_retry(what, exc, attempt, self.core)
                         raise
@@ -843,44 +870,59 @@ class AsyncClient:
             raise
         raise AssertionError("unreachable: stamina either returns or raises")
 
-    async def _drive(self, what: Any, flow: Generator[Step, Any, _R]) -> _R:
+    async def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: float | None) -> _R:
         label = _describe(what)
         try:
             step = next(flow)
             while True:
-                answer = await self._token() if isinstance(step, NeedToken) else await self._send(label, step)
+                answer = (await self._token(deadline) if isinstance(step, NeedToken)
+                          else await self._send(label, step, deadline))
                 step = flow.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    async def _send(self, what: str, call: Call) -> RawReply:
+    async def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
+        """As :meth:`Client._send`: the whole request is bounded by the timeout and the deadline."""
+        import asyncio
+
         import httpx
 
+        budget = self.core.budget(what, deadline)
         try:
-            if self._transport is None:
-                assert self._http is not None
-                return _to_raw(await self._http.request(call.method, call.url, headers=call.headers,
-                                                        content=call.body))
-            response = await self._transport.handle_async_request(_request(call, self._extensions))
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            async with asyncio.timeout(budget):
+                if self._transport is None:
+                    assert self._http is not None
+                    return _to_raw(await self._http.request(call.method, call.url, headers=call.headers,
+                                                            content=call.body, timeout=budget))
+                response = await self._transport.handle_async_request(
+                    _request(call, _timeouts(self.core, budget)))
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise self.core.overdue(what, budget) from None
         except httpx.TransportError as exc:
             raise self.core.transport_failure(what, exc) from None
         return _to_raw(response)
 
-    async def _token(self) -> str:
+    async def _token(self, deadline: float | None) -> str:
         creds = self.core.credentials
         assert isinstance(creds, IamPasswordToken)
         token = creds.valid()
         if token is not None:
             return token
+        creds.check_recent_failure()
         async with creds.async_lock():
             token = creds.valid()
             if token is not None:
                 return token
-            return creds.accept(await self._send("IAM token", creds.request()))
+            creds.check_recent_failure()
+            try:
+                return creds.accept(await self._send("IAM token", creds.request(), deadline))
+            except StoplineError as exc:
+                creds.remember_failure(exc)
+                raise
 
 
 def credentials_from(settings: Settings, endpoints: Endpoints, *, agency: Credentials | None = None) -> Credentials:

@@ -36,6 +36,7 @@ class Runtime:
         from stopline import logs
         from stopline.errors import ConfigurationError
         from stopline.idempotency import open_store
+        from stopline.idempotency.handler import Idempotency
         from stopline.pipeline import Pipeline
         from stopline.webhooks import secret_keys
 
@@ -71,8 +72,9 @@ class Runtime:
             self.rules = load(settings.rules)
         if not self.webhook_keys and settings.allow_unsigned:
             log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
-        self.store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries)
-        self.pipeline: Pipeline = Pipeline(settings, self.store, client=self.client)
+        store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries)
+        self.idempotency = Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s)
+        self.pipeline: Pipeline = Pipeline(settings, self.idempotency, client=self.client)
 
     def core(self) -> ClientCore:
         if self._core is None:
@@ -95,7 +97,12 @@ class Runtime:
 
     def pipeline_for_agency(self, credentials: Credentials, project_id: str | None) -> Pipeline:
         """A pipeline whose client signs with FunctionGraph agency credentials (used only when no other
-        credentials are configured); cached per temporary access key, sharing the store."""
+        credentials are configured); cached per temporary access key, sharing the idempotency.
+
+        Temporary keys rotate every few minutes, so only the newest few are kept. An evicted entry is
+        dropped, never closed: an invocation may still be using it, and its connections and threads are
+        freed by the garbage collector once nothing refers to it (closing it here raced with those
+        invocations: "cannot schedule new futures after shutdown")."""
         from stopline.client import Client, core_from
         from stopline.pipeline import Pipeline
 
@@ -105,12 +112,10 @@ class Runtime:
             if entry is None:
                 client = Client(core_from(self.settings, agency=credentials, project_id=project_id),
                                 transport=self._transport)
-                pipeline = Pipeline(self.settings, self.store, client=lambda: client)
+                pipeline = Pipeline(self.settings, self.idempotency, client=lambda: client)
                 entry = self._agency[key] = (client, pipeline)
-                if len(self._agency) > 4:  # temporary keys rotate every few minutes; keep the newest few
-                    old_client, old_pipeline = self._agency.pop(next(iter(self._agency)))
-                    old_client.close()
-                    old_pipeline.shutdown()
+                if len(self._agency) > 4:
+                    self._agency.pop(next(iter(self._agency)))
         return entry[1]
 
     def close(self) -> None:

@@ -1,104 +1,94 @@
-"""The one pipeline every trigger feeds: validate -> allow -> dedupe -> dry run or call -> outcome -> log.
+"""The one pipeline every trigger feeds: validate -> allow -> idempotency.run(call) -> log.
 
-Trigger adapters only turn their input into ``(raw command, Delivery)`` and a :class:`Result` back
-into their answer. The steps before and after the cloud call (:meth:`Pipeline.prepare`,
-:meth:`Pipeline.begin`, :meth:`Pipeline.finish`) are plain functions of the store and settings, so
-the driver (:meth:`Pipeline.handle`) only waits and calls the cloud. There is no async driver: ASGI
-mode runs this one on a worker thread, because httpx's async connection pool slows down sharply with
-concurrent requests (README "Performance": 0.55x of the peer's req/s at 16 connections that way, 0.99x
-on threads).
+Trigger adapters only turn their input into ``(raw command, Delivery)`` and a :class:`Result` back into
+their answer. Exactly-once lives in :class:`~stopline.idempotency.handler.Idempotency`; this module keys
+a command, gives it a lease and a deadline, and turns what happened into a result and a log line. There
+is no async driver: ASGI mode runs this one on a worker thread, because httpx's async connection pool
+slows down sharply with concurrent requests (bench/README.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from stopline.client import Client, Reply
+from stopline.client import Client
 from stopline.errors import (
     ConfigurationError,
-    Conflict,
     Forbidden,
-    InProgress,
     StoplineError,
-    Transient,
     UpstreamInfo,
     error_class,
 )
-from stopline.idempotency import IdempotencyStore, StoreUnavailable
+from stopline.idempotency import store_key
+from stopline.idempotency.handler import Idempotency
 from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_command
 from stopline.settings import Settings
 from stopline.wire import RETRY_AFTER_CAP_S
 
 log = logging.getLogger("stopline")
-WAIT_POLL_S = 0.05
+LEASE_MARGIN_S = 5.0
 Member = int | str | None
 """Which part of a delivery a command is: its batch index, ``<rule>:<index>`` for a rule's command, or
 None for a delivery of one command. The idempotency key falls back to ``<delivery id>:<member>``."""
-CLAIM_MARGIN_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """Where a command came from: the delivery id (idempotency fallback) and the trigger's name."""
+    """Where a command came from.
+
+    ``namespace`` scopes the delivery id (interface.md section 12): Standard Webhooks ids, CloudEvent
+    ``source``+``id``, Pub/Sub message ids, GitHub and GitLab deliveries and FunctionGraph record ids are
+    separate, so equal ids from different senders never collide. ``deadline`` is when the platform stops
+    the invocation (``time.monotonic()`` seconds; FunctionGraph tells), or None.
+    """
 
     event_id: str | None
     trigger: str
     action: str | None = None
+    namespace: str = "webhook"
+    deadline: float | None = None
 
 
 @dataclass(slots=True)
 class Work:
-    """A validated, allowed command on its way through dedupe and the call."""
+    """A validated, allowed command on its way through idempotency and the call."""
 
     command: Command
     delivery: Delivery
     key: str | None
     started: float
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    claimed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """The same key is being handled right now; poll the store until it is done or released."""
-
-    work: Work
-    deadline: float
+def internal_error() -> StoplineError:
+    """The failure a bug turns into: 500 ``internal``, details in the log only."""
+    return StoplineError("internal error; see the logs")
 
 
 class Pipeline:
-    """One instance per runtime (and per FunctionGraph agency key); shares its idempotency store.
+    """One instance per runtime (and per FunctionGraph agency key); shares the runtime's idempotency.
 
-    The client factories are called lazily, so a missing credential surfaces as a `configuration` failure of
+    The client factory is called lazily, so a missing credential surfaces as a `configuration` failure of
     the command that needed it -- after validation, so bad input is still reported as such.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: IdempotencyStore,
-        *,
-        client: Callable[[], Client],
-    ) -> None:
+    def __init__(self, settings: Settings, idempotency: Idempotency, *, client: Callable[[], Client]) -> None:
         self.settings = settings
-        self.store = store
+        self.idempotency = idempotency
         self._client = client
-        # An in-progress claim outlives the longest possible first delivery (every attempt timing out,
-        # every wait at the Retry-After cap) by a few seconds, and no more: a process killed mid-call
-        # blocks its key only that long.
-        self.claim_ttl_s = (settings.timeout_s * settings.max_attempts
-                            + RETRY_AFTER_CAP_S * (settings.max_attempts - 1) + CLAIM_MARGIN_S)
+        # The longest a first delivery can take (every attempt timing out, every wait at the Retry-After
+        # cap) plus a margin: a process killed mid-call blocks its key only that long.
+        self.lease_bound_s = (settings.timeout_s * settings.max_attempts
+                              + RETRY_AFTER_CAP_S * (settings.max_attempts - 1) + LEASE_MARGIN_S)
         self._pool: ThreadPoolExecutor | None = None
 
-    # -- shared steps (no I/O but the store) ------------------------------------------------------------
+    # -- steps ----------------------------------------------------------------------------------------------
     def prepare(self, raw: object, delivery: Delivery, *, index: Member = None) -> Work | Result:
-        """Validate and apply the allowlists; a failure becomes a finished Result."""
+        """Validate and apply the allowlists; a failure becomes a finished (logged) Result."""
         started = time.perf_counter()
         where = "" if index is None else f"commands.{index}." if isinstance(index, int) else \
             "rules.{}.then.{}.".format(*index.rsplit(":", 1))
@@ -110,10 +100,24 @@ class Pipeline:
             result = Result(action if isinstance(action, str) else delivery.action, Outcome.FAILED,
                             event_id=delivery.event_id, error=exc)
             return self._log(result, delivery, started)
-        key = command.idempotency_key
-        if key is None and delivery.event_id is not None:
-            key = delivery.event_id if index is None else f"{delivery.event_id}:{index}"
-        return Work(command, delivery, key, started)
+        return Work(command, delivery, self.key(command, delivery, index), started)
+
+    def key(self, command: Command, delivery: Delivery, index: Member) -> str | None:
+        """The store key (section 12): an explicit key is one namespace for every trigger; a delivery id is
+        scoped by its source; a batch member or rule command adds its place in the delivery."""
+        prefix = self.settings.idempotency_prefix
+        if command.idempotency_key is not None:
+            return store_key(prefix, ("key", command.idempotency_key))
+        if delivery.event_id is None:
+            return None
+        member = () if index is None else (str(index),)
+        return store_key(prefix, ("delivery", delivery.namespace, delivery.event_id, *member))
+
+    def lease_s(self, delivery: Delivery) -> float:
+        """The claim's lease: the contract's bound, or less when the platform ends the invocation sooner."""
+        if delivery.deadline is None:
+            return self.lease_bound_s
+        return max(0.05, min(self.lease_bound_s, delivery.deadline - time.monotonic()))
 
     def _allow(self, command: Command, where: str) -> None:
         s = self.settings
@@ -130,66 +134,6 @@ class Pipeline:
             raise Forbidden(f"build task {command.job_id} is not allowed here (STOPLINE_ALLOWED_JOB_IDS)",
                             details=[{"field": f"{where}job_id", "message": "not in STOPLINE_ALLOWED_JOB_IDS"}])
 
-    def begin(self, work: Work) -> Work | Wait | Result:
-        """Claim the idempotency key: go ahead (Work), wait for a running twin (Wait), or answer (Result)."""
-        if work.key is None:
-            return work
-        record = {"state": "in_progress", "hash": work.command.fingerprint(), "token": work.token,
-                  "at": time.time()}
-        try:
-            existing = self.store.claim(work.key, record, self.claim_ttl_s)
-        except StoreUnavailable as exc:
-            return self._fail(work, Transient(f"{exc}; not calling the cloud without a claim", retry_after=1))
-        if existing is None:
-            work.claimed = True
-            return work
-        if existing.get("hash") != record["hash"]:
-            return self._fail(work, Conflict(
-                f"idempotency key {work.key!r} was already used for a different command",
-                details=[{"field": "idempotency_key" if work.command.idempotency_key else "event_id",
-                          "message": "reused with a different command"}]))
-        if existing.get("state") == "done":
-            return self._replay(work, existing)
-        return Wait(work, time.monotonic() + self.settings.timeout_s)
-
-    def poll(self, wait: Wait) -> Work | Wait | Result:
-        """Look again at a key another delivery holds."""
-        try:
-            existing = self.store.get(wait.work.key or "")
-        except StoreUnavailable as exc:
-            return self._fail(wait.work, Transient(str(exc), retry_after=1))
-        if existing is None:  # released after a transient failure: this delivery may run it
-            return self.begin(wait.work)
-        if existing.get("state") == "done":
-            return self._replay(wait.work, existing)
-        if time.monotonic() >= wait.deadline:
-            return self._fail(wait.work, InProgress(
-                "the same event is still being handled by another delivery; retry shortly", retry_after=1))
-        return wait
-
-    def finish(self, work: Work, reply: Reply | None, error: StoplineError | None) -> Result:
-        """Record the outcome (or release the claim after a transient failure) and log it."""
-        command = work.command
-        if error is not None:
-            result = Result(command.action, Outcome.FAILED, command.target(), work.delivery.event_id,
-                            error.upstream.request_id if error.upstream else None, error.attempts, error=error,
-                            resolved=error.resolved)
-        elif reply is None:
-            result = Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
-        else:
-            result = Result(command.action, reply.outcome, command.target(), work.delivery.event_id,
-                            reply.request_id, reply.attempts, api=reply.api, resolved=reply.resolved)
-        if work.claimed and work.key is not None:
-            try:
-                if error is not None and (error.transient or error.type == ConfigurationError.type):
-                    self.store.release(work.key, work.token)
-                else:
-                    self.store.complete(work.key, self._record(work, result), self.settings.idempotency_ttl_s)
-            except StoreUnavailable as exc:
-                log.error("could not record the outcome in the idempotency store: %s", exc,
-                          extra={"event_id": work.delivery.event_id})
-        return self._log(result, work.delivery, work.started)
-
     def warm(self) -> None:
         """Build the client now: httpx's transport imports httpcore and loads the TLS trust store, about
         110 ms that would otherwise land on the first command. Raises ConfigurationError."""
@@ -200,23 +144,44 @@ class Pipeline:
         prepared = self.prepare(raw, delivery, index=index)
         if isinstance(prepared, Result):
             return prepared
+        work = prepared
+        client: Client | None = None
         if not self.settings.dry_run:
             try:
                 client = self._client()
             except ConfigurationError as exc:
-                return self._fail(prepared, exc)
-        step = self.begin(prepared)
-        while isinstance(step, Wait):
-            time.sleep(WAIT_POLL_S)
-            step = self.poll(step)
-        if isinstance(step, Result):
-            return step
-        if self.settings.dry_run:
-            return self.finish(step, None, None)
+                return self._log(self._failed(work, exc), delivery, work.started)
+        replayed: list[str | None] = []
+
+        def replay(stored: dict[str, Any]) -> Result:
+            replayed.append(stored.get("outcome"))
+            return self._replay(work, stored)
+
         try:
-            return self.finish(step, client.execute(step.command), None)
+            result = self.idempotency.run(
+                work.key, work.command.fingerprint(), self.lease_s(delivery),
+                lambda deadline: self._call(work, client, deadline), settle=self._settle, replay=replay,
+                field="idempotency_key" if work.command.idempotency_key else "event_id")
         except StoplineError as exc:
-            return self.finish(step, None, exc)
+            result = self._failed(work, exc)
+        except Exception as exc:
+            log.error("internal error handling %s: %s", work.command.action, type(exc).__name__, exc_info=exc,
+                      extra={"event_id": delivery.event_id, "error_type": "internal"})
+            result = self._failed(work, internal_error())
+        return self._log(result, delivery, work.started, **({"duplicate_of": replayed[0]} if replayed else {}))
+
+    def _call(self, work: Work, client: Client | None, deadline: float) -> Result:
+        command = work.command
+        if client is None:  # dry run: validated, allowed, deduplicated, nothing called
+            return Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
+        try:
+            reply = client.execute(command, deadline=deadline)
+        except StoplineError as exc:
+            return Result(command.action, Outcome.FAILED, command.target(), work.delivery.event_id,
+                          exc.upstream.request_id if exc.upstream else None, exc.attempts, error=exc,
+                          resolved=exc.resolved)
+        return Result(command.action, reply.outcome, command.target(), work.delivery.event_id, reply.request_id,
+                      reply.attempts, api=reply.api, resolved=reply.resolved)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
         """A webhook batch: member i is keyed ``<delivery id>:i`` unless it has its own key."""
@@ -236,29 +201,35 @@ class Pipeline:
         futures = [self._pool.submit(self.handle, raw, delivery, index=index) for raw, delivery, index in items]
         return [f.result() for f in futures]
 
-    # -- helpers ------------------------------------------------------------------------------------------
-    def _fail(self, work: Work, error: StoplineError) -> Result:
-        result = Result(work.command.action, Outcome.FAILED, work.command.target(), work.delivery.event_id,
-                        error=error)
-        return self._log(result, work.delivery, work.started)
+    # -- results --------------------------------------------------------------------------------------------
+    def _failed(self, work: Work, error: StoplineError) -> Result:
+        return Result(work.command.action, Outcome.FAILED, work.command.target(), work.delivery.event_id,
+                      error=error)
 
-    def _record(self, work: Work, result: Result) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "state": "done", "hash": work.command.fingerprint(), "token": work.token, "ok": result.ok,
-            "action": result.action, "outcome": str(result.outcome), "target": result.target,
-            "event_id": result.event_id, "upstream_request_id": result.upstream_request_id,
+    @staticmethod
+    def _settle(result: Result) -> dict[str, Any] | None:
+        """What a duplicate will get back; None releases the claim: after a transient failure (the
+        redelivery runs anew) or a configuration problem (fixing it must not need a new event id)."""
+        err = result.error
+        if err is not None and (err.transient or err.type == ConfigurationError.type):
+            return None
+        stored: dict[str, Any] = {
+            "ok": result.ok, "action": result.action, "outcome": str(result.outcome), "target": result.target,
+            # A long delivery id is not kept (the key already stands for it by its hash): memory per key
+            # stays bounded; a duplicate then reports its own delivery's id.
+            "event_id": result.event_id if result.event_id is None or len(result.event_id) <= 200 else None,
+            "upstream_request_id": result.upstream_request_id,
             "attempts": result.attempts, "api": result.api,
             "resolved": list(result.resolved) if result.resolved is not None else None,
         }
-        if result.error is not None:
-            err = result.error
-            record["error"] = {"type": err.type, "status": err.status, "message": err.message, "details": err.details,
-                               "upstream": err.upstream.to_json() if err.upstream else None}
-        return record
+        if err is not None:
+            stored["error"] = {"type": err.type, "status": err.status, "message": err.message,
+                               "details": err.details, "upstream": err.upstream.to_json() if err.upstream else None}
+        return stored
 
-    def _replay(self, work: Work, record: dict[str, Any]) -> Result:
+    def _replay(self, work: Work, stored: dict[str, Any]) -> Result:
         """A duplicate: the first result, without calling the cloud again (interface.md section 9)."""
-        first = record.get("error")
+        first = stored.get("error")
         error: StoplineError | None = None
         if first is not None:
             cls = error_class(first.get("type", ""), first.get("status"))
@@ -266,14 +237,14 @@ class Pipeline:
             error = cls(first.get("message", ""), details=first.get("details") or [],
                         upstream=UpstreamInfo(up["status"], up.get("error_code"), up.get("error_msg"))
                         if up else None)
-        result = Result(
-            record.get("action"), Outcome.DUPLICATE if error is None else Outcome.FAILED,
-            record.get("target") or work.command.target(), record.get("event_id"),
-            record.get("upstream_request_id"), 0, api=record.get("api"),
-            first_outcome=record.get("outcome") if error is None else None, error=error,
-            resolved=(stored[0], stored[1]) if isinstance(stored := record.get("resolved"), list) else None,
+        resolved = stored.get("resolved")
+        return Result(
+            stored.get("action"), Outcome.DUPLICATE if error is None else Outcome.FAILED,
+            stored.get("target") or work.command.target(), stored.get("event_id") or work.delivery.event_id,
+            stored.get("upstream_request_id"), 0, api=stored.get("api"),
+            first_outcome=stored.get("outcome") if error is None else None, error=error,
+            resolved=(resolved[0], resolved[1]) if isinstance(resolved, list) else None,
         )
-        return self._log(result, work.delivery, work.started, duplicate_of=record.get("outcome"))
 
     def _log(self, result: Result, delivery: Delivery, started: float, **more: Any) -> Result:
         result.duration_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -301,4 +272,4 @@ class Pipeline:
 
     def close(self) -> None:
         self.shutdown()
-        self.store.close()
+        self.idempotency.close()

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     dry_run: bool = False
 
     idempotency_url: str = "memory://"
+    idempotency_prefix: str = Field("stopline:", max_length=64)
     idempotency_ttl_s: int = Field(3600, ge=1)
     idempotency_max_entries: int = Field(100_000, ge=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -118,8 +119,11 @@ class Settings(BaseSettings):
     @field_validator("idempotency_url")
     @classmethod
     def _store_url(cls, value: str) -> str:
-        if not value.startswith(("memory://", "redis://", "rediss://", "unix://")):
-            raise ValueError("must be memory:// or redis://host:port/db")
+        # Only the scheme is judged here, and the message never repeats the value: it may hold a password.
+        if not value.startswith(("memory://", "redis://", "rediss://", "unix://", "redis+cluster://",
+                                 "rediss+cluster://", "redis+sentinel://")):
+            raise ValueError("must be memory://, redis://, rediss://, redis+cluster://, rediss+cluster:// "
+                             "or redis+sentinel://")
         return value
 
     @model_validator(mode="after")

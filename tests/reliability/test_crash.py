@@ -19,13 +19,15 @@ import redis
 from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
+from stopline.idempotency import store_key
 
 from ..conftest import RedisServer
 from ..functions.harness import SECRET, FunctionProcess, start_all, wait_until
 
 JOB = "8888aaaa2222bbbb3333cccc4444dddd"
 TIMEOUT_S, MAX_ATTEMPTS = 3, 1
-CLAIM_TTL_S = TIMEOUT_S * MAX_ATTEMPTS + 5  # pipeline.claim_ttl_s for these settings
+CLAIM_TTL_S = TIMEOUT_S * MAX_ATTEMPTS + 5  # the lease bound of interface.md section 12 for these settings
+KEY = store_key("stopline:", ("delivery", "webhook", "crash-1"))
 
 
 def kill_tree(pid: int) -> None:
@@ -69,9 +71,9 @@ def test_kill_9_mid_call_then_redelivery(redis_server: RedisServer, tmp_path: Pa
         sender.join(timeout=10)
         assert errors, "the first delivery must not have been answered"
         store = redis.Redis.from_url(redis_server.url)
-        ttl_ms = cast(int, store.pttl("stopline:idem:crash-1"))
+        ttl_ms = cast(int, store.pttl(KEY))
         assert 0 < ttl_ms <= CLAIM_TTL_S * 1000  # the orphaned claim expires on its own
-        assert json.loads(cast(bytes, store.get("stopline:idem:crash-1")) or b"{}")["state"] == "in_progress"
+        assert json.loads(cast(bytes, store.get(KEY)) or b"{}")["state"] == "in_progress"
 
         start_all([second])
         answers = []
@@ -84,7 +86,7 @@ def test_kill_9_mid_call_then_redelivery(redis_server: RedisServer, tmp_path: Pa
             time.sleep(float(reply.headers["Retry-After"]))
         assert answers[-1] == 200 and reply.json()["outcome"] == "already_stopped"
         assert len(emulator.effects) == 1  # never stopped twice
-        assert json.loads(cast(bytes, store.get("stopline:idem:crash-1")) or b"{}")["state"] == "done"
+        assert json.loads(cast(bytes, store.get(KEY)) or b"{}")["state"] == "done"
         store.close()
     finally:
         first.stop()

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from pydantic import SecretStr
 
 from stopline.auth import signer
-from stopline.errors import Transient, UpstreamAuth, UpstreamInfo
+from stopline.errors import StoplineError, Transient, UpstreamAuth, UpstreamInfo
 from stopline.wire import Call, RawReply, parse_error_body
 
 if TYPE_CHECKING:
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 CONTENT_JSON = "application/json"
 TOKEN_REFRESH_MARGIN_S = 300.0
+FAILURE_MEMORY_S = 3.0
+"""How long a failed IAM login is answered from memory instead of asking IAM again."""
 
 
 class Credentials(Protocol):
@@ -100,6 +105,57 @@ class IamPasswordToken:
     _token: SecretStr | None = field(default=None, repr=False)
     _refresh_at: float = 0.0
     _async_locks: dict[int, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _inflight: Future[str] | None = field(default=None, repr=False)
+    _failure: StoplineError | None = field(default=None, repr=False)
+    _failed_until: float = 0.0
+
+    def fetch(self, send: Callable[[Call], RawReply], *, wait_s: float) -> str:
+        """A valid token, with one IAM request in flight per credential (single flight): concurrent callers
+        share its token or its error, waiting at most ``wait_s``; a failed login is remembered for
+        FAILURE_MEMORY_S, so a batch fails fast instead of queuing behind one IAM request each."""
+        token = self.valid()
+        if token is not None:
+            return token
+        with self.lock:
+            token = self.valid()
+            if token is not None:
+                return token
+            self.check_recent_failure()
+            future, leader = self._inflight, False
+            if future is None:
+                future, leader = Future(), True
+                self._inflight = future
+        if not leader:
+            try:
+                return future.result(timeout=wait_s)
+            except FutureTimeout:
+                raise Transient("waited for the IAM token longer than this request may take", retry_after=1) from None
+        try:
+            token = self.accept(send(self.request()))
+        except StoplineError as exc:
+            self.remember_failure(exc)
+            future.set_exception(exc)
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        finally:
+            with self.lock:
+                self._inflight = None
+        future.set_result(token)
+        return token
+
+    def check_recent_failure(self) -> None:
+        """Raise the last login failure again while it is fresh (FAILURE_MEMORY_S)."""
+        failure = self._failure
+        if failure is not None and time.monotonic() < self._failed_until:
+            again = type(failure)(failure.message + " (remembered: IAM failed less than "
+                                  f"{FAILURE_MEMORY_S:g} s ago)", upstream=failure.upstream,
+                                  retry_after=failure.retry_after)
+            raise again
+
+    def remember_failure(self, exc: StoplineError) -> None:
+        self._failure, self._failed_until = exc, time.monotonic() + FAILURE_MEMORY_S
 
     def apply(self, call: Call, token: str | None) -> dict[str, str]:
         assert token is not None, "the driver fetches a token before applying IAM credentials"
@@ -165,6 +221,7 @@ class IamPasswordToken:
                 pass
             self._token = SecretStr(token)
             self._refresh_at = time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S)
+            self._failure = None
             return token
         code, msg = parse_error_body(reply.body)
         info = UpstreamInfo(reply.status, code, msg, reply.header("x-request-id"))

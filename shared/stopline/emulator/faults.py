@@ -1,6 +1,8 @@
 """Fault rules: latency, 429 with Retry-After, 5xx (or any coded error), dropped connections, and
 ``respond`` -- any status with any body (the cloud's odd shapes: 200 with an error code, an empty body,
-a JSON string holding JSON), so tests can pin each of the client's readings over real HTTP.
+a JSON string holding JSON), so tests can pin each of the client's readings over real HTTP, and
+``dribble`` -- the real answer, its headers at once and then its body one byte every ``delay_ms``: each
+read is quick, so only an overall deadline per request stops a client from waiting for it.
 
 Each rule matches request paths by regex and fires on every request (neither ``rate`` nor ``count``),
 on the first ``count`` matches, or with probability ``rate`` drawn from its own ``random.Random(seed)``
@@ -16,8 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["latency", "throttle", "error", "drop", "hold", "respond"]
-KINDS = ("latency", "throttle", "error", "drop", "hold", "respond")
+FaultKind = Literal["latency", "throttle", "error", "drop", "hold", "respond", "dribble"]
+KINDS = ("latency", "throttle", "error", "drop", "hold", "respond", "dribble")
 _UNSET = object()
 
 

@@ -54,6 +54,8 @@ class EmuReply:
     body: bytes = b""
     delay_s: float = 0.0
     drop: bool = False
+    dribble_s: float = 0.0
+    """Send the headers now and then the body one byte per ``dribble_s`` (the ``dribble`` fault)."""
 
 
 def _json(status: int, data: Any, **headers: str) -> EmuReply:
@@ -136,7 +138,9 @@ class Router:
             reply = self._fault_reply(fault, request_id)
         else:
             reply, auth_kind = self._dispatch(request, request_id)
-            if fault is not None:  # latency / hold: the work is done, the answer comes late
+            if fault is not None and fault.kind == "dribble":  # the work is done, the body trickles out
+                reply.dribble_s = fault.delay_ms / 1000
+            elif fault is not None:  # latency / hold: the work is done, the answer comes late
                 reply.delay_s = fault.delay_ms / 1000
         reply.headers.setdefault("X-Request-Id", request_id)
         build_no = _build_no_of(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -62,7 +63,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
-        if reply.body:
+        if reply.dribble_s:
+            self.wfile.flush()
+            for i in range(len(reply.body)):
+                time.sleep(reply.dribble_s)
+                self.wfile.write(reply.body[i:i + 1])
+                self.wfile.flush()
+        elif reply.body:
             self.wfile.write(reply.body)
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
@@ -131,9 +138,13 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self.router.handle(_to_emu(request.method, raw_path, headers, body)), _read_timeout(request)
 
     @staticmethod
-    def _finish(request: httpx.Request, reply: EmuReply) -> httpx.Response:
+    def _finish(request: httpx.Request, reply: EmuReply, *, asynchronous: bool = False) -> httpx.Response:
         if reply.drop:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if reply.dribble_s:
+            stream: Any = (_AsyncDribble if asynchronous else _Dribble)(reply.body, reply.dribble_s)
+            headers = {**reply.headers, "Content-Length": str(len(reply.body))}
+            return httpx.Response(reply.status, headers=headers, stream=stream, request=request)
         return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -154,10 +165,32 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 await asyncio.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
                 if timeout is not None and reply.delay_s > timeout:
                     raise httpx.ReadTimeout("The read operation timed out", request=request)
-            return self._finish(request, reply)
+            return self._finish(request, reply, asynchronous=True)
         finally:
             self._done(request)
 
     def _done(self, request: httpx.Request) -> None:
         if not request.url.path.startswith("/_emulator/"):
             self.router.done()
+
+
+class _Dribble(httpx.SyncByteStream):
+    """A body that arrives one byte per ``delay_s``, as from a server that dribbles its answer."""
+
+    def __init__(self, body: bytes, delay_s: float) -> None:
+        self.body, self.delay_s = body, delay_s
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i in range(len(self.body)):
+            time.sleep(self.delay_s)
+            yield self.body[i:i + 1]
+
+
+class _AsyncDribble(httpx.AsyncByteStream):
+    def __init__(self, body: bytes, delay_s: float) -> None:
+        self.body, self.delay_s = body, delay_s
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for i in range(len(self.body)):
+            await asyncio.sleep(self.delay_s)
+            yield self.body[i:i + 1]

@@ -1,20 +1,32 @@
-"""Exactly-once bookkeeping: claim a key before calling the cloud, record the result after.
+"""Exactly-once bookkeeping (interface.md sections 9 and 12), owned by one component.
 
-A store keeps, per key, a record ``{"state": "in_progress" | "done", "hash": <command hash>, ...}``.
-:meth:`IdempotencyStore.claim` is atomic: it either creates the in-progress record (the caller may go
-ahead) or returns the existing one (the caller must not call the cloud). ``complete`` stores the first
-result for the TTL; ``release`` drops a claim after a transient failure so a redelivery runs anew.
-An in-progress claim lives only ``claim_ttl`` seconds, so a process killed mid-call never blocks its
-key for long. Backends: ``memory://`` (per instance) and ``redis://`` (shared), chosen by URL.
+:class:`~stopline.idempotency.handler.Idempotency` holds the whole protocol -- claim, wait for a twin,
+replay, release, complete -- and the stores only keep records: ``memory://`` per instance, and Redis
+(single server, TLS, Cluster, Sentinel) shared. A record is ``{"state": "in_progress" | "done", "hash":
+<command hash>, "token": <the claiming delivery's token>, "lease_until": <epoch s>, "result": {...}}``.
+
+Every write after the claim is *fenced*: ``complete`` and ``release`` change a key only while it still
+holds the caller's token, so a delivery whose lease ran out (and was taken over) changes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Protocol
+
+from stopline.errors import ConfigurationError
+
+MAX_PLAIN_KEY = 200
+"""Longer keys are stored by their SHA-256, so one key costs a bounded amount of memory."""
 
 
 class StoreUnavailable(Exception):
     """The store cannot be reached; the pipeline answers 503 rather than risk a second call."""
+
+
+class StoreFull(StoreUnavailable):
+    """``memory://`` holds only live claims and no room is left: 503, never an evicted claim."""
 
 
 class IdempotencyStore(Protocol):
@@ -24,23 +36,45 @@ class IdempotencyStore(Protocol):
         """Create ``record`` under ``key`` unless one exists; return the existing one, or None if created."""
         ...
 
-    def complete(self, key: str, record: dict[str, Any], ttl_s: float) -> None: ...
+    def get(self, key: str) -> dict[str, Any] | None: ...
 
-    def release(self, key: str, token: str) -> None:
-        """Delete the claim if it still carries ``token`` (a newer claim is left alone)."""
+    def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
+        """Store the finished ``record`` if the key still holds ``token``; False when the lease was lost."""
         ...
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def release(self, key: str, token: str) -> bool:
+        """Delete the claim if it still carries ``token`` (a newer claim is left alone); True if deleted."""
+        ...
 
     def close(self) -> None: ...
 
 
+def store_key(prefix: str, parts: tuple[str, ...]) -> str:
+    """The store key for a namespaced id: JSON-encoded parts (so no id can imitate another's separator),
+    by SHA-256 when long."""
+    body = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+    if len(body) > MAX_PLAIN_KEY:
+        body = "sha256:" + hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    return prefix + body
+
+
 def open_store(url: str, *, max_entries: int = 100_000) -> IdempotencyStore:
-    """The store for ``STOPLINE_IDEMPOTENCY_URL``; the redis client is imported only when asked for."""
+    """The store for ``STOPLINE_IDEMPOTENCY_URL``; redis-py is imported only when asked for.
+
+    Raises:
+        ConfigurationError: the URL cannot be used; the message names the variable, never the value
+            (it may hold a password).
+    """
     if url.startswith("memory://"):
         from stopline.idempotency.memory import MemoryStore
 
         return MemoryStore(max_entries=max_entries)
     from stopline.idempotency.redis import RedisStore
 
-    return RedisStore(url)
+    try:
+        return RedisStore(url)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ConfigurationError(
+            f"STOPLINE_IDEMPOTENCY_URL is not a usable store URL ({type(exc).__name__}); expected memory://, "
+            "redis://[:password@]host:port/db, rediss://..., redis+cluster://host:port[,host:port], "
+            "rediss+cluster://... or redis+sentinel://host:port[,host:port]/service[/db]") from None

@@ -1,4 +1,9 @@
-"""The per-instance store: a dict with expiry times, bounded in size (oldest entries dropped first)."""
+"""The per-instance store: a dict with expiry times, bounded in size.
+
+When full it drops the oldest *finished* records first and never a live claim: evicting one would let a
+duplicate through while the first delivery is still calling the cloud. A store full of live claims
+refuses new ones (:class:`StoreFull`, answered 503) until some finish or expire.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any
+
+from stopline.idempotency import StoreFull
 
 
 class MemoryStore:
@@ -25,11 +32,27 @@ class MemoryStore:
             return None
         return found[1]
 
+    def _make_room(self, now: float) -> None:
+        """Drop expired or finished entries, oldest first, until one more fits; never a live claim."""
+        if len(self._data) < self.max_entries:
+            return
+        victims = []
+        for key, (expires, record) in self._data.items():
+            if expires <= now or record.get("state") == "done":
+                victims.append(key)
+                if len(self._data) - len(victims) < self.max_entries:
+                    break
+        for key in victims:
+            del self._data[key]
+        if len(self._data) >= self.max_entries:
+            raise StoreFull(f"the memory:// store holds {len(self._data)} claims still in progress "
+                            "(STOPLINE_IDEMPOTENCY_MAX_ENTRIES); not calling the cloud without a claim")
+
     def _put(self, key: str, record: dict[str, Any], ttl_s: float, now: float) -> None:
+        if key not in self._data:
+            self._make_room(now)
         self._data[key] = (now + ttl_s, dict(record))
         self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
 
     def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
         now = time.monotonic()
@@ -40,15 +63,22 @@ class MemoryStore:
             self._put(key, record, ttl_s, now)
             return None
 
-    def complete(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
+    def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
+        now = time.monotonic()
         with self._lock:
-            self._put(key, record, ttl_s, time.monotonic())
+            existing = self._live(key, now)
+            if existing is None or existing.get("token") != token:
+                return False
+            self._put(key, record, ttl_s, now)
+            return True
 
-    def release(self, key: str, token: str) -> None:
+    def release(self, key: str, token: str) -> bool:
         with self._lock:
-            found = self._data.get(key)
-            if found is not None and found[1].get("token") == token:
+            existing = self._live(key, time.monotonic())
+            if existing is not None and existing.get("token") == token:
                 del self._data[key]
+                return True
+            return False
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

@@ -1,65 +1,171 @@
 """The shared store: one Redis key per idempotency key, claimed with ``SET NX PX``.
 
-Records are JSON. ``release`` and ``complete`` only touch a key still holding our claim token (a
-small Lua script), so a slow first delivery whose claim expired cannot overwrite a newer one.
+Topologies, all through redis-py's own clients: ``redis://`` and ``rediss://`` (TLS; redis-py's query
+options such as ``ssl_cert_reqs`` and ``ssl_ca_certs``), ``unix://``, ``redis+cluster://h:p[,h:p]`` and
+``rediss+cluster://`` (Redis Cluster, e.g. Huawei DCS cluster instances), and
+``redis+sentinel://h:p[,h:p]/<service>[/db]`` (master/standby behind Sentinel).
+
+Records are JSON. ``complete`` and ``release`` are compare-and-set on the claim token (one Lua script
+each, on the key's own slot), so a delivery whose lease expired cannot overwrite or drop a newer claim.
 Any Redis error becomes :class:`StoreUnavailable` -- the caller answers 503, never calls twice.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from stopline.idempotency import StoreUnavailable
 
-_PREFIX = "stopline:idem:"
-_RELEASE = """
+_COMPLETE = """
 local v = redis.call('GET', KEYS[1])
-if v and cjson.decode(v)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if not v then return 0 end
+local ok, rec = pcall(cjson.decode, v)
+if ok and type(rec) == 'table' and rec['token'] == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
 return 0
 """
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local ok, rec = pcall(cjson.decode, v)
+if ok and type(rec) == 'table' and rec['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+
+
+def _hosts(netloc: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """(username, password, [(host, port), ...]) of ``[user:password@]h:p[,h:p]``; ValueError if malformed."""
+    credentials, at, hosts = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = credentials.partition(":")
+        username, password = (unquote(user) or None), (unquote(secret) if colon else None)
+    found = []
+    for part in hosts.split(","):
+        host, colon, port = part.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("each node must be host:port")
+        found.append((host.strip("[]"), int(port)))
+    return username, password, found
+
+
+def _tls(query: dict[str, str]) -> dict[str, Any]:
+    return {k: v for k, v in query.items() if k.startswith("ssl_")}
+
+
+def connect(url: str) -> Callable[[], Any]:
+    """A factory of the redis-py client for ``url`` (see the module docstring). The URL is checked now
+    (ValueError when malformed); the client is made on first use, because a Cluster client talks to the
+    nodes as it is built and a store that is down at start must be a 503, not a crash."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = dict(parse_qsl(parts.query))
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from redis.cluster import ClusterNode, RedisCluster
+
+        username, password, nodes = _hosts(parts.netloc)
+        def cluster() -> Any:
+            startup = [ClusterNode(h, p) for h, p in nodes]  # type: ignore[no-untyped-call]
+            return RedisCluster(startup_nodes=startup, username=username, password=password,
+                                ssl=scheme == "rediss+cluster", **_tls(query), **TIMEOUTS)
+
+        return cluster
+    if scheme == "redis+sentinel":
+        from redis.sentinel import Sentinel
+
+        username, password, nodes = _hosts(parts.netloc)
+        path = [p for p in parts.path.split("/") if p]
+        if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+            raise ValueError("a sentinel URL needs /<service_name>[/db]")
+        sentinel_kwargs = {"password": query["sentinel_password"]} if query.get("sentinel_password") else None
+        db = int(path[1]) if len(path) == 2 else 0
+        return lambda: Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **TIMEOUTS).master_for(  # type: ignore[no-untyped-call]
+            path[0], db=db, username=username, password=password, **TIMEOUTS)
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("unknown scheme")
+    if scheme != "unix":
+        _ = parts.port  # raises ValueError for a port out of range
+        if not parts.hostname:
+            raise ValueError("no host")
+    client = redis.Redis.from_url(url, health_check_interval=30, **TIMEOUTS)  # parses, does not connect
+    return lambda: client
+
+
+class _Client:
+    """The redis-py client and its two scripts, made once on first use."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.redis = make()
+        self.complete = self.redis.register_script(_COMPLETE)
+        self.release = self.redis.register_script(_RELEASE)
 
 
 class RedisStore:
     remote = True
 
     def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0,
-                                           health_check_interval=30)
-        self._release = self._redis.register_script(_RELEASE)
+        self._make = connect(url)
+        self._client: _Client | None = None
+        self._lock = threading.Lock()
+
+    def _c(self) -> _Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = _Client(self._make)
+                    except _ERRORS as exc:
+                        raise self._unavailable(exc) from None
+        return self._client
+
+    @staticmethod
+    def _unavailable(exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})")
 
     def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
-        try:
-            created = self._redis.set(_PREFIX + key, json.dumps(record), nx=True, px=int(ttl_s * 1000))
-            if created:
-                return None
-            raw = self._redis.get(_PREFIX + key)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})") from None
-        if raw is None:  # expired between SET and GET: try once more
-            return self.claim(key, record, ttl_s)
-        return json.loads(cast(bytes, raw))  # type: ignore[no-any-return]
+        for _ in range(3):  # the key may expire between SET NX and GET: look again
+            try:
+                client = self._c().redis
+                if client.set(key, json.dumps(record), nx=True, px=max(1, int(ttl_s * 1000))):
+                    return None
+                raw = client.get(key)
+            except _ERRORS as exc:
+                raise self._unavailable(exc) from None
+            if raw is not None:
+                return json.loads(cast(bytes, raw))  # type: ignore[no-any-return]
+        raise StoreUnavailable("idempotency store: the key kept expiring while being claimed")
 
-    def complete(self, key: str, record: dict[str, Any], ttl_s: float) -> None:
+    def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
         try:
-            self._redis.set(_PREFIX + key, json.dumps(record), px=int(ttl_s * 1000))
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})") from None
+            done = self._c().complete(keys=[key], args=[token, json.dumps(record), max(1, int(ttl_s * 1000))])
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return bool(done)
 
-    def release(self, key: str, token: str) -> None:
+    def release(self, key: str, token: str) -> bool:
         try:
-            self._release(keys=[_PREFIX + key], args=[token])
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})") from None
+            return bool(self._c().release(keys=[key], args=[token]))
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:
-            raw = self._redis.get(_PREFIX + key)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})") from None
+            raw = self._c().redis.get(key)
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
         return json.loads(cast(bytes, raw)) if raw else None
 
     def close(self) -> None:
-        self._redis.close()
+        if self._client is not None:
+            self._client.redis.close()

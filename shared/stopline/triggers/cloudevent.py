@@ -29,8 +29,13 @@ def delivery_of(attributes: Mapping[str, Any], data: Any) -> Delivery:
     event_type = str(attributes.get("type") or "")
     action = event_type[len(TYPE_PREFIX):] if event_type.startswith(TYPE_PREFIX) else None
     message = _envelope(data)
-    event_id = (message.get("messageId") or message.get("message_id") if message else None) or attributes.get("id")
-    return Delivery(str(event_id) if event_id else None, "on_event", action)
+    message_id = message.get("messageId") or message.get("message_id") if message else None
+    if message_id:  # Pub/Sub ids are unique per project: one namespace (interface.md section 12)
+        return Delivery(str(message_id), "on_event", action, namespace="pubsub")
+    event_id = attributes.get("id")
+    # CloudEvent ids are unique per source only (CloudEvents spec), so the source is part of the namespace.
+    return Delivery(str(event_id) if event_id else None, "on_event", action,
+                    namespace=f"cloudevent:{attributes.get('source') or ''}")
 
 
 def unwrap(data: Any) -> Any:

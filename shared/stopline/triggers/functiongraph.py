@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,19 @@ def _call(context: Any, name: str) -> str:
     except Exception:  # noqa: BLE001 - a runtime without an agency may raise anything here
         value = None
     return str(value) if value else ""
+
+
+def deadline_of(context: Any) -> float | None:
+    """When FunctionGraph ends this invocation (``time.monotonic()`` seconds), from
+    ``getRemainingTimeInMilliSeconds``; None when the context does not say or says nonsense."""
+    method = getattr(context, "getRemainingTimeInMilliSeconds", None)
+    try:
+        remaining = float(method()) if callable(method) else None
+    except Exception:  # noqa: BLE001 - a context whose getter raises must not fail the invocation
+        return None
+    if remaining is None or not 0 < remaining < 86_400_000:  # also rejects NaN
+        return None
+    return time.monotonic() + remaining / 1000
 
 
 def agency_credentials(context: Any) -> AkSk | None:
@@ -110,7 +124,8 @@ def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return raw.encode()
 
     reply = http.handle(target, str(event.get("httpMethod") or "GET"), headers, read_body,
-                        pipeline=_pipeline_chooser(context), trigger="functiongraph:apig")
+                        pipeline=_pipeline_chooser(context), trigger="functiongraph:apig",
+                        deadline=deadline_of(context))
     return {"statusCode": reply.status, "isBase64Encoded": False, "headers": reply.all_headers(),
             "body": reply.content().decode()}
 
@@ -182,8 +197,9 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
         return {"ok": False, "trigger": kind, "results": [r.to_json(with_status=True) for r in results]}
     slots: list[Result | None] = []
     runnable: list[tuple[object, Delivery, int | None]] = []
+    deadline = deadline_of(context)
     for message, event_id in pairs:
-        delivery = Delivery(event_id, trigger)
+        delivery = Delivery(event_id, trigger, namespace=f"fg:{kind}", deadline=deadline)
         try:
             runnable.append((decode_message(message), delivery, None))
             slots.append(None)

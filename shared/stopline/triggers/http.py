@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from stopline.errors import (
@@ -169,7 +169,7 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Ver
         raise BadRequest("body must be a JSON object",
                          details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
     action = TARGET_ACTIONS[target]
-    delivery = Delivery(event_id, target, action)
+    delivery = Delivery(event_id, target, action, namespace=target if target in SOURCE_TARGETS else "webhook")
     if target in SOURCE_TARGETS:
         from stopline.sources import EVENT_HEADER, normalise
 
@@ -283,8 +283,10 @@ def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpRep
 
 
 def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
-           *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None) -> HttpReply:
-    """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline)."""
+           *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None,
+           deadline: float | None = None) -> HttpReply:
+    """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline, its
+    trigger name and the invocation's deadline)."""
     try:
         runtime = _runtime_for(target, method, headers)
         parsed = _parse_with(runtime, target, headers, read_body(MAX_BODY))
@@ -293,8 +295,7 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
         if drain := _drain_size(exc, headers):
             read_body(drain)
         return _refusal(exc, target, _known_id(target, headers))
-    delivery = parsed.delivery if trigger is None else Delivery(
-        parsed.delivery.event_id, trigger, parsed.delivery.action)
+    delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger, deadline=deadline)
     return _dispatch(chosen, parsed, delivery)
 
 
