@@ -29,6 +29,23 @@ T = TypeVar("T")
 POLL_S = 0.05
 MAX_GHOSTS = 10_000
 GHOST_RETRY_S = 0.5
+COMPLETE_RETRY_S = 3.0
+
+
+def _persist(write: Callable[[], bool], deadline: float) -> bool:
+    """Run a fenced write, retrying a store that does not answer (a Redis restart, a cluster failover) for
+    up to COMPLETE_RETRY_S, never past the lease: recording an outcome is worth a short wait, because a
+    lost record makes redeliveries wait out the lease."""
+    ends = min(deadline, time.monotonic() + COMPLETE_RETRY_S)
+    pause = 0.05
+    while True:
+        try:
+            return write()
+        except StoreUnavailable:
+            if time.monotonic() + pause >= ends:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 class Idempotency:
@@ -104,17 +121,19 @@ class Idempotency:
             return result
         done = {"state": "done", "hash": fingerprint, "token": token, "result": stored}
         try:
-            if not self.store.complete(key, token, done, self.ttl_s):
+            if not _persist(lambda: self.store.complete(key, token, done, self.ttl_s), deadline):
                 log.warning("lease lost: another delivery took over %s before this one finished; its result "
                             "was not recorded", key, extra={"idempotency_key": key, "outcome": stored.get("outcome")})
         except StoreUnavailable as exc:
+            # The call happened; its claim stays until its lease ends, so a redelivery meanwhile is 503,
+            # never a second call.
             log.error("could not record the outcome in the idempotency store: %s", exc,
                       extra={"idempotency_key": key})
         return result
 
     def _release(self, key: str, token: str) -> None:
         try:
-            if not self.store.release(key, token):
+            if not _persist(lambda: self.store.release(key, token), time.monotonic() + COMPLETE_RETRY_S):
                 log.warning("lease lost: the claim on %s had expired or been taken over before its release",
                             key, extra={"idempotency_key": key})
         except StoreUnavailable as exc:
