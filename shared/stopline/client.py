@@ -592,9 +592,12 @@ def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
 
     # No retry starts once less than one timeout is left before the deadline (the last attempt's
     # transient failure is then the answer; section 12).
-    left = None if deadline is None else max(0.0, deadline - time.monotonic() - core.timeout_s)
+    left = None if deadline is None else deadline - time.monotonic() - core.timeout_s
+    attempts = core.max_attempts
+    if left is not None and left <= 0:
+        attempts, left = 1, None  # only the attempt already made: the deadline leaves no room for another
     return stamina.retry_context(
-        on=core.retry_wait, attempts=core.max_attempts, timeout=left,
+        on=core.retry_wait, attempts=attempts, timeout=left,
         wait_initial=0.1, wait_max=5.0, wait_jitter=0.5,
     )
 

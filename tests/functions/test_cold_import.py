@@ -64,3 +64,15 @@ def test_misspelt_prewarm_value_is_reported_not_ignored() -> None:
     done = _import("functions/main.py", {"STOPLINE_PREWARM": "ture", "STOPLINE_WEBHOOK_SECRETS": "s3cr3t-value"})
     errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert errors and "STOPLINE_PREWARM" in errors[0]["message"]
+
+
+def test_prewarm_with_a_malformed_store_url_logs_a_configuration_error_without_the_password() -> None:
+    """Defect 10: a bad STOPLINE_IDEMPOTENCY_URL was an uncaught ValueError printing part of the password."""
+    for url in ("redis://:pa/ss@127.0.0.1:6379/0", "redis://:s3cret-pw@127.0.0.1:99999/0", "redis://[::1/0"):
+        done = _import("functions/main.py", {"STOPLINE_PREWARM": "1", "STOPLINE_IDEMPOTENCY_URL": url,
+                                             "STOPLINE_WEBHOOK_SECRETS": "prewarm-test-secret-value"})
+        assert done.returncode == 0, done.stderr
+        errors = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+        assert errors and errors[0]["level"] == "ERROR" and "STOPLINE_IDEMPOTENCY_URL" in errors[0]["message"]
+        assert "Traceback" not in done.stderr
+        assert "pa/ss" not in done.stderr and "s3cret-pw" not in done.stderr and "ss@" not in done.stderr

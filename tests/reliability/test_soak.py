@@ -1,7 +1,8 @@
 """Fault soak with redelivery: 30 % injected faults across all three APIs, commands delivered through the
 webhook target and through on_event as a queue would (redelivering on non-2xx, honouring Retry-After, up to
-10 times). Every command must end in exactly one success and one effective state change.
-CI: 200 commands; `pytest --long`: 1,000."""
+20 times). Every command must end in exactly one success and one effective state change.
+CI: 200 commands; `pytest --long`: 1,000. The slow-cloud phase adds answers dribbled past the timeout and
+a restart of the shared Redis (CI: 90 commands; `--long`: 300)."""
 
 from __future__ import annotations
 
@@ -55,19 +56,21 @@ def effect_key(effect: dict[str, Any]) -> tuple[str, ...]:
     return ("job_stopped", effect["job_name"])
 
 
-def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    n = 1000 if request.config.getoption("--long") else 200
+def soak(n: int, faults: list[tuple[str, float, dict[str, Any]]], tmp_path: Path, *, name: str,
+         env_extra: dict[str, str] | None = None, during: Any = None) -> float:
+    """Deliver n commands (half by webhook, half by on_event) under ``faults``; ``during`` runs in a thread
+    meanwhile (a store restart). Prints the figures; asserts 0 lost and 0 doubles."""
     emulator = Emulator().seed("demo")
     emulator.seed(
         build_tasks=[{"job_id": SOAK_JOB, "project_id": DEMO_PROJECT_ID, "builds": [{"build_no": b} for b in
                                                                                       range(1, n + 1)]}]
         + [{"job_id": task_id(i), "project_id": DEMO_PROJECT_ID, "builds": []} for i in range(1, n, 3)],
         dataarts_jobs=[{"project_id": DEMO_PROJECT_ID, "job_name": f"soak-{i}"} for i in range(2, n, 3)])
-    for seed, (kind, rate, extra) in enumerate(FAULTS):
+    for seed, (kind, rate, extra) in enumerate(faults):
         emulator.inject(r"^/v[13]/", kind, rate=rate, seed=1000 + seed, **extra)  # type: ignore[arg-type]
     server = emulator.serve()
     env = {**demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": SECRET, "STOPLINE_TIMEOUT_S": "0.5",
-           "STOPLINE_MAX_ATTEMPTS": "3"}
+           "STOPLINE_MAX_ATTEMPTS": "3", **(env_extra or {})}
     hook = FunctionProcess("webhook", False, env, tmp_path / "webhook.log")
     queue = FunctionProcess("on_event", True, env, tmp_path / "on_event.log", signature="cloudevent")
     start_all([hook, queue])
@@ -77,7 +80,7 @@ def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureReque
 
     def via_webhook(i: int, cmd: dict[str, Any]) -> Any:
         body = json.dumps(cmd).encode()
-        for _ in range(10):
+        for _ in range(20):
             headers = {"Content-Type": "application/json", **webhooks.sign(SECRET, f"soak-{i}", body)}
             r = httpx.post(hook.url, content=body, headers=headers, timeout=60)
             if r.status_code == 200:
@@ -92,7 +95,7 @@ def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureReque
     def via_queue(i: int, cmd: dict[str, Any]) -> Any:
         event = {"specversion": "1.0", "id": f"soak-{i}", "source": "//soak", "type": "soak.command",
                  "datacontenttype": "application/json", "data": cmd}
-        for _ in range(10):
+        for _ in range(20):
             r = httpx.post(queue.url, content=json.dumps(event),
                            headers={"Content-Type": "application/cloudevents+json"}, timeout=60)
             if r.status_code == 200:
@@ -106,9 +109,15 @@ def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureReque
         cmd, _ = command(i)
         finals[i] = (via_webhook if i % 2 == 0 else via_queue)(i, cmd)
 
+    side = threading.Thread(target=during) if during is not None else None
     try:
+        if side is not None:
+            side.start()
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(deliver, range(n)))
+        finished = time.monotonic()
+        if side is not None:
+            side.join()
         state = httpx.get(f"{server.url}/_emulator/state").json()
     finally:
         hook.stop()
@@ -128,9 +137,42 @@ def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureReque
     queue_not_once = [i for i in range(1, n, 2) if len(queue_outcomes.get(f"soak-{i}", [])) != 1]
     webhook_bad = [i for i in range(0, n, 2) if finals[i] not in SUCCESS]
     doubles = sum(1 for count in effects.values() if count > 1)
-    print(f"\nfault soak: commands={n} faults_injected={sum(state['faults_injected'].values())} "
+    print(f"\n{name}: commands={n} faults_injected={sum(state['faults_injected'].values())} "
           f"({dict(state['faults_injected'])}) retries={retries} redeliveries={dict(redeliveries)} "
           f"lost={len(lost)} doubles={doubles}")
     assert sum(state["faults_injected"].values()) > n * 0.15
     assert lost == [] and webhook_bad == [] and queue_not_once == []
     assert not_once == [] and doubles == 0 and len(state["effects"]) == n
+    return finished
+
+
+def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    soak(1000 if request.config.getoption("--long") else 200, FAULTS, tmp_path, name="fault soak")
+
+
+SLOW_CLOUD = [  # answers dribbled far past the 0.5 s timeout (a byte every 150 ms), plus the usual faults
+    ("dribble", 0.2, {"delay_ms": 150}),
+    ("throttle", 0.05, {"retry_after": 1}),
+    ("drop", 0.05, {}),
+]
+
+
+def test_slow_cloud_and_a_redis_restart(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The "slow cloud" phase (issue 11): dribbled answers abandoned at their deadline, and the shared
+    Redis (persistent) restarted mid-run, with both senders redelivering: 0 lost, 0 doubles."""
+    from ..redis_topologies import persistent
+
+    store = persistent(tmp_path / "redis")
+    restarted: list[float] = []
+
+    def restart() -> None:
+        time.sleep(2.0)
+        store.restart()
+        restarted.append(time.monotonic())
+
+    try:
+        finished = soak(300 if request.config.getoption("--long") else 90, SLOW_CLOUD, tmp_path, name="slow cloud soak",
+             env_extra={"STOPLINE_IDEMPOTENCY_URL": store.url}, during=restart)
+        assert restarted and restarted[0] < finished  # Redis restarted while deliveries were running
+    finally:
+        store.stop()

@@ -227,3 +227,37 @@ def test_initializer_logs_bad_configuration_and_invocations_report_it(
     answer = handler(apig(b'{"action": "stop_build", "job_id": "%s", "build_no": 1}' % DEMO_JOB_ID.encode()))
     assert answer["statusCode"] == 500
     assert "STOPLINE_TIMEOUT_S" in json.loads(answer["body"])["error"]["message"]
+
+
+def test_initializer_never_raises_on_a_malformed_store_url(monkeypatch: pytest.MonkeyPatch,
+                                                            log_lines: LogCapture) -> None:
+    monkeypatch.setenv("STOPLINE_IDEMPOTENCY_URL", "redis://:pa/ss@127.0.0.1:6379/0")
+    reset_runtime()
+    entry_module().initializer(object())  # logs, never fails the instance
+    errors = [r for r in log_lines.records if r["level"] == "ERROR"]
+    assert errors and "STOPLINE_IDEMPOTENCY_URL" in str(errors[0]["message"])
+    with pytest.raises(RedeliveryRequested, match="configuration: STOPLINE_IDEMPOTENCY_URL") as caught:
+        handler(load("functiongraph-timer.json"))  # kept for redelivery once the setting is fixed
+    assert "pa/ss" not in "\n".join(log_lines.lines) + str(caught.value)
+
+
+def test_rotating_agency_keys_under_load_never_closes_a_pipeline_in_use() -> None:
+    """Defect 11: 200 concurrent invocations, each with fresh temporary keys, all succeed (an evicted
+    cached pipeline used to be closed under a running invocation)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with mock_huaweicloud("demo", fake_credentials=False) as cloud:
+        keys = [f"AGENCYAK{n:04d}" for n in range(200)]
+        cloud.seed(credentials=[{"ak": ak, "sk": "agency-sk-value", "project_id": DEMO_PROJECT_ID,
+                                 "security_token": "agency-sts-token"} for ak in keys])
+        cloud.seed(build_tasks=[{"job_id": "7777aaaa2222bbbb3333cccc4444dddd", "project_id": DEMO_PROJECT_ID,
+                                 "builds": [{"build_no": n} for n in range(1, 201)]}])
+
+        def invoke(n: int) -> dict[str, Any]:
+            event = {"action": "stop_build", "job_id": "7777aaaa2222bbbb3333cccc4444dddd", "build_no": n + 1}
+            return handler(event, AgencyContext(keys[n], "agency-sk-value", "agency-sts-token"))
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            answers = list(pool.map(invoke, range(200)))
+        assert [a["results"][0]["outcome"] for a in answers] == ["stopped"] * 200
+        assert len(cloud.effects) == 200

@@ -75,7 +75,7 @@ class Emulator:
 
     def inject(self, path: str, kind: FaultKind, *, rate: float | None = None, count: int | None = None,
                seed: int | None = None, status: int = 503, retry_after: float | None = 1,
-               delay_ms: int = 2000, error_code: str | None = None) -> FaultRule:
+               delay_ms: int | None = None, error_code: str | None = None) -> FaultRule:
         """Add a fault rule for paths matching the regex ``path`` (see the control API)."""
         rule = FaultRule(path=path, kind=kind, rate=rate, count=count, seed=seed, status=status,
                          retry_after=retry_after, delay_ms=delay_ms, error_code=error_code)

@@ -31,7 +31,9 @@ class FaultRule:
     count: int | None = None
     status: int = 503
     retry_after: float | None = 1
-    delay_ms: int = 2000
+    delay_ms: int | None = None
+    """latency/hold: how late the answer comes (default 2000); dribble: the pause before each byte
+    (default 2000); error/throttle/respond: how long before the coded answer (default none)."""
     error_code: str | None = None
     error_msg: str | None = None
     seed: int | None = None
@@ -62,6 +64,12 @@ class FaultRule:
         if "path" not in data or "kind" not in data:
             raise ValueError("a fault needs 'path' and 'kind'")
         return cls(**data)
+
+    @property
+    def delay_s(self) -> float:
+        if self.delay_ms is not None:
+            return self.delay_ms / 1000
+        return 2.0 if self.kind in ("latency", "hold", "dribble") else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "rate": self.rate, "count": self.count,

@@ -136,12 +136,13 @@ class Router:
         fault = self.faults.pick(request.path)
         if fault is not None and fault.kind in ("throttle", "error", "drop", "respond"):
             reply = self._fault_reply(fault, request_id)
+            reply.delay_s = fault.delay_s
         else:
             reply, auth_kind = self._dispatch(request, request_id)
             if fault is not None and fault.kind == "dribble":  # the work is done, the body trickles out
-                reply.dribble_s = fault.delay_ms / 1000
+                reply.dribble_s = fault.delay_s
             elif fault is not None:  # latency / hold: the work is done, the answer comes late
-                reply.delay_s = fault.delay_ms / 1000
+                reply.delay_s = fault.delay_s
         reply.headers.setdefault("X-Request-Id", request_id)
         build_no = _build_no_of(request)
         with self.state.lock:

@@ -1,0 +1,71 @@
+"""Idempotency keys are namespaced (interface.md section 12, issue 11 defect 7): equal ids from
+different senders never collide, a batch member never collides with a delivery whose id looks like
+``<id>:<index>``, and an explicit ``idempotency_key`` is one namespace across every trigger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stopline.emulator import Emulator
+from stopline.emulator.seeds import DEMO_PROJECT_ID
+from stopline.entry import get_runtime
+from stopline.pipeline import Delivery
+from stopline.triggers import cloudevent
+
+JOB = "9999aaaa2222bbbb3333cccc4444dddd"
+
+
+def seed(emulator: Emulator) -> None:
+    emulator.seed(build_tasks=[{"job_id": JOB, "project_id": DEMO_PROJECT_ID,
+                                "builds": [{"build_no": n} for n in range(1, 10)]}])
+
+
+def stop(n: int, **more: Any) -> dict[str, Any]:
+    return {"action": "stop_build", "job_id": JOB, "build_no": n, **more}
+
+
+def test_a_batch_member_and_a_delivery_named_like_it_both_run(demo_env: Emulator) -> None:
+    seed(demo_env)
+    pipeline = get_runtime().pipeline
+    single = pipeline.handle(stop(1), Delivery("X:0", "webhook"))
+    member = pipeline.handle_batch([stop(2), stop(3)], Delivery("X", "webhook"))
+    assert str(single.outcome) == "stopped"
+    assert [str(r.outcome) for r in member] == ["stopped", "stopped"]  # was 409 for member 0
+
+
+def test_equal_ids_from_different_senders_are_different_events(demo_env: Emulator) -> None:
+    seed(demo_env)
+    pipeline = get_runtime().pipeline
+    outcomes = [
+        pipeline.handle(stop(1), Delivery("abc", "webhook")),
+        cloudevent.handle({"id": "abc", "source": "//ci/a", "type": "stopline.stop_build"}, stop(2)),
+        cloudevent.handle({"id": "abc", "source": "//ci/b", "type": "stopline.stop_build"}, stop(3)),
+        pipeline.handle(stop(4), Delivery("abc", "github", namespace="github")),
+        pipeline.handle(stop(5), Delivery("abc", "functiongraph:smn", namespace="fg:smn")),
+    ]
+    assert [str(r.outcome) for r in outcomes] == ["stopped"] * 5
+    again = cloudevent.handle({"id": "abc", "source": "//ci/a", "type": "stopline.stop_build"}, stop(2))
+    assert str(again.outcome) == "duplicate"  # the same source and id is the same event
+
+
+def test_an_explicit_key_is_one_command_across_triggers(demo_env: Emulator) -> None:
+    seed(demo_env)
+    pipeline = get_runtime().pipeline
+    first = pipeline.handle(stop(6, idempotency_key="release-42"), Delivery("w-1", "webhook"))
+    second = cloudevent.handle({"id": "ce-1", "source": "//ci", "type": "stopline.stop_build"},
+                               stop(6, idempotency_key="release-42"))
+    assert str(first.outcome) == "stopped" and str(second.outcome) == "duplicate"
+    assert len(demo_env.effects) == 1
+
+
+def test_the_prefix_separates_deployments_sharing_one_redis(demo_env: Emulator, monkeypatch: Any) -> None:
+    from stopline.entry import reset_runtime
+
+    seed(demo_env)
+    assert str(get_runtime().pipeline.handle(stop(7), Delivery("p-1", "webhook")).outcome) == "stopped"
+    monkeypatch.setenv("STOPLINE_IDEMPOTENCY_PREFIX", "other-app:")
+    reset_runtime()
+    key = get_runtime().pipeline.key(
+        get_runtime().pipeline.prepare(stop(7), Delivery("p-1", "webhook")).command,  # type: ignore[union-attr]
+        Delivery("p-1", "webhook"), None)
+    assert key is not None and key.startswith("other-app:")
