@@ -95,6 +95,13 @@ class BadRequest(RequestError):
     type = "bad_request"
 
 
+class InvalidJson(BadRequest):
+    """A body or message that is not JSON stopline accepts: malformed, duplicate keys, lone
+    surrogates, or nested deeper than 64 levels."""
+
+    type = "invalid_json"
+
+
 class Unauthorized(RequestError):
     status = 401
     type = "unauthorized"
@@ -184,7 +191,7 @@ def error_class(type_: str, status: int | None = None) -> type[StoplineError]:
 ERROR_TYPES: dict[str, type[StoplineError]] = {
     cls.type: cls
     for cls in (
-        BadRequest, Unauthorized, Forbidden, MethodNotAllowed, Conflict, PayloadTooLarge,
+        BadRequest, InvalidJson, Unauthorized, Forbidden, MethodNotAllowed, Conflict, PayloadTooLarge,
         UnsupportedMediaType, InvalidCommand, NotFound, UpstreamRejected, UpstreamAuth, Transient,
         InProgress, ConfigurationError,
     )

@@ -250,3 +250,53 @@ def test_prewarm_sets_up_before_the_first_request(stack: Stack) -> None:
     answer = signed_post(proc.url, stop_cmd(n))
     assert answer.status_code == 200 and answer.json()["outcome"] == "stopped"
     assert len(stack.effects_for(n)) == 1
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """One request written byte for byte (headers httpx would refuse to send); (status, body)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + b"\r\n\r\n" + body)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        header, _, rest = data.partition(b"\r\n\r\n")
+        status = int(header.split(b" ", 2)[1])
+        length = next((int(line.split(b":", 1)[1]) for line in header.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), None)
+        while length is not None and len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        return status, rest
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_poison_json_is_400_json_in_both_modes(stack: Stack, mode: str) -> None:
+    """Section 14: deep nesting (about 1,000 levels in 2 KB), duplicate keys and a lone surrogate are
+    each a 400 `invalid_json` in JSON, never a framework error page, and never reach the cloud."""
+    target = url(stack, f"webhook-{mode}")
+    before = len(stack.emulator.calls)
+    for body, reason in [
+        (b'{"action": "stop_build", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}", "nested deeper than 64"),
+        (b'{"action": "stop_build", "x": ' + b"[" * 65 + b"]" * 65 + b"}", "nested deeper than 64"),
+        (json.dumps(stop_cmd(5)).encode()[:-1] + b', "build_no": 6}', "twice"),
+        (b'{"action": "stop_\\ud800build", "job_id": "' + JOB.encode() + b'", "build_no": 7}', "lone surrogate"),
+    ]:
+        reply = signed_post(target, None, raw=body)
+        assert reply.status_code == 400, (reason, reply.text)
+        assert reply.headers["content-type"].startswith("application/json")
+        assert reply.json()["error"]["type"] == "invalid_json" and reason in reply.json()["error"]["message"]
+    assert len(stack.emulator.calls) == before
+    assert signed_post(target, stop_cmd(stack.build())).status_code == 200  # ordinary commands still pass
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_content_length_that_is_not_ascii_digits_is_400(stack: Stack, mode: str) -> None:
+    port = stack.procs[f"webhook-{mode}"].port
+    for value in ("\u00b2".encode(), b"9" * 5000):
+        status, body = raw_request(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                         b"Connection: close\r\nContent-Length: " + value)
+        assert status == 400, (value[:10], body[:200])

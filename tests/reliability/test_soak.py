@@ -25,7 +25,8 @@ from ..functions.harness import SECRET, FunctionProcess, start_all
 
 SOAK_JOB = "7777aaaa2222bbbb3333cccc4444dddd"
 SUCCESS = {"stopped", "already_stopped", "deleted", "already_deleted", "duplicate"}
-FAULTS: list[tuple[str, float, dict[str, Any]]] = [  # kind, rate, extra; first matching rule that fires wins, ~30 % of calls in all
+Faults = list[tuple[str, float, dict[str, Any]]]
+FAULTS: Faults = [  # kind, rate, extra; first matching rule that fires wins, ~30 % of calls in all
     ("throttle", 0.07, {"retry_after": 1}),
     ("error", 0.04, {"status": 500, "retry_after": None}),
     ("error", 0.04, {"status": 502, "retry_after": None}),
@@ -150,7 +151,7 @@ def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureReque
     soak(1000 if request.config.getoption("--long") else 200, FAULTS, tmp_path, name="fault soak")
 
 
-SLOW_CLOUD: list[tuple[str, float, dict[str, Any]]] = [  # answers dribbled far past the 0.5 s timeout (a byte every 150 ms), plus the usual faults
+SLOW_CLOUD: Faults = [  # answers dribbled far past the 0.5 s timeout (a byte every 150 ms), plus the usual faults
     ("dribble", 0.2, {"delay_ms": 150}),
     ("throttle", 0.05, {"retry_after": 1}),
     ("drop", 0.05, {}),

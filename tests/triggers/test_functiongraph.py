@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,117 @@ def test_rotating_agency_keys_under_load_never_closes_a_pipeline_in_use() -> Non
             answers = list(pool.map(invoke, range(200)))
         assert [a["results"][0]["outcome"] for a in answers] == ["stopped"] * 200
         assert len(cloud.effects) == 200
+
+
+DEEP = "[" * 1000 + "]" * 1000
+
+
+def test_a_poison_message_fails_alone_and_is_acknowledged(log_lines: LogCapture) -> None:
+    """Issue 12: ~2 KB of nesting raised RecursionError, failing the whole Kafka batch forever. Now that
+    message alone is an acknowledged failure, logged at ERROR; the good messages run."""
+    event = load("functiongraph-kafka.json")
+    event["records"][0]["messages"].insert(1, '{"action": "stop_build", "x": ' + DEEP + "}")
+    event["records"][0]["messages"].append('{"action": "stop_build", "action": "delete_build_task"}')
+    with mock_huaweicloud("demo") as cloud:
+        answer = handler(event)  # no RedeliveryRequested: nothing here is transient
+        outcomes = [r["outcome"] if r["ok"] else "failed" for r in answer["results"]]
+        assert outcomes == ["deleted", "failed", "stopped", "failed"]
+        assert answer["results"][1]["error"]["type"] == "invalid_json"
+        assert "twice" in answer["results"][3]["error"]["message"]
+        assert len(cloud.calls) == 2
+    refused = [r for r in log_lines.records if str(r["message"]).startswith("message refused")]
+    assert len(refused) == 2 and {r["level"] for r in refused} == {"ERROR"}
+
+
+def test_a_deep_apig_body_is_400() -> None:
+    body = ('{"action": "stop_build", "x": ' + DEEP + "}").encode()
+    answer = handler(apig(body))
+    assert answer["statusCode"] == 400 and json.loads(answer["body"])["error"]["type"] == "invalid_json"
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "9" * 5000, "-1", "1e3"])
+def test_apig_content_length_garbage_is_400(length: str) -> None:
+    event = apig(json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 1}).encode())
+    event["headers"]["content-length"] = length
+    answer = handler(event)
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["error"]["details"][0]["field"] == "content-length"
+
+
+@pytest.mark.parametrize("message_id", [{"a": 1}, [1, 2], 42, None, ""])
+def test_an_smn_message_id_that_is_not_a_string_is_keyed_by_the_message(message_id: Any) -> None:
+    event = load("functiongraph-smn.json")
+    event["record"][0]["smn"]["message_id"] = message_id
+    with mock_huaweicloud("demo") as cloud:
+        first = handler(event)
+        again = handler(event)
+        assert first["results"][0]["outcome"] == "stopped"
+        assert str(first["results"][0]["event_id"]).startswith("smn:")
+        assert again["results"][0]["outcome"] == "duplicate" and len(cloud.calls) == 1
+
+
+class RaisingContext:
+    """Every getter raises, as a broken or foreign runtime might."""
+
+    def __getattr__(self, name: str) -> Any:
+        def boom() -> Any:
+            raise RuntimeError(f"{name} is unavailable")
+
+        return boom
+
+
+def test_a_context_whose_getters_raise_changes_nothing() -> None:
+    with mock_huaweicloud("demo"):
+        answer = handler(load("functiongraph-timer.json"), RaisingContext())
+        assert answer["results"][0]["outcome"] == "stopped"
+
+
+def test_more_than_100_commands_in_one_event_are_refused_not_truncated() -> None:
+    event = load("functiongraph-kafka.json")
+    event["records"][0]["messages"] = [json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID,
+                                                   "build_no": n}) for n in range(1, 102)]
+    with mock_huaweicloud("demo") as cloud:
+        answer = handler(event)
+        assert answer["ok"] is False and answer["results"][0]["error"]["type"] == "bad_request"
+        assert answer["results"][0]["error"]["details"][0]["field"] == "records"
+        assert cloud.calls == []
+        event["records"][0]["messages"] = event["records"][0]["messages"][:100]
+        assert len(handler(event)["results"]) == 100  # exactly 100 is fine
+
+
+def mutations(value: Any) -> Iterator[Any]:
+    """Every way to break one field of an event at a time: each leaf and container replaced by the
+    values that crashed the handler before (wrong types, "²", 5,000 digits, deep nesting, surrogates)."""
+    bad: list[Any] = [None, 0, -1, 1.5, True, "", "\u00b2", "9" * 5000, "\ud800", {"a": {}}, [[]], [None],
+                      json.loads(DEEP[:200] + DEEP[-200:]), "{" * 50]
+    if isinstance(value, dict):
+        for key in list(value):
+            for replacement in bad:
+                yield {**value, key: replacement}
+            for child in mutations(value[key]):
+                yield {**value, key: child}
+    elif isinstance(value, list):
+        for i in range(len(value)):
+            for child in mutations(value[i]):
+                yield [*value[:i], child, *value[i + 1:]]
+        yield []
+
+
+@pytest.mark.parametrize("name", ["functiongraph-apig.json", "functiongraph-kafka.json",
+                                  "functiongraph-rabbitmq.json", "functiongraph-smn.json",
+                                  "functiongraph-timer.json", "functiongraph-timer-list.json"])
+def test_mutated_events_never_crash_the_handler(name: str) -> None:
+    """Issue 12: 19 of 116 mutated events crashed the handler. Every mutation now gets an answer (or
+    RedeliveryRequested, for a transient failure), for plain and raising contexts alike."""
+    with mock_huaweicloud("demo"):
+        count = 0
+        for event in mutations(load(name)):
+            for context in (object(), RaisingContext()):
+                count += 1
+                try:
+                    answer = handler(event, context)
+                except RedeliveryRequested:
+                    continue
+                assert isinstance(answer, dict) and ("results" in answer or "statusCode" in answer)
+                json.dumps(answer)  # and the answer is serialisable
+        assert count > 100

@@ -57,7 +57,7 @@ def unwrap(data: Any) -> Any:
     if not isinstance(data, dict):
         raise BadRequest("CloudEvent data must be a JSON object (a command)",
                          details=[{"field": "data", "message": "expected a JSON object"}])
-    return data
+    return decode_message(data)  # depth and text checks on what functions-framework decoded
 
 
 def handle(attributes: Mapping[str, Any], data: Any) -> Result:

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,14 +22,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from stopline.errors import BadRequest, StoplineError
-from stopline.models import Result
+from stopline.models import Outcome, Result
 from stopline.pipeline import Delivery, Pipeline
 from stopline.triggers import http
-from stopline.triggers.queue import decode_message, failed, raise_for_redelivery
+from stopline.triggers.queue import RedeliveryRequested, decode_message, failed, raise_for_redelivery
 
 if TYPE_CHECKING:
     from stopline.auth.credentials import AkSk
     from stopline.entry import Runtime
+
+log = logging.getLogger("stopline")
 
 
 def detect(event: Any) -> str:
@@ -130,6 +133,12 @@ def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "body": reply.content().decode()}
 
 
+def _digest(message: Any) -> str:
+    """A message's identity when it has no id of its own: SHA-256 of its text (or canonical JSON)."""
+    text = message if isinstance(message, str) else json.dumps(message, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -144,14 +153,15 @@ def _messages(kind: str, event: dict[str, Any]) -> list[tuple[Any, str | None]]:
             source = record.get("topic_id") or record.get("exchange") or ""
             instance = record.get("instance_id") or event.get("instance_id") or ""
             for message in _list(record.get("messages")):
-                text = message if isinstance(message, str) else json.dumps(message, sort_keys=True)
-                digest = hashlib.sha256(text.encode()).hexdigest()[:32]
-                out.append((message, f"{kind}:{instance}:{source}:{digest}"))
+                out.append((message, f"{kind}:{instance}:{source}:{_digest(message)}"))
     elif kind == "smn":
         for record in _list(event.get("record")):
             smn = record.get("smn") if isinstance(record, dict) else None
             if isinstance(smn, dict):
-                out.append((smn.get("message"), smn.get("message_id")))
+                message, given = smn.get("message"), smn.get("message_id")
+                if not isinstance(given, str) or not given:  # a dict, list or number is not an id
+                    given = f"smn:{_digest(message)}"
+                out.append((message, given))
     elif kind == "timer":
         payload = event.get("user_event")
         commands = decode_message(payload) if payload else None
@@ -169,8 +179,26 @@ def initialize(context: Any) -> None:
     warm(_pipeline_chooser(context))
 
 
+MAX_COMMANDS = 100
+"""Commands one queue or timer event may carry, like an HTTP batch."""
+
+
 def handle(event: Any, context: Any) -> dict[str, Any]:
-    """FunctionGraph entry point behind every supported trigger."""
+    """FunctionGraph entry point behind every supported trigger. Raises only RedeliveryRequested (a
+    transient failure: FunctionGraph retries the event); whatever else goes wrong is answered."""
+    try:
+        return _handle(event, context)
+    except RedeliveryRequested:
+        raise
+    except Exception as exc:  # a malformed event must never fail the invocation
+        log.error("internal error handling a FunctionGraph event: %s", type(exc).__name__, exc_info=exc,
+                  extra={"error_type": "internal", "trigger": "functiongraph"})
+        error = StoplineError("internal error; see the logs")
+        return {"ok": False, "trigger": "unknown",
+                "results": [Result(None, Outcome.FAILED, error=error).to_json(with_status=True)]}
+
+
+def _handle(event: Any, context: Any) -> dict[str, Any]:
     from stopline.entry import get_runtime
 
     kind = detect(event)
@@ -191,6 +219,11 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
             pairs: list[tuple[Any, str | None]] = [(raw, None) for raw in raws]
         else:
             pairs = _messages(kind, event)
+        if len(pairs) > MAX_COMMANDS:
+            raise BadRequest(f"the event carries {len(pairs)} commands; at most {MAX_COMMANDS} per event "
+                             "(set the trigger's batch size to 100 or less)",
+                             details=[{"field": "records" if kind != "direct" else "commands",
+                                       "message": f"{len(pairs)} commands, over {MAX_COMMANDS}"}])
     except StoplineError as exc:
         results.append(failed(Delivery(None, trigger), exc))
         raise_for_redelivery(results)

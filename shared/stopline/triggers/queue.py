@@ -8,7 +8,6 @@ the same batch from running twice.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -28,14 +27,15 @@ class RedeliveryRequested(Exception):
 
 def decode_message(payload: str | bytes | dict[str, Any] | Any) -> Any:
     """A queue message's command: a JSON object, or JSON text of one."""
-    if isinstance(payload, dict):
+    if isinstance(payload, dict):  # already decoded by the platform: still held to the same rules
+        from stopline import jsonin
+
+        jsonin.check(payload, "message")
         return payload
     if isinstance(payload, bytes | str):
-        try:
-            return json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"message is not valid JSON ({exc.__class__.__name__})",
-                             details=[{"field": "message", "message": str(exc)[:200]}]) from None
+        from stopline import jsonin
+
+        return jsonin.loads(payload, field="message")
     raise BadRequest("message must be a JSON object",
                      details=[{"field": "message", "message": f"got {type(payload).__name__}"}])
 
