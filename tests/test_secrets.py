@@ -70,3 +70,92 @@ def test_secret_scan_across_the_matrix(monkeypatch: pytest.MonkeyPatch, log_line
                *tokens, *signatures]
     leaks = [n for n in needles if n in haystack]
     assert leaks == []
+
+
+def test_the_scrubber_catches_json_escaped_secrets_and_stays_bounded(log_lines: LogCapture) -> None:
+    """A secret with a quote or backslash is written JSON-escaped, which a plain search misses; rotated
+    agency keys do not grow the registry forever; registering while formatting is safe."""
+    import logging
+    import threading
+
+    from stopline import logs
+
+    tricky = 'pa"ss\\word-for-scrubbing'
+    configured_secret(tricky)
+    logs.register_secret(tricky)
+    logging.getLogger("stopline").warning("leak %s", tricky, extra={"field": tricky})
+    assert "pa" + "\\\"ss" not in log_lines.lines[-1] and log_lines.lines[-1].count("***") == 2
+    for n in range(500):
+        logs.register_secret(f"agency-temporary-sk-{n:04d}", temporary=True)
+    assert len(logs._secrets) < 100  # type: ignore[attr-defined]
+    assert logs.scrub("agency-temporary-sk-0499") == "***" and logs.scrub(tricky) == "***"
+    stop = threading.Event()
+
+    def register() -> None:
+        n = 0
+        while not stop.is_set():
+            logs.register_secret(f"racing-temporary-sk-{n:06d}", temporary=True)
+            n += 1
+
+    racer = threading.Thread(target=register)
+    racer.start()
+    try:
+        for _ in range(2000):
+            logs.scrub("nothing secret here, just a line to scan")  # a set changing size would raise
+    finally:
+        stop.set()
+        racer.join()
+
+
+def test_an_authorised_request_prints_no_credentials() -> None:
+    from stopline.wire import Call
+
+    call = Call("POST", "https", "cloudbuild-ext.cn-north-4.myhuaweicloud.com", "/v3/jobs/stop", (),
+                {"X-Auth-Token": "MIIZ-token-that-must-not-print", "Authorization": "SDK-HMAC-SHA256 Signature=ab"},
+                b'{"job_id": "x"}', "v3")
+    assert "MIIZ" not in repr(call) and "Signature" not in repr(call) and "/v3/jobs/stop" in repr(call)
+
+
+RETRY_SCRIPT = """
+from stopline.emulator import mock_huaweicloud
+from stopline.emulator.seeds import DEMO_JOB_ID
+from stopline.entry import get_runtime
+from stopline.pipeline import Delivery
+
+with mock_huaweicloud("demo") as cloud:
+    cloud.inject(r"^/v3/jobs/stop$", "error", status=503, count=1, retry_after=None)
+    result = get_runtime().pipeline.handle({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20},
+                                           Delivery(None, "test"))
+    assert str(result.outcome) == "stopped" and result.attempts == 2, result
+"""
+
+
+def test_retries_write_only_json_lines() -> None:
+    """stamina's own hook printed a bare `stamina.retry_scheduled` line; every stderr line is JSON."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", RETRY_SCRIPT], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert any("retrying" in line for line in lines), lines
+    assert all(line.startswith("{") and json.loads(line) for line in lines), lines
+    assert "retry_scheduled" not in done.stderr
+
+
+def test_mock_huaweicloud_nests_and_restores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "REAL-USER-AK")
+    mock = mock_huaweicloud("demo")
+    with mock as outer:
+        with mock_huaweicloud() as inner:
+            assert os.environ["HUAWEICLOUD_SDK_AK"] != "REAL-USER-AK" and inner is not outer
+        with mock as again:  # the same object entered inside itself
+            assert mock.emulator is again
+        assert mock.emulator is outer and os.environ["HUAWEICLOUD_SDK_AK"] != "REAL-USER-AK"
+    assert os.environ["HUAWEICLOUD_SDK_AK"] == "REAL-USER-AK"
+    with pytest.raises(Exception), mock_huaweicloud({"build_tasks": "not a list"}):  # noqa: B017
+        pass
+    assert os.environ["HUAWEICLOUD_SDK_AK"] == "REAL-USER-AK"  # restored although entering failed

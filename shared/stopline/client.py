@@ -590,6 +590,10 @@ class ClientCore:
 def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
     import stamina  # only after a transient failure: the first attempt runs without it
 
+    # stamina's default hook writes a bare `stamina.retry_scheduled` line; stopline logs retries itself
+    # as JSON (_warn_retry), and every line on stderr must be JSON (interface.md section 14).
+    stamina.instrumentation.set_on_retry_hooks([])
+
     # No retry starts once less than one timeout is left before the deadline (the last attempt's
     # transient failure is then the answer; section 12).
     left = None if deadline is None else deadline - time.monotonic() - core.timeout_s

@@ -15,19 +15,41 @@ from typing import Any
 
 LOGGER_NAME = "stopline"
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-_secrets: set[str] = set()
+_secrets: tuple[str, ...] = ()
+"""Every form to scrub; replaced whole (never mutated) so a formatter on another thread iterates a
+snapshot. Configured secrets stay for the process; temporary ones (agency keys, which rotate every few
+minutes) are kept only while they are among the newest MAX_TEMPORARY."""
+_configured_secrets: dict[str, None] = {}
+_temporary: dict[str, None] = {}
+MAX_TEMPORARY = 32
 _lock = threading.Lock()
 _configured = False
 
 
-def register_secret(*values: str | None) -> None:
+def _forms(value: str) -> list[str]:
+    """The value and its JSON-escaped form (a quote, backslash or control character changes it)."""
+    escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+    return [value] if escaped == value else [value, escaped]
+
+
+def register_secret(*values: str | None, temporary: bool = False) -> None:
     """Never write these values (SK, passwords, tokens, webhook secrets) in any log line."""
+    global _secrets
     with _lock:
-        _secrets.update(v for v in values if v and len(v) >= 4)
+        target = _temporary if temporary else _configured_secrets
+        for value in values:
+            if value and len(value) >= 4:
+                target.pop(value, None)
+                target[value] = None
+        while len(_temporary) > MAX_TEMPORARY:
+            _temporary.pop(next(iter(_temporary)))
+        # longest first, so a secret that contains another is replaced whole
+        _secrets = tuple(sorted({f for v in (*_configured_secrets, *_temporary) for f in _forms(v)},
+                                key=len, reverse=True))
 
 
 def scrub(text: str) -> str:
-    for secret in _secrets:
+    for secret in _secrets:  # a snapshot: registration replaces the tuple, never changes it
         if secret in text:
             text = text.replace(secret, "***")
     return text

@@ -34,9 +34,9 @@ class Call:
     host: str
     path: str
     query: tuple[tuple[str, str], ...]
-    headers: Mapping[str, str]
-    body: bytes
-    api: str
+    headers: Mapping[str, str] = field(repr=False)  # once authorised they hold a token or a signature
+    body: bytes = field(repr=False)
+    api: str = ""
 
     @classmethod
     def build(

@@ -93,6 +93,14 @@ class Emulator:
         return EmulatorServer(self.router, host, port).start()
 
 
+def _restore(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 class mock_huaweicloud:
     """Context manager and decorator routing stopline's httpx traffic to a fresh :class:`Emulator`.
 
@@ -103,33 +111,42 @@ class mock_huaweicloud:
     def __init__(self, seed: dict[str, Any] | str | None = None, *, fake_credentials: bool = True) -> None:
         self._seed = seed
         self._fake_credentials = fake_credentials
-        self._saved: dict[str, str | None] = {}
-        self._override: Any = None
+        # One entry per active ``with`` (the same object may be entered again inside itself).
+        self._active: list[tuple[dict[str, str | None], Any, Emulator]] = []
         self.emulator: Emulator | None = None
 
     def __enter__(self) -> Emulator:
-        emulator = self.emulator = Emulator()
-        if self._fake_credentials:
-            # With the demo seed, use its credentials so its projects' jobs are reachable.
-            ak, sk, project = ((DEMO_AK, DEMO_SK, DEMO_PROJECT_ID) if self._seed == "demo"
-                               else (MOCK_AK, MOCK_SK, MOCK_PROJECT_ID))
-            self._saved = {name: os.environ.pop(name, None) for name in _CREDENTIAL_ENV}
-            os.environ.update(HUAWEICLOUD_SDK_AK=ak, HUAWEICLOUD_SDK_SK=sk, HUAWEICLOUD_SDK_PROJECT_ID=project)
-            emulator.seed(credentials=[{"ak": ak, "sk": sk, "project_id": project}])
-        if self._seed is not None:
-            emulator.seed(self._seed)
-        self._override = _transport.override(emulator.transport)
-        self._override.__enter__()
+        emulator = Emulator()
+        saved: dict[str, str | None] = {}
+        override: Any = None
+        try:
+            if self._fake_credentials:
+                # With the demo seed, use its credentials so its projects' jobs are reachable.
+                ak, sk, project = ((DEMO_AK, DEMO_SK, DEMO_PROJECT_ID) if self._seed == "demo"
+                                   else (MOCK_AK, MOCK_SK, MOCK_PROJECT_ID))
+                saved = {name: os.environ.get(name) for name in _CREDENTIAL_ENV}
+                for name in _CREDENTIAL_ENV:
+                    os.environ.pop(name, None)
+                os.environ.update(HUAWEICLOUD_SDK_AK=ak, HUAWEICLOUD_SDK_SK=sk, HUAWEICLOUD_SDK_PROJECT_ID=project)
+                emulator.seed(credentials=[{"ak": ak, "sk": sk, "project_id": project}])
+            if self._seed is not None:
+                emulator.seed(self._seed)
+            override = _transport.override(emulator.transport)
+            override.__enter__()
+        except BaseException:
+            _restore(saved)  # a bad seed must not leave fake credentials behind
+            raise
+        self._active.append((saved, override, emulator))
+        self.emulator = emulator
         return emulator
 
     def __exit__(self, *exc: object) -> None:
-        self._override.__exit__(None, None, None)
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved = {}
+        saved, override, _ = self._active.pop()
+        try:
+            override.__exit__(None, None, None)
+        finally:
+            _restore(saved)
+            self.emulator = self._active[-1][2] if self._active else None
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):

@@ -88,7 +88,7 @@ def agency_credentials(context: Any) -> AkSk | None:
         return None
     from stopline import logs
 
-    logs.register_secret(sk, token)
+    logs.register_secret(sk, token, temporary=True)
     return AkSk(ak, SecretStr(sk), _call(context, "getProjectID") or None, SecretStr(token), kind="agency")
 
 
