@@ -37,7 +37,7 @@ def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Pope
     while any(not _free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
         base = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
-    mode = ["--asgi"] if request.param == "asgi" else []
+    mode = ["--flask"] if request.param == "flask" else []  # ASGI is the default
     proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
                              "--port", str(base), *mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             cwd=ROOT, env=clean)

@@ -470,7 +470,9 @@ def invoke(target: str, event_file: Path, emulate: bool) -> None:
 @click.option("--emulator-port", default=8790, show_default=True, type=int)
 @click.option("--port", "base_port", default=8080, show_default=True, type=int,
               help="First port of the function targets (webhook); the others follow.")
-@click.option("--asgi", is_flag=True, help="Serve the targets in functions-framework's ASGI mode.")
+@click.option("--asgi/--flask", default=True, show_default=True,
+              help="functions-framework's ASGI mode (default: it holds up under slow senders, Flask mode "
+                   "does not; tests/functions/test_slow_senders.py) or its Flask mode.")
 def dev(emulator_port: int, base_port: int, asgi: bool) -> None:
     """Run the local stack: emulator + every function target on 127.0.0.1, demo state seeded."""
     from stopline.devstack import run_dev

@@ -300,3 +300,32 @@ def test_a_content_length_that_is_not_ascii_digits_is_400(stack: Stack, mode: st
         status, body = raw_request(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                                          b"Connection: close\r\nContent-Length: " + value)
         assert status == 400, (value[:10], body[:200])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_declared_64_mib_body_is_refused_without_reading_it(stack: Stack, mode: str) -> None:
+    """413 answers at once and the rest of the body is not awaited (functions-framework's Flask hook used
+    to read all of it before answering). The Flask answer also says `Connection: close`; gunicorn drops
+    that hop-by-hop header from applications, so there it only helps behind other WSGI servers."""
+    import socket
+
+    port = stack.procs[f"webhook-{mode}"].port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 67108864\r\n\r\n" + b"x" * 1000)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, "closed without an answer"
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 413")  # answered while 64 MiB are still unsent (a 10 s socket timeout)
+
+
+def test_a_malformed_chunked_body_is_400_json_in_flask(stack: Stack) -> None:
+    port = stack.procs["webhook-flask"].port
+    status, body = raw_request(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                     b"Transfer-Encoding: chunked\r\nConnection: close",
+                               b"5\r\n{\"a\":\r\nZZ-not-a-size\r\n\r\n")
+    assert status == 400
+    assert json.loads(body)["ok"] is False

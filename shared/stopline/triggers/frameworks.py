@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from stopline.errors import BadRequest
 from stopline.triggers import http
 
 
@@ -26,9 +27,32 @@ def serve_http(target: str, request: Any) -> Any:
 
     def read_body(limit: int) -> bytes:
         # Flask: read at most limit + 1 bytes, so a body without Content-Length is still bounded.
-        return bytes(request.stream.read(limit + 1))
+        try:
+            return bytes(request.stream.read(limit + 1))
+        except Exception:  # noqa: BLE001 - the server's reader: malformed chunked body, client gone
+            raise BadRequest("the request body could not be read (malformed chunked encoding?)",
+                             details=[{"field": "body", "message": "unreadable"}]) from None
 
-    return _flask_reply(http.handle(target, request.method, headers, read_body))
+    reply = http.handle(target, request.method, headers, read_body)
+    if reply.status == 413 or (reply.status == 400 and _names(reply, "content-length")):
+        return _closing(reply)
+    return _flask_reply(reply)
+
+
+def _names(reply: http.HttpReply, field: str) -> bool:
+    error = reply.body.get("error") if isinstance(reply.body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    return any(isinstance(d, dict) and d.get("field") == field for d in details or [])
+
+
+def _closing(reply: http.HttpReply) -> Any:
+    """A refusal whose body stays unread: streamed, so functions-framework's after-request hook does
+    not read the rest of it (all 64 MiB of a declared 64 MiB body), and ``Connection: close``, so the
+    connection is not reused with the unread bytes still in it."""
+    import flask
+
+    return flask.Response(iter([reply.content()]), status=reply.status,
+                          headers={**reply.all_headers(), "Connection": "close"})
 
 
 def _asgi_response(target: str, request: Any) -> Any:
