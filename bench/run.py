@@ -108,7 +108,7 @@ def runtime_python() -> tuple[str, str]:
     import importlib.metadata
     import shutil
 
-    uv = shutil.which("uv")
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in UV
     if uv is None:
         return sys.executable, "the development environment (uv not found)"
     import hashlib

@@ -41,8 +41,8 @@ def test_serverless_yml_handlers_and_variables() -> None:
 
 
 def test_google_requirements_match_the_lock(tmp_path: Path) -> None:
-    uv = shutil.which("uv")
-    assert uv is not None, "uv runs the tests, so it is on PATH"
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in UV
+    assert uv is not None, "uv runs the tests, so it is known"
     out = tmp_path / "requirements.txt"
     subprocess.run([uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes", "--no-header", "-o",
                     str(out)], check=True, cwd=ROOT, capture_output=True, timeout=120)
@@ -85,3 +85,27 @@ def test_package_ships_bytecode_compiled_by_the_runtime_python(tmp_path: Path) -
         assert compiled.exists(), f"no bytecode for {source.relative_to(folder)}"
         flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
         assert flags == 0b01, f"{compiled.name}: not an unchecked-hash pyc"
+
+
+def test_scripts_uv_installs_uv_without_touching_the_system_python(tmp_path: Path) -> None:
+    """Issue 15: `pip install uv` fails on a PEP 668 system Python. scripts/uv, with no uv on PATH, puts uv
+    into a private venv and never runs pip with the system interpreter (a shim records every call)."""
+    import sys
+
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    calls = tmp_path / "python-calls.txt"
+    for name in ("python3", "python3.11"):
+        (shims / name).write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {sys.executable} "$@"\n')
+        (shims / name).chmod(0o755)
+    env = {"PATH": f"{shims}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "STOPLINE_UV_HOME": str(tmp_path / "uv"),
+           **{k: v for k, v in os.environ.items() if k.startswith(("PIP_", "UV_INDEX", "UV_DEFAULT_INDEX"))}}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "uv"), "--version"], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("uv ") and (tmp_path / "uv" / "bin" / "uv").exists()
+    recorded = calls.read_text().splitlines()
+    assert recorded and not any("-m pip" in line for line in recorded), recorded  # only `-m venv` and a check
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "uv"), "--version"], env=env, capture_output=True,
+                           text=True, timeout=60, cwd=tmp_path)
+    assert again.returncode == 0 and "installing" not in again.stderr  # installed once, then reused
