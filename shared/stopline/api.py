@@ -1,0 +1,112 @@
+"""stopline as a library: ``from stopline import Client``.
+
+The same validation, allowlists, client, retries and outcomes as the functions, behind three methods,
+for code that already knows what to stop (a release tool, a notebook, a test). Each method returns the
+:class:`~stopline.models.Result` a function would have answered with: check ``result.ok``, read
+``result.outcome`` or ``result.error``; ``result.to_json()`` is the function's JSON body. Bad arguments
+are a failed result of type ``invalid`` naming the field, exactly as over HTTP, and never reach the
+cloud. An ``idempotency_key`` makes a repeated call a ``duplicate`` for as long as this object lives
+(memory only: share a Redis through the functions when several processes must agree).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from stopline.client import Client as Driver
+    from stopline.models import Result
+    from stopline.pipeline import Pipeline
+    from stopline.settings import Settings
+
+Scope = Literal["job", "instances", "both"]
+
+
+class Client:
+    """Stop CodeArts builds, delete build tasks and stop DataArts jobs from Python.
+
+    Build it with :meth:`from_env` (the functions' environment variables, README "Configuration") or
+    from a :class:`~stopline.settings.Settings`. Use it as a context manager, or call :meth:`close`, to
+    release its connections. Thread-safe: one instance can serve many threads.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        import logging
+
+        from stopline import transport
+        from stopline.idempotency.handler import Idempotency
+        from stopline.idempotency.memory import MemoryStore
+        from stopline.pipeline import Pipeline
+
+        # A library leaves log output to its application: without a handler of its own (the functions
+        # add one), Python's last-resort handler would print every failed result to stderr.
+        logger = logging.getLogger("stopline")
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+        self.settings = settings
+        self._transport = transport.current()  # inside mock_huaweicloud(): the emulator
+        self._driver: Driver | None = None
+        store = MemoryStore(max_entries=settings.idempotency_max_entries)
+        self._pipeline: Pipeline = Pipeline(
+            settings, Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s),
+            client=self._client)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Client:
+        """Settings from the environment, with keyword overrides by field name (``timeout_s=3``).
+
+        Raises:
+            ConfigurationError: a variable is invalid (the message names it, never its value).
+        """
+        from stopline.settings import load_settings
+
+        return cls(load_settings(**overrides))
+
+    def _client(self) -> Driver:
+        if self._driver is None:
+            from stopline.client import Client as Driver
+            from stopline.client import core_from
+
+            self._driver = Driver(core_from(self.settings), transport=self._transport)
+        return self._driver
+
+    def _run(self, command: dict[str, Any]) -> Result:
+        from stopline.pipeline import Delivery
+
+        return self._pipeline.handle({k: v for k, v in command.items() if v is not None},
+                                     Delivery(None, "library"))
+
+    def stop_build(self, job_id: str, build_no: int | None = None, *, commit_id: str | None = None,
+                   branch: str | None = None, except_commit_id: str | None = None,
+                   idempotency_key: str | None = None) -> Result:
+        """Stop build ``build_no`` of CodeArts Build task ``job_id``; without a number, every running or
+        queued build that matches ``commit_id`` / ``branch`` / ``except_commit_id`` (``result.resolved``
+        lists them; ``nothing_running`` when none did)."""
+        return self._run({"action": "stop_build", "job_id": job_id, "build_no": build_no, "commit_id": commit_id,
+                          "branch": branch, "except_commit_id": except_commit_id,
+                          "idempotency_key": idempotency_key})
+
+    def delete_build_task(self, job_id: str, *, idempotency_key: str | None = None) -> Result:
+        """Delete CodeArts Build task ``job_id`` (``already_deleted`` when it is gone)."""
+        return self._run({"action": "delete_build_task", "job_id": job_id, "idempotency_key": idempotency_key})
+
+    def stop_dataarts_job(self, job_name: str, *, workspace: str | None = None, project_id: str | None = None,
+                          scope: Scope = "job", idempotency_key: str | None = None) -> Result:
+        """Stop DataArts Studio job ``job_name``: its schedule (``scope="job"``), its running instances
+        (``"instances"``), or both."""
+        return self._run({"action": "stop_dataarts_job", "job_name": job_name, "workspace": workspace,
+                          "project_id": project_id, "scope": None if scope == "job" else scope,
+                          "idempotency_key": idempotency_key})
+
+    def close(self) -> None:
+        self._pipeline.shutdown()
+        if self._driver is not None:
+            self._driver.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
