@@ -1,1 +1,1 @@
-"""stopline benchmarks: run with `uv run python -m bench` (see README "Performance")."""
+"""stopline benchmarks: run with `uv run --group dev python -m bench` (see README "Performance")."""

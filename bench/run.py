@@ -1,8 +1,8 @@
 """All stopline benchmarks in one run, each scenario beside its peers, repeated with the peers' order
 rotated; prints markdown tables of medians (min-max) with ratios and writes JSON to bench/results/.
 
-    uv run python -m bench            # full run
-    uv run python -m bench --quick    # tiny counts (the CI smoke test uses this)
+    uv run --group dev python -m bench            # full run
+    uv run --group dev python -m bench --quick    # tiny counts (the CI smoke test uses this)
 
 Everything served runs on 127.0.0.1 and is stopped by pid when the scenario ends.
 """

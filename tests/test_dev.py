@@ -69,7 +69,7 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
     try:
         assert "stopline dev is up" in banner, banner
         commands = [line.strip() for line in banner.splitlines()
-                    if line.strip().startswith(("uv run stopline", "curl", "env "))]
+                    if line.strip().startswith(("uv run stopline", "bash scripts/uv run stopline", "curl", "env "))]
         assert len(commands) >= 5
         for command in commands:
             done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120)

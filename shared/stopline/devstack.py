@@ -59,11 +59,19 @@ def wait_for_port(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def launcher() -> str:
+    """How to run the CLI from the checkout: uv when it is on PATH, else the bootstrap that installs it."""
+    import shutil
+
+    return "uv run stopline" if shutil.which("uv") else "bash scripts/uv run stopline"
+
+
 def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = False,
             github_secret: str = "", gitlab_token: str = "") -> str:
     from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_TASK_ID, demo_environment
 
     hook, event = urls["webhook"], urls["on_event"]
+    run = launcher()
     pubsub = ('{"message":{"data":"\'$(printf \'%s\' \'{"action":"stop_dataarts_job","job_name":"nightly"}\' '
               '| base64 -w0)\'","messageId":"demo-1"},"subscription":"projects/demo/subscriptions/stopline"}')
     lines = [
@@ -77,23 +85,23 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
         f"  rules              {DEMO_RULES}",
         "",
         "Try these in another terminal (from the checkout):",
-        f"  uv run stopline send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
-        f"  uv run stopline send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
-        f"  uv run stopline send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
+        f"  {run} send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
+        f"  {run} send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
+        f"  {run} send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
         f"--secret {secret}",
         # functions-framework converts a raw push body only in Flask mode; under ASGI send it as Eventarc does
         (f"  curl -s -X POST {event} -H 'Content-Type: application/json' -H 'ce-specversion: 1.0' "
          "-H 'ce-id: demo-1' -H 'ce-source: //pubsub.googleapis.com/projects/demo/topics/stopline' "
          f"-H 'ce-type: google.cloud.pubsub.topic.v1.messagePublished' -d '{pubsub}'" if asgi else
          f"  curl -s -X POST {event} -H 'Content-Type: application/json' -d '{pubsub}'"),
-        "  uv run stopline invoke functiongraph --event events/functiongraph-kafka.json --emulate",
+        f"  {run} invoke functiongraph --event events/functiongraph-kafka.json --emulate",
         "A cancelled GitHub run and a cancelled GitLab pipeline (both stop build 24, of their commit), and a",
         "run started on feature/x (stops the older builds 20 and 21 of that branch):",
-        f"  uv run stopline send --github workflow_run --file events/github-workflow_run-cancelled.json "
+        f"  {run} send --github workflow_run --file events/github-workflow_run-cancelled.json "
         f"--url {urls['github']} --secret {github_secret}",
-        f"  uv run stopline send --gitlab 'Pipeline Hook' --file events/gitlab-pipeline-canceled.json "
+        f"  {run} send --gitlab 'Pipeline Hook' --file events/gitlab-pipeline-canceled.json "
         f"--url {urls['gitlab']} --secret {gitlab_token}",
-        f"  uv run stopline send --github workflow_run --file events/github-workflow_run-requested-feature.json "
+        f"  {run} send --github workflow_run --file events/github-workflow_run-requested-feature.json "
         f"--url {urls['github']} --secret {github_secret}",
         f"  curl -s {emulator_url}/_emulator/calls",
         "",
@@ -102,7 +110,7 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
         "",
         "The direct commands (stopline running / stop-build / stop-job) talk to the emulator with these:",
         "  env " + " ".join(f"{k}={v}" for k, v in demo_environment(emulator_url).items())
-        + f" uv run stopline running {DEMO_JOB_ID}",
+        + f" {run} running {DEMO_JOB_ID}",
         "",
     ]
     return "\n".join(lines)
