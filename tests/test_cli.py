@@ -120,3 +120,12 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
     assert [e["effect"] for e in served[0].effects] == ["build_stopped", "build_stopped", "instance_stopped"]
     clash = run(["stop-build", DEMO_JOB_ID, "20", "--commit", DEMO_COMMIT[:7]], env)
     assert clash.returncode == 2 and "commit-id" in clash.stderr and "build_no" in clash.stderr
+
+
+def test_invoke_emulate_says_it_uses_its_own_emulator() -> None:
+    """Issue 15: `stopline invoke --emulate` silently used a private emulator, not the dev stack's."""
+    done = run(["invoke", "functiongraph", "--event", str(ROOT / "events" / "functiongraph-smn.json"), "--emulate"],
+               {})
+    assert done.returncode == 0, done.stderr
+    assert "private in-process emulator" in done.stderr and "stopline dev" in done.stderr
+    assert json.loads(done.stdout)["results"][0]["outcome"] == "stopped"

@@ -451,10 +451,16 @@ def secret_new() -> None:
     ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event", "functiongraph"]))
 @click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The event file: an HTTP body, a CloudEvent, a Pub/Sub envelope or a FunctionGraph event.")
-@click.option("--emulate", is_flag=True, help="Run against the in-process emulator with the demo state.")
+@click.option("--emulate", is_flag=True,
+              help="Run against a private in-process emulator with the demo state (not a running `stopline "
+                   "dev`: to use that one, drop --emulate and set the endpoints its banner prints).")
 def invoke(target: str, event_file: Path, emulate: bool) -> None:
     """Run one function target in-process on an event file and print its answer."""
     from stopline.invoker import invoke_file
+
+    if emulate:
+        click.echo("--emulate: using a private in-process emulator with the demo state; a running `stopline "
+                   "dev` (and its call log) is not involved", err=True)
 
     try:
         code, output = invoke_file(target, event_file, emulate=emulate)
