@@ -3,7 +3,9 @@ reads; the Google requirements file matches the lock; the Google package folder 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,8 @@ def test_serverless_yml_handlers_and_variables() -> None:
                  f"m=u.module_from_spec(s); s.loader.exec_module(m); assert callable(m.{attribute})")
         subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
         assert function["xrole"] == "stopline-agency"
+        # the plugin's own keys for FunctionGraph's initializer (read from its source, function.service.ts)
+        assert function["initializerHandler"] == "functiongraph.initializer" and function["initializerTimeout"] > 0
         triggers |= {event["triggerTypeCode"] for event in function.get("events", [])}
     assert triggers == {"DEDICATEDGATEWAY", "KAFKA", "SMN", "TIMER"}
     assert "stopline-rabbitmq" in config["functions"]
@@ -109,3 +113,12 @@ def test_scripts_uv_installs_uv_without_touching_the_system_python(tmp_path: Pat
     again = subprocess.run(["bash", str(ROOT / "scripts" / "uv"), "--version"], env=env, capture_output=True,
                            text=True, timeout=60, cwd=tmp_path)
     assert again.returncode == 0 and "installing" not in again.stderr  # installed once, then reused
+
+
+def test_package_json_pins_serverless_v3() -> None:
+    """`npx serverless` would otherwise fetch v4, which needs a Serverless account and has no place for
+    this provider plugin; serverless.yml says frameworkVersion 3."""
+    package = json.loads((ROOT / "package.json").read_text())
+    version = package["devDependencies"]["serverless"]
+    assert re.fullmatch(r"3\.\d+\.\d+", version), version  # exact, not a range
+    assert yaml.safe_load((ROOT / "serverless.yml").read_text())["frameworkVersion"] == "3"
