@@ -8,7 +8,7 @@ take an injectable transport, which is how the emulator plugs in.
 
 The drivers hand requests to the transport directly rather than through ``httpx.Client``: stopline
 uses none of the client layer (cookies, redirects, auth hooks, default headers), and skipping it saves
-about 125 µs of CPU per call, a fifth of the whole call (bench/README "Performance"). When a proxy is
+about 125 µs of CPU per call, a fifth of the whole call (bench/README.md). When a proxy is
 configured in the environment the full ``httpx.Client`` is used instead, because it implements
 HTTP(S)_PROXY and NO_PROXY.
 """
