@@ -39,6 +39,10 @@ VALUES = st.one_of(st.sampled_from(["stop_build", "delete_build_task", "stop_dat
                                     "myJob", "a/b", "", "0"]), st.integers(-5, 30), JSON)
 COMMANDS = st.dictionaries(FIELDS, VALUES, max_size=5)
 BATCHES = st.builds(lambda cs: json.dumps({"commands": cs}).encode(), st.lists(COMMANDS, max_size=3))
+DEEP = st.builds(lambda depth: b'{"action": "stop_build", "x": ' + b"[" * depth + b"]" * depth + b"}",
+                 st.integers(1, 3000))
+"""Nesting from 1 to 3,000 levels: past 64 a 400 `invalid_json`; past about 1,000 json.loads itself fails."""
+HEADER_VALUES = st.one_of(st.text(max_size=12), st.sampled_from(["\u00b2", "9" * 5000, "-1", "1e3", " 12 ", "0x10"]))
 EVENTS = Path(__file__).parents[1] / "events"
 
 
@@ -83,17 +87,20 @@ def test_http_targets(target: str, cloud: Emulator, request: pytest.FixtureReque
            content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain",
                                          "application/cloudevents+json", ""]),
            payload=st.one_of(COMMANDS.map(lambda c: json.dumps(c).encode()), st.binary(max_size=64), BATCHES,
-                             st.integers(256 * 1024 - 12, 256 * 1024 + 8)),  # a size: built below, kept out of reprs
-           declare_length=st.booleans(),
+                             DEEP, st.integers(256 * 1024 - 12, 256 * 1024 + 8)),  # a size: built below
+           declare_length=st.sampled_from(["yes", "yes", "no", "garbage"]),
+           length_value=HEADER_VALUES,
            signing=st.sampled_from(["good", "good", "none", "wrong", "stale"]),
            msg_id=st.text(min_size=1, max_size=12))
-    def run(method: str, content_type: str, payload: bytes | int, declare_length: bool, signing: str,
-            msg_id: str) -> None:
+    def run(method: str, content_type: str, payload: bytes | int, declare_length: str, length_value: str,
+            signing: str, msg_id: str) -> None:
         if isinstance(payload, int):
             payload = b'{"a":"' + b"x" * payload + b'"}'
         headers = {"content-type": content_type} if content_type else {}
-        if declare_length:
+        if declare_length == "yes":
             headers["content-length"] = str(len(payload))
+        elif declare_length == "garbage":
+            headers["content-length"] = length_value
         if signing != "none":
             ts = 1 if signing == "stale" else None
             key = "other-wrong-secret-value" if signing == "wrong" else SECRET
@@ -101,7 +108,14 @@ def test_http_targets(target: str, cloud: Emulator, request: pytest.FixtureReque
         before = len(cloud.calls)
         reply = http.handle(target, method, {k.lower(): v for k, v in headers.items()}, lambda n: payload[: n + 1])
         check_reply(reply.status, reply.body, before, cloud)
-        if len(payload) > http.MAX_BODY and method == "POST":
+        json.dumps(reply.body)  # every answer is JSON, whatever the input echoed
+        declared = length_value.strip()
+        if declare_length == "garbage" and method == "POST" and not (declared.isascii() and declared.isdigit()
+                                                                  and len(declared) <= 18):
+            assert reply.status == 400 and len(cloud.calls) == before
+        elif declare_length == "garbage" and method == "POST":
+            pass  # a plausible number of bytes, true or not: any contract answer will do
+        elif len(payload) > http.MAX_BODY and method == "POST":
             assert reply.status == 413 and len(cloud.calls) == before
         elif signing != "good":
             assert reply.status in (401, 405, 415) and len(cloud.calls) == before
@@ -158,5 +172,60 @@ def test_functiongraph_handler(cloud: Emulator, request: pytest.FixtureRequest) 
                 assert contract_status(result["status"], result.get("error")), result
                 if not result["ok"]:
                     assert result["error"]["message"]
+
+    run()
+
+
+@pytest.mark.parametrize("source", ["github", "gitlab"])
+def test_source_targets(source: str, cloud: Emulator, monkeypatch: pytest.MonkeyPatch,
+                        request: pytest.FixtureRequest) -> None:
+    """GitHub and GitLab deliveries, correctly signed, with every field of the sample payloads mutated:
+    no 5xx but 503, every refusal names a reason, and a refused delivery reaches no cloud."""
+    import hashlib
+    import hmac
+
+    monkeypatch.setenv("STOPLINE_GITHUB_SECRETS", SECRET)
+    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", SECRET)
+    monkeypatch.setenv("STOPLINE_RULES", str(Path(__file__).parents[1] / "shared" / "stopline" / "data"
+                                             / "demo-rules.yaml"))
+    reset_runtime()
+    samples = [json.loads(p.read_text()) for p in sorted(EVENTS.glob(f"{source}-*.json"))]
+    kinds = (["workflow_run", "workflow_job", "ping", "push", ""] if source == "github"
+             else ["Pipeline Hook", "Job Hook", "Push Hook", ""])
+
+    def mutate(event: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(json.dumps(event))
+        node = out
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                return out
+            node = child
+        node[path[-1]] = value
+        return out
+
+    keys = st.lists(st.sampled_from(["action", "workflow_run", "workflow_job", "conclusion", "status",
+                                     "head_branch", "head_sha", "repository", "full_name", "object_attributes",
+                                     "ref", "sha", "project", "path_with_namespace", "id", "name"]),
+                    min_size=1, max_size=3)
+
+    @settings(max_examples=examples(request) // 2, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event=st.builds(mutate, st.sampled_from(samples), keys, JSON), kind=st.sampled_from(kinds),
+           delivery=st.text(min_size=1, max_size=12))
+    def run(event: dict[str, Any], kind: str, delivery: str) -> None:
+        body = json.dumps(event).encode()
+        if source == "github":
+            headers = {"x-github-event": kind, "x-github-delivery": delivery, "x-hub-signature-256":
+                       "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()}
+        else:
+            headers = {"x-gitlab-event": kind, "x-gitlab-token": SECRET, "idempotency-key": delivery}
+        headers["content-type"] = "application/json"
+        before = len(cloud.calls)
+        reply = http.handle(source, "POST", headers, lambda n: body[: n + 1])
+        json.dumps(reply.body)
+        check_reply(reply.status, reply.body, before, cloud)
+        assert reply.status in (200, 400, 422, 503) or reply.status == 502, (reply.status, reply.body)
+        if reply.status in (400, 422):
+            assert len(cloud.calls) == before
 
     run()
