@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,3 +130,84 @@ def test_invoke_emulate_says_it_uses_its_own_emulator() -> None:
     assert done.returncode == 0, done.stderr
     assert "private in-process emulator" in done.stderr and "stopline dev" in done.stderr
     assert json.loads(done.stdout)["results"][0]["outcome"] == "stopped"
+
+
+@pytest.fixture
+def hook(served: tuple[Emulator, EmulatorServer], tmp_path: Path) -> Any:
+    """A real webhook target signed with a known secret."""
+    from .functions.harness import SECRET, FunctionProcess, start_all
+
+    (proc,) = start_all([FunctionProcess("webhook", True, {**demo_environment(served[1].url),
+                                                           "STOPLINE_WEBHOOK_SECRETS": SECRET},
+                                         tmp_path / "hook.log")])
+    yield proc.url, SECRET
+    proc.stop()
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_send_errors_are_one_line_naming_cause_and_fix(hook: tuple[str, str], tmp_path: Path) -> None:
+    """Issue 15 item 3, case by case: every `stopline send` error is one line, never a traceback."""
+    url, secret = hook
+    base = ["send", "stop_build", "--url", url]
+    placeholder = run([*base, "--job-id", DEMO_JOB_ID, "--build-no", "20", "--secret", "whsec_..."], {})
+    assert placeholder.returncode == 2 and "secret is not usable" in one_line_error(placeholder)
+    bad_field = run([*base, "--job-id", "short", "--build-no", "20", "--secret", secret], {})
+    message = one_line_error(bad_field)
+    assert bad_field.returncode == 2 and "job-id" in message and "{32}" in message  # the reason, not just the name
+    typo = run([*base, "--job-id", DEMO_JOB_ID, "--build-number", "20", "--secret", secret], {})
+    assert typo.returncode == 2 and "unknown option --build-number" in one_line_error(typo)  # not "missing"
+    batch = tmp_path / "batch.json"
+    batch.write_text("{not json")
+    bad_batch = run(["send", "--batch", str(batch), "--url", url, "--secret", secret], {})
+    assert bad_batch.returncode == 2 and str(batch) in one_line_error(bad_batch)
+    closed = f"http://127.0.0.1:{free_port()}"
+    refused = run(["send", "stop_build", "--url", closed, "--job-id", DEMO_JOB_ID, "--build-no", "20",
+                   "--secret", secret], {})
+    assert refused.returncode == 1 and "is the target running" in one_line_error(refused)
+    wrong = run([*base, "--job-id", DEMO_JOB_ID, "--build-no", "20",
+                 "--secret", "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"], {})
+    assert wrong.returncode == 1 and "HTTP 401" in wrong.stdout and "hint:" in wrong.stderr
+    for variable in ("STOPLINE_WEBHOOK_SECRET", "STOPLINE_WEBHOOK_SECRETS"):  # both spellings work
+        ok = run([*base, "--job-id", DEMO_JOB_ID, "--build-no", "21"], {variable: secret})
+        assert ok.returncode == 0 and ok.stdout.startswith("HTTP 200"), (variable, ok.stdout, ok.stderr)
+
+
+def test_send_to_something_that_is_not_stopline(tmp_path: Path) -> None:
+    """The wrong port answers an HTML page or a bare 404: say so, in one line."""
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b"<html><body>Not Found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = run(["send", "stop_build", "--url", f"http://127.0.0.1:{server.server_address[1]}",
+                    "--job-id", DEMO_JOB_ID, "--build-no", "20", "--secret", "a-plain-secret-of-16+"], {})
+        assert done.returncode == 1 and "not a stopline answer" in one_line_error(done)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_send_help_lists_the_field_flags() -> None:
+    done = run(["send", "--help"], {})
+    assert done.returncode == 0
+    for flag in ("--job-id", "--build-no", "--commit-id", "--job-name", "--workspace", "--scope"):
+        assert flag in done.stdout, flag
