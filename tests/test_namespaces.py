@@ -69,3 +69,22 @@ def test_the_prefix_separates_deployments_sharing_one_redis(demo_env: Emulator, 
         get_runtime().pipeline.prepare(stop(7), Delivery("p-1", "webhook")).command,  # type: ignore[union-attr]
         Delivery("p-1", "webhook"), None)
     assert key is not None and key.startswith("other-app:")
+
+
+def test_a_90_kb_delivery_id_costs_a_bounded_record(demo_env: Emulator) -> None:
+    """Issue 11 defect 9: 90 KB webhook-ids grew memory by ~93 KB per key. The key is stored by its hash
+    and the record keeps no copy of the id; a duplicate still reports its own delivery's id."""
+    import json
+
+    from stopline.idempotency.memory import MemoryStore
+
+    seed(demo_env)
+    runtime = get_runtime()
+    huge = "w" * 90_000
+    first = runtime.pipeline.handle(stop(8), Delivery(huge, "webhook"))
+    again = runtime.pipeline.handle(stop(8), Delivery(huge, "webhook"))
+    assert str(first.outcome) == "stopped" and str(again.outcome) == "duplicate" and again.event_id == huge
+    store = runtime.idempotency.store
+    assert isinstance(store, MemoryStore)
+    sizes = [len(key) + len(json.dumps(record)) for key, (_, record) in store._data.items()]
+    assert sizes and max(sizes) < 2_000
