@@ -175,6 +175,7 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
         table("Cold start, whole process wall time", [wall[n] for n in order], "ms", "bare functions-framework echo",
               f"The in-process row also imports the emulator, before its handler clock starts. Every process "
               f"runs in {where}."),
+        _cold_goals(handler),
         table("Cold start, peak RSS", [rss[n] for n in order], "MB", "bare functions-framework echo"),
         "`python -X importtime`: what the production path (served emulator) imports beyond the bare echo, by "
         "package (self time summed over its modules):\n\n"
@@ -183,6 +184,17 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
     return text, {"wall_ms": {n: wall[n].values for n in order}, "handler_ms": {n: handler[n].values for n in order},
                   "rss_mb": {n: rss[n].values for n in order}, "init_ms": {fg: init[fg].values, pre: init[pre].values},
                   "extra_imports_us": dict((name, us) for us, name in extra)}
+
+
+def _cold_goals(handler: dict[str, Series]) -> str:
+    """The cold-start goals of issue 15, as ratios: the production path at most the echo + 100 ms and at
+    most 0.7x the official SDK's target."""
+    ours = handler["stopline webhook, served emulator (production path)"].median()
+    echo = handler["bare functions-framework echo"].median()
+    sdk = handler["functions-framework target using the official SDK (served emulator)"].median()
+    return (f"Goals: production path over the bare echo **+{ours - echo:.0f} ms** (goal <= +100 ms: "
+            f"{'met' if ours - echo <= 100 else 'not met'}); production path / official SDK target "
+            f"**{ours / sdk:.2f}x** (goal <= 0.70x: {'met' if ours / sdk <= 0.7 else 'not met'}).")
 
 
 # -- 3. batch fan-out -------------------------------------------------------------------------------------
