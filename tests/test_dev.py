@@ -84,6 +84,10 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
         exported = re.search(r"export STOPLINE_URL=(\S+) STOPLINE_WEBHOOK_SECRET=(\S+)", banner)
         assert exported is not None and exported.group(2).startswith("whsec_")
         _run_readme_block(exported.group(1), exported.group(2), emulator_port)
+        github_url = re.search(r"^  github +(http://\S+)$", banner, re.M)
+        github_secret = re.search(r"^  github secret +(\S+)$", banner, re.M)
+        assert github_url is not None and github_secret is not None
+        _run_pipelines_block(github_url.group(1), github_secret.group(1))
         children = _children(proc.pid)
         assert len(children) == 7
     finally:
@@ -113,6 +117,25 @@ def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
     assert outputs[0].startswith("HTTP 200 stopped") and "duplicate (first: stopped)" in outputs[1]
     calls = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/calls").json()["calls"]
     assert sum(1 for c in calls if c.get("build_no") == 3 and c["path"] == "/v3/jobs/stop") == 1
+
+
+def _run_pipelines_block(url: str, secret: str) -> None:
+    """README "Cancel CodeArts builds when a GitHub or GitLab pipeline is cancelled", run as written."""
+    readme = (ROOT / "README.md").read_text()
+    first = readme.index("<!-- tested: tests/test_dev.py")
+    marker = readme.index("<!-- tested: tests/test_dev.py", first + 1)
+    start = readme.index("```bash", marker) + len("```bash")
+    block = readme[start: readme.index("```", start)]
+    lines = [line for line in block.strip().splitlines() if line and not line.startswith("export ")]
+    env = {**os.environ, "STOPLINE_GITHUB_URL": url, "STOPLINE_GITHUB_SECRET": secret}
+    outputs = []
+    for line in lines:
+        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+        outputs.append(done.stdout)
+    assert "cancel-github-ci" in outputs[0] and "cancel-github-ci" in outputs[1]  # check, then explain
+    assert outputs[2].startswith("HTTP 200") and "rules matched: cancel-github-ci" in outputs[2]
+    assert outputs[3].startswith("HTTP 200") and "supersede-feature-builds" in outputs[3]
 
 
 def test_busy_port_is_a_clear_message() -> None:
