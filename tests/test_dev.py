@@ -100,6 +100,13 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
     assert [pid for pid in children if _alive(pid)] == []
 
 
+def _as_user_runs(line: str) -> str:
+    """README lines say `uv`; without uv on PATH a user writes `bash scripts/uv` (README says so)."""
+    import shutil
+
+    return line if shutil.which("uv") else re.sub(r"^uv run ", "bash scripts/uv run ", line)
+
+
 def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
     """The README's tested tour block, run line by line with the banner's URL and secret."""
     readme = (ROOT / "README.md").read_text()
@@ -110,7 +117,7 @@ def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
     env = {**os.environ, "STOPLINE_URL": url, "STOPLINE_WEBHOOK_SECRET": secret}
     outputs = []
     for line in lines:
-        line = line.replace("127.0.0.1:8790", f"127.0.0.1:{emulator_port}")
+        line = _as_user_runs(line.replace("127.0.0.1:8790", f"127.0.0.1:{emulator_port}"))
         done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
         assert done.returncode == 0, (line, done.stdout, done.stderr)
         outputs.append(done.stdout)
@@ -130,7 +137,8 @@ def _run_pipelines_block(url: str, secret: str) -> None:
     env = {**os.environ, "STOPLINE_GITHUB_URL": url, "STOPLINE_GITHUB_SECRET": secret}
     outputs = []
     for line in lines:
-        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        done = subprocess.run(["bash", "-c", _as_user_runs(line)], capture_output=True, text=True, cwd=ROOT,
+                              env=env, timeout=120)
         assert done.returncode == 0, (line, done.stdout, done.stderr)
         outputs.append(done.stdout)
     assert "cancel-github-ci" in outputs[0] and "cancel-github-ci" in outputs[1]  # check, then explain
