@@ -20,6 +20,7 @@ from stopline.client import Client
 from stopline.errors import (
     ConfigurationError,
     Forbidden,
+    RequestError,
     StoplineError,
     UpstreamInfo,
     error_class,
@@ -52,6 +53,9 @@ class Delivery:
     action: str | None = None
     namespace: str = "webhook"
     deadline: float | None = None
+    answered: bool = False
+    """The sender reads the answer (HTTP): a refusal is its mistake, logged at WARNING; on a queue nobody
+    reads it, so a refused message is logged at ERROR for the operator (interface.md section 14)."""
 
 
 @dataclass(slots=True)
@@ -261,7 +265,8 @@ class Pipeline:
         fields.update(status=err.status, error_type=err.type,
                       upstream_status=err.upstream.status if err.upstream else None,
                       upstream_error_code=err.upstream.error_code if err.upstream else None)
-        level = logging.WARNING if err.transient else logging.ERROR
+        level = logging.WARNING if err.transient or (delivery.answered and isinstance(err, RequestError)) \
+            else logging.ERROR
         log.log(level, "%s failed: %s", result.action or "command", err.message, extra=fields)
         return result
 

@@ -181,7 +181,8 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Ver
         raise BadRequest("body must be a JSON object",
                          details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
     action = TARGET_ACTIONS[target]
-    delivery = Delivery(event_id, target, action, namespace=target if target in SOURCE_TARGETS else "webhook")
+    delivery = Delivery(event_id, target, action, namespace=target if target in SOURCE_TARGETS else "webhook",
+                        answered=True)
     if target in SOURCE_TARGETS:
         from stopline.sources import EVENT_HEADER, normalise
 
