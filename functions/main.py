@@ -54,6 +54,15 @@ def gitlab(request: Any) -> Any:
     return _serve("gitlab", request)
 
 
+@functions_framework.errorhandler(RecursionError)  # type: ignore[untyped-decorator]
+def _nested_too_deep(error: RecursionError) -> Any:
+    """Flask mode parses a CloudEvent body before `on_event` runs; nesting deep enough to overflow its
+    JSON parser must still be a 400 JSON answer, not an HTML 500 that a pusher retries forever."""
+    from stopline.triggers.frameworks import refuse_too_deep
+
+    return refuse_too_deep()
+
+
 @functions_framework.cloud_event
 def on_event(event: Any) -> None:
     """A CloudEvent carrying a command, or a Pub/Sub push envelope; raises to ask for redelivery."""

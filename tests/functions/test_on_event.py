@@ -122,3 +122,26 @@ def test_permanent_failures_are_acknowledged_and_logged_once(stack: tuple[Emulat
     records = procs[mode].log_records()
     assert [r["level"] for r in records if r.get("event_id") == bad_id] == ["ERROR"]
     assert any(r["level"] == "ERROR" and r.get("event_id") == f"b64-{mode}" for r in records)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_poison_cloudevent_is_refused_in_json(stack: tuple[Emulator, dict[str, FunctionProcess]],
+                                                mode: str) -> None:
+    """Issue 12: ~1,000 levels of nesting in the CloudEvent body itself (parsed by functions-framework
+    before stopline sees it) answer 400 (JSON in Flask mode), not an HTML 500 that a pusher would retry
+    forever; 100 levels inside `data` are stopline's to refuse: acknowledged, never called."""
+    emulator, procs = stack
+    before = len(emulator.calls)
+    deep = '{"specversion": "1.0", "id": "deep-1", "source": "//t", "type": "x", "data": ' + "[" * 1000 \
+        + "]" * 1000 + "}"
+    reply = httpx.post(procs[mode].url, content=deep, headers={"Content-Type": "application/cloudevents+json"},
+                       timeout=30)
+    assert reply.status_code == 400, reply.text[:300]
+    if mode == "flask":
+        assert reply.json()["error"]["type"] == "invalid_json"
+    else:  # functions-framework's ASGI mode answers any unparsable CloudEvent itself, in text (README)
+        assert "CloudEvent" in reply.text
+    nested = post_structured(procs[mode].url, structured({"action": "stop_build", "x": json.loads("[" * 100
+                                                                                                   + "]" * 100)}))
+    assert nested.status_code in (200, 204)  # acknowledged: a poison message is not redelivered
+    assert len(emulator.calls) == before

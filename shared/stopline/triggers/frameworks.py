@@ -89,3 +89,13 @@ def _pipeline_response_class() -> type:
             await out(scope, receive, send)
 
     return PipelineResponse
+
+
+def refuse_too_deep() -> tuple[bytes, int, dict[str, str]]:
+    """The answer when functions-framework's own JSON parsing overflowed (Flask mode, on_event)."""
+    from stopline.errors import InvalidJson
+    from stopline.jsonin import MAX_DEPTH
+
+    error = InvalidJson(f"body is nested deeper than {MAX_DEPTH} levels",
+                        details=[{"field": "body", "message": f"nesting over {MAX_DEPTH} levels"}])
+    return _flask_reply(http.refusal(error, "on_event"))

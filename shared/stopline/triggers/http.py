@@ -218,7 +218,7 @@ def _internal_error(exc: Exception) -> HttpReply:
                                                   "details": []}})
 
 
-def _refusal(exc: StoplineError, target: str, event_id: str | None = None) -> HttpReply:
+def refusal(exc: StoplineError, target: str, event_id: str | None = None) -> HttpReply:
     """A request refused before the pipeline: logged once -- configuration problems at ERROR for the
     operator, refused requests at WARNING with the reason (interface.md section 14)."""
     fields = {"status": exc.status, "error_type": exc.type, "target": target, "event_id": event_id}
@@ -290,7 +290,7 @@ def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpRep
             return batch_reply(pipeline.handle_batch(parsed.commands, delivery))
         return result_reply(pipeline.handle(parsed.command, delivery))
     except StoplineError as exc:  # an event that lacks what a matching rule needs (422)
-        return _refusal(exc, delivery.trigger, delivery.event_id)
+        return refusal(exc, delivery.trigger, delivery.event_id)
     except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
         return _internal_error(exc)
 
@@ -307,7 +307,7 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             read_body(drain)
-        return _refusal(exc, target, _known_id(target, headers))
+        return refusal(exc, target, _known_id(target, headers))
     delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger, deadline=deadline)
     return _dispatch(chosen, parsed, delivery)
 
@@ -322,7 +322,7 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             await read_body(drain)
-        return _refusal(exc, target, _known_id(target, headers))
+        return refusal(exc, target, _known_id(target, headers))
     from anyio import to_thread
 
     return await to_thread.run_sync(_dispatch, runtime.pipeline, parsed, parsed.delivery)
