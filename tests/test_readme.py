@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 from .conftest import ROOT
 
@@ -41,3 +43,52 @@ def test_the_test_recipe_passes_under_pytest(tmp_path: Path) -> None:
                           cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+def bash_block(after: str) -> list[str]:
+    """The commands of the first ```bash block after the heading ``after``, continuation lines joined."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```bash", text.index(after)) + len("```bash")
+    joined = text[start: text.index("```", start)].replace("\\\n", " ")
+    lines = (re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.strip().splitlines())  # comments
+    return [line for line in lines if line]
+
+
+def run_lines(lines: list[str], port: int) -> list[tuple[int, str]]:
+    """Each line in one bash session (so `export` carries over), as (exit code, output)."""
+    import shutil
+
+    script = []
+    for line in lines:
+        line = line.replace("8790", str(port))
+        if not shutil.which("uv"):
+            line = re.sub(r"^uv run ", "bash scripts/uv run ", line)
+        script.append(line if line.startswith("export ") else f"{line}; echo \"<<rc=$?>>\"")
+    done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, env=clean_env(), capture_output=True,
+                          text=True, timeout=300)
+    chunks = done.stdout.split("<<rc=")
+    return [(int(chunk.split(">>", 1)[0]), prev.rsplit(">>", 1)[-1].strip())
+            for prev, chunk in pairwise(chunks)]
+
+
+def test_calling_the_cloud_directly_works_as_written(served: Any) -> None:
+    """README "Calling the cloud directly" and "Stop what is running", against a served emulator."""
+    port = served[1].port
+    direct = bash_block("## Calling the cloud directly")
+    assert direct[0].startswith("uv run stopline emulator")  # the test serves its own emulator instead
+    results = run_lines(direct[1:], port)
+    codes = [code for code, _ in results]
+    outputs = [out for _, out in results]
+    assert codes == [0, 0, 0, 0, 1], results
+    assert outputs[0].startswith("stopped") and outputs[1].startswith("already_stopped")
+    assert outputs[2].startswith("deleted") and outputs[3].startswith("stopped")
+    assert outputs[4].startswith("not_found")
+    export = next(line for line in direct if line.startswith("export "))
+    served[0].reset()  # the block above deleted the demo task: start "Stop what is running" afresh
+    served[0].seed("demo")
+    running = run_lines([export, *bash_block("## Stop what is running")], port)
+    assert [code for code, _ in running] == [0, 0, 0, 0], running
+    assert running[0][1].startswith("BUILD") and "3f2a9c1" in running[0][1]  # the demo's running builds
+    assert "build 20: stopped" in running[1][1] and "build 21: stopped" in running[1][1]  # that commit's
+    assert running[2][1].startswith("nothing_running")  # the branch's older builds were just stopped
+    assert "instance 34765: stopped" in running[3][1]
