@@ -32,7 +32,9 @@ def test_the_library_recipe_runs(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=clean_env(), capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("stopped [{'build_no': ")  # the branch's running builds, listed
+    listed, stopped = done.stdout.splitlines()[:2]
+    assert listed == "[21, 23]"  # build 20 was just stopped; 21 and 23 still run on feature/x
+    assert stopped.startswith("stopped [{'build_no': 21")  # the branch's running builds, stopped
     assert done.stderr == ""  # a library writes no log lines of its own
 
 

@@ -87,6 +87,22 @@ class Client:
                           "branch": branch, "except_commit_id": except_commit_id,
                           "idempotency_key": idempotency_key})
 
+    def running(self, job_id: str, *, commit_id: str | None = None, branch: str | None = None) -> list[dict[str, Any]]:
+        """The running and queued builds of task ``job_id`` (matching ``commit_id`` / ``branch``), oldest
+        first: ``[{"build_no", "state", "branch", "commit_id", "start_time"}, ...]``.
+
+        Raises:
+            InvalidCommand: an argument is invalid (the details name it).
+            StoplineError: the look-up failed (its type says how, as for a failed result).
+        """
+        from stopline.client import running_rows
+        from stopline.models import StopBuild, parse_command
+
+        raw = {"action": "stop_build", "job_id": job_id, "commit_id": commit_id, "branch": branch}
+        command = parse_command({k: v for k, v in raw.items() if v is not None})
+        assert isinstance(command, StopBuild)
+        return running_rows(self._client().running(command))
+
     def delete_build_task(self, job_id: str, *, idempotency_key: str | None = None) -> Result:
         """Delete CodeArts Build task ``job_id`` (``already_deleted`` when it is gone)."""
         return self._run({"action": "delete_build_task", "job_id": job_id, "idempotency_key": idempotency_key})

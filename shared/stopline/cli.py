@@ -137,6 +137,7 @@ def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch:
 @_verbose_option
 def running(job_id: str, commit_id: str | None, branch: str | None, as_json: bool, verbose: bool) -> None:
     """List the running and queued builds of CodeArts Build task JOB_ID: number, state, branch, commit."""
+    from stopline.client import running_rows
     from stopline.models import StopBuild, parse_command
 
     raw: dict[str, Any] = {"action": "stop_build", "job_id": job_id}
@@ -152,10 +153,7 @@ def running(job_id: str, commit_id: str | None, branch: str | None, as_json: boo
     except StoplineError as exc:
         click.echo(f"{exc.type} (HTTP {exc.status}): {exc.message}", err=True)
         sys.exit(EXIT_USAGE if exc.type == ConfigurationError.type else EXIT_FAILED)
-    rows = [{"build_no": int(r.get("number") or 0),
-             "state": str(r.get("job_running_status") or r.get("state") or ""),
-             "branch": r.get("code_branch"), "commit_id": r.get("commit_id"),
-             "start_time": r.get("start_time")} for r in records]
+    rows = running_rows(records)
     if as_json:
         click.echo(json.dumps({"job_id": job_id, "builds": rows}, indent=2))
         sys.exit(EXIT_OK)

@@ -660,6 +660,13 @@ def _to_raw(response: httpx.Response) -> RawReply:
     return RawReply(response.status_code, response.headers, response.content)
 
 
+def running_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a user wants to see of the running build records: number, state, branch, commit, start."""
+    return [{"build_no": build_no(r), "state": str(r.get("job_running_status") or r.get("state") or ""),
+             "branch": r.get("code_branch"), "commit_id": r.get("commit_id"), "start_time": r.get("start_time")}
+            for r in records]
+
+
 def _with_attempts(reply: Reply, attempt: int) -> Reply:
     return reply if reply.attempts == attempt else Reply(reply.outcome, reply.request_id, reply.api, attempt,
                                                          reply.resolved)
