@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -142,6 +143,34 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a process the tests started, by its pid: SIGTERM, then SIGKILL after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def readme_bash_block(heading: str, nth: int = 0) -> list[str]:
+    """The commands of the ``nth`` ```bash block after ``heading`` in README.md, as a user pastes them:
+    continuation lines joined, comments and blank lines dropped."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(heading)
+    for _ in range(nth + 1):
+        start = text.index("```bash", start) + len("```bash")
+    joined = text[start: text.index("```", start)].replace("\\\n", " ")
+    lines = (re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.strip().splitlines())
+    return [line for line in lines if line]
+
+
+def as_user_runs(line: str) -> str:
+    """README lines say `uv`; without uv on PATH a user writes `bash scripts/uv` (README says so)."""
+    return line if shutil.which("uv") else re.sub(r"^uv run ", "bash scripts/uv run ", line)
+
+
 class RedisServer:
     """A real redis-server on a random 127.0.0.1 port in a temp dir; stopped by pid."""
 
@@ -166,9 +195,7 @@ class RedisServer:
         wait_port(self.port)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None
 
 

@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import wait_port
+from stopline.devstack import port_free
 
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
+from .conftest import stop_process, wait_port
 
 
 def ports(n: int, *, bus: bool = False) -> list[int]:
@@ -31,7 +24,7 @@ def ports(n: int, *, bus: bool = False) -> list[int]:
         probe.bind(("127.0.0.1", 0))
         start = 20000 + int(probe.getsockname()[1]) % 25000
     for port in range(start, 50000):
-        if _free(port) and (not bus or _free(port + 10000)):
+        if port_free(port) and (not bus or port_free(port + 10000)):
             found.append(port)
             if len(found) == n:
                 return found
@@ -64,13 +57,7 @@ class Node:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, free_port
+from stopline.devstack import port_free
+
+from .conftest import ROOT, as_user_runs, free_port, readme_bash_block
 
 
 def _children(pid: int) -> list[int]:
@@ -34,7 +36,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(params=["flask", "asgi"])
 def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Popen[str], str, int]:
     emulator_port, base = free_port(), free_port()
-    while any(not _free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
+    while any(not port_free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
         base = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
     mode = ["--flask"] if request.param == "flask" else []  # ASGI is the default
@@ -53,15 +55,6 @@ def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Pope
     return proc, "".join(banner), emulator_port
 
 
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subprocess.Popen[str], str, int]) -> None:
@@ -100,27 +93,26 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
     assert [pid for pid in children if _alive(pid)] == []
 
 
-def _as_user_runs(line: str) -> str:
-    """README lines say `uv`; without uv on PATH a user writes `bash scripts/uv` (README says so)."""
-    import shutil
-
-    return line if shutil.which("uv") else re.sub(r"^uv run ", "bash scripts/uv run ", line)
+def _run_readme_lines(heading: str, env: dict[str, str], emulator_port: int | None = None) -> list[str]:
+    """A tested README block after ``heading``, line by line as a user runs it (its `export` line,
+    which holds placeholders, replaced by ``env``); each line must succeed. Their outputs."""
+    outputs = []
+    for line in readme_bash_block(heading):
+        if line.startswith("export "):
+            continue
+        if emulator_port is not None:
+            line = line.replace("127.0.0.1:8790", f"127.0.0.1:{emulator_port}")
+        done = subprocess.run(["bash", "-c", as_user_runs(line)], capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, **env}, timeout=120)
+        assert done.returncode == 0, (line, done.stdout, done.stderr)
+        outputs.append(done.stdout)
+    return outputs
 
 
 def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
     """The README's tested tour block, run line by line with the banner's URL and secret."""
-    readme = (ROOT / "README.md").read_text()
-    marker = readme.index("<!-- tested: tests/test_dev.py")
-    start = readme.index("```bash", marker) + len("```bash")
-    block = readme[start: readme.index("```", start)]
-    lines = [line for line in block.strip().splitlines() if line and not line.startswith("export ")]
-    env = {**os.environ, "STOPLINE_URL": url, "STOPLINE_WEBHOOK_SECRET": secret}
-    outputs = []
-    for line in lines:
-        line = _as_user_runs(line.replace("127.0.0.1:8790", f"127.0.0.1:{emulator_port}"))
-        done = subprocess.run(["bash", "-c", line], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
-        assert done.returncode == 0, (line, done.stdout, done.stderr)
-        outputs.append(done.stdout)
+    outputs = _run_readme_lines("## Five-minute tour", {"STOPLINE_URL": url, "STOPLINE_WEBHOOK_SECRET": secret},
+                                emulator_port)
     assert outputs[0].startswith("HTTP 200 stopped") and "duplicate (first: stopped)" in outputs[1]
     calls = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/calls").json()["calls"]
     assert sum(1 for c in calls if c.get("build_no") == 3 and c["path"] == "/v3/jobs/stop") == 1
@@ -128,19 +120,8 @@ def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
 
 def _run_pipelines_block(url: str, secret: str) -> None:
     """README "Cancel CodeArts builds when a GitHub or GitLab pipeline is cancelled", run as written."""
-    readme = (ROOT / "README.md").read_text()
-    first = readme.index("<!-- tested: tests/test_dev.py")
-    marker = readme.index("<!-- tested: tests/test_dev.py", first + 1)
-    start = readme.index("```bash", marker) + len("```bash")
-    block = readme[start: readme.index("```", start)]
-    lines = [line for line in block.strip().splitlines() if line and not line.startswith("export ")]
-    env = {**os.environ, "STOPLINE_GITHUB_URL": url, "STOPLINE_GITHUB_SECRET": secret}
-    outputs = []
-    for line in lines:
-        done = subprocess.run(["bash", "-c", _as_user_runs(line)], capture_output=True, text=True, cwd=ROOT,
-                              env=env, timeout=120)
-        assert done.returncode == 0, (line, done.stdout, done.stderr)
-        outputs.append(done.stdout)
+    outputs = _run_readme_lines("## Cancel CodeArts builds when a GitHub or GitLab pipeline is cancelled",
+                                {"STOPLINE_GITHUB_URL": url, "STOPLINE_GITHUB_SECRET": secret})
     assert "cancel-github-ci" in outputs[0] and "cancel-github-ci" in outputs[1]  # check, then explain
     assert outputs[2].startswith("HTTP 200") and "rules matched: cancel-github-ci" in outputs[2]
     assert outputs[3].startswith("HTTP 200") and "supersede-feature-builds" in outputs[3]
@@ -175,7 +156,7 @@ def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
         mode = ["--flask"] if cycle % 2 else []
         terminal = cycle % 4 < 2
         emulator_port, base = free_port(), free_port()
-        while any(not _free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
+        while any(not port_free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
             base = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
                                  "--port", str(base), *mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -196,4 +177,4 @@ def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
         proc.stdout.close()
         time.sleep(0.1)
         assert [pid for pid in family if _alive(pid)] == [], (cycle, "survivors")
-        assert [p for p in (emulator_port, *range(base, base + 7)) if not _free(p)] == [], (cycle, "ports held")
+        assert [p for p in (emulator_port, *range(base, base + 7)) if not port_free(p)] == [], (cycle, "ports held")

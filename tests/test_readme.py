@@ -11,7 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from .conftest import ROOT
+from .conftest import ROOT, as_user_runs, readme_bash_block
 
 MARKER = "<!-- tested: tests/test_readme.py runs this block and the next verbatim -->"
 
@@ -47,24 +47,11 @@ def test_the_test_recipe_passes_under_pytest(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
 
 
-def bash_block(after: str) -> list[str]:
-    """The commands of the first ```bash block after the heading ``after``, continuation lines joined."""
-    text = (ROOT / "README.md").read_text()
-    start = text.index("```bash", text.index(after)) + len("```bash")
-    joined = text[start: text.index("```", start)].replace("\\\n", " ")
-    lines = (re.sub(r"\s+#\s.*$", "", line).strip() for line in joined.strip().splitlines())  # comments
-    return [line for line in lines if line]
-
-
 def run_lines(lines: list[str], port: int) -> list[tuple[int, str]]:
     """Each line in one bash session (so `export` carries over), as (exit code, output)."""
-    import shutil
-
     script = []
     for line in lines:
-        line = line.replace("8790", str(port))
-        if not shutil.which("uv"):
-            line = re.sub(r"^uv run ", "bash scripts/uv run ", line)
+        line = as_user_runs(line.replace("8790", str(port)))
         script.append(line if line.startswith("export ") else f"{line}; echo \"<<rc=$?>>\"")
     done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, env=clean_env(), capture_output=True,
                           text=True, timeout=300)
@@ -76,7 +63,7 @@ def run_lines(lines: list[str], port: int) -> list[tuple[int, str]]:
 def test_calling_the_cloud_directly_works_as_written(served: Any) -> None:
     """README "Calling the cloud directly" and "Stop what is running", against a served emulator."""
     port = served[1].port
-    direct = bash_block("## Calling the cloud directly")
+    direct = readme_bash_block("## Calling the cloud directly")
     assert direct[0].startswith("uv run stopline emulator")  # the test serves its own emulator instead
     results = run_lines(direct[1:], port)
     codes = [code for code, _ in results]
@@ -88,7 +75,7 @@ def test_calling_the_cloud_directly_works_as_written(served: Any) -> None:
     export = next(line for line in direct if line.startswith("export "))
     served[0].reset()  # the block above deleted the demo task: start "Stop what is running" afresh
     served[0].seed("demo")
-    running = run_lines([export, *bash_block("## Stop what is running")], port)
+    running = run_lines([export, *readme_bash_block("## Stop what is running")], port)
     assert [code for code, _ in running] == [0, 0, 0, 0], running
     assert running[0][1].startswith("BUILD") and "3f2a9c1" in running[0][1]  # the demo's running builds
     assert "build 20: stopped" in running[1][1] and "build 21: stopped" in running[1][1]  # that commit's

@@ -18,7 +18,7 @@ import httpx
 
 from stopline import webhooks
 
-from ..conftest import ROOT, SUITE_LOG_FILES, configured_secret, free_port, wait_port
+from ..conftest import ROOT, SUITE_LOG_FILES, configured_secret, free_port, stop_process, wait_port
 
 SECRET = "whsec_" + base64.b64encode(b"stopline-test-webhook-key-32byte").decode()
 OLD_SECRET = "rotated-out-plain-secret"
@@ -61,13 +61,7 @@ class FunctionProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if hasattr(self, "_log"):
             self._log.close()
 
