@@ -15,6 +15,7 @@ HTTP(S)_PROXY and NO_PROXY.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -559,21 +560,21 @@ class ClientCore:
         return Call(call.method, call.scheme, call.host, call.path, call.query,
                     self.credentials.apply(call, token), call.body, call.api)
 
-    def budget(self, what: str, deadline: float | None) -> float:
-        """How long the next request may take: the timeout, unless the delivery's lease ends sooner. With
-        less than one timeout left nothing is sent (interface.md section 12): a transient failure, so the
-        claim is released and the redelivery runs it."""
+    def ensure_time_left(self, what: str, deadline: float | None) -> None:
+        """Refuse to send with less than one request timeout left of the delivery's lease (interface.md
+        section 12): a transient failure, so the claim is released and the redelivery runs it. A request
+        that is sent is then bounded as a whole by the timeout, which the lease still covers."""
         if deadline is None:
-            return self.timeout_s
+            return
         left = deadline - time.monotonic()
         if left < self.timeout_s:
             raise Transient(f"{what}: not sent: {max(0.0, left):.1f} s are left of this delivery's lease, less "
                             f"than one request timeout ({self.timeout_s:g} s)", retry_after=1)
-        return self.timeout_s
 
-    def overdue(self, what: str, budget: float) -> Transient:
-        """A request abandoned because its answer was still arriving when its time ran out."""
-        return Transient(f"{what}: the answer was still arriving after {budget:g} s; abandoned", retry_after=1)
+    def overdue(self, what: str) -> Transient:
+        """A request abandoned because its answer was still arriving when its timeout ran out."""
+        return Transient(f"{what}: the answer was still arriving after {self.timeout_s:g} s; abandoned",
+                         retry_after=1)
 
     def transport_failure(self, what: str, exc: Exception) -> Transient:
         """A timeout or dropped connection, as the transient failure it is."""
@@ -587,12 +588,19 @@ class ClientCore:
         return False
 
 
-def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
-    import stamina  # only after a transient failure: the first attempt runs without it
+@functools.cache
+def _stamina() -> Any:
+    """stamina, imported after the first transient failure (the first attempt runs without it), with its
+    default hook off: it writes a bare `stamina.retry_scheduled` line, while stopline logs retries itself
+    as JSON (_warn_retry) and every line on stderr must be JSON (interface.md section 14)."""
+    import stamina
 
-    # stamina's default hook writes a bare `stamina.retry_scheduled` line; stopline logs retries itself
-    # as JSON (_warn_retry), and every line on stderr must be JSON (interface.md section 14).
     stamina.instrumentation.set_on_retry_hooks([])
+    return stamina
+
+
+def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
+    stamina = _stamina()
 
     # No retry starts once less than one timeout is left before the deadline (the last attempt's
     # transient failure is then the answer; section 12).
@@ -641,11 +649,11 @@ def _connect(core: ClientCore, given: _T | None, client: Callable[..., _C],
     return None, transport(verify=verify, limits=limits)
 
 
-def _timeouts(core: ClientCore, budget: float | None = None) -> dict[str, Any]:
+def _timeouts(core: ClientCore) -> dict[str, Any]:
     """The request extensions that carry the timeouts when a request goes to the transport directly."""
     import httpx
 
-    return {"timeout": httpx.Timeout(core.timeout_s if budget is None else budget).as_dict()}
+    return {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
 
 
 def _request(call: Call, extensions: dict[str, Any]) -> httpx.Request:
@@ -679,6 +687,7 @@ class Client:
         import httpx
 
         self.core = core
+        self._extensions = _timeouts(core)
         self._http, self._transport = _connect(core, transport, httpx.Client, httpx.HTTPTransport)
         self._fan_out: ThreadPoolExecutor | None = None
         self._fan_lock = threading.Lock()
@@ -776,27 +785,26 @@ class Client:
             return done.value  # type: ignore[no-any-return]
 
     def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
-        """One request, bounded as a whole by ``min(timeout, time left before the deadline)``: the body is
-        read chunk by chunk and abandoned once that passes, so a server that dribbles its answer cannot hold
-        it (httpx's own timeouts apply per read)."""
+        """One request, bounded as a whole by the timeout: the body is read chunk by chunk and abandoned
+        once that passes, so a server that dribbles its answer cannot hold it (httpx's own timeouts apply
+        per read)."""
         import httpx
 
-        budget = self.core.budget(what, deadline)
-        ends = time.monotonic() + budget
+        self.core.ensure_time_left(what, deadline)
+        ends = time.monotonic() + self.core.timeout_s
         try:
             if self._transport is None:
                 assert self._http is not None
-                request = self._http.build_request(call.method, call.url, headers=call.headers, content=call.body,
-                                                   timeout=budget)
+                request = self._http.build_request(call.method, call.url, headers=call.headers, content=call.body)
                 response = self._http.send(request, stream=True)
             else:
-                response = self._transport.handle_request(_request(call, _timeouts(self.core, budget)))
+                response = self._transport.handle_request(_request(call, self._extensions))
             try:
                 chunks = []
                 for chunk in response.stream:  # type: ignore[union-attr]
                     chunks.append(chunk)
                     if time.monotonic() > ends:
-                        raise self.core.overdue(what, budget)
+                        raise self.core.overdue(what)
             finally:
                 response.close()
         except httpx.TransportError as exc:
@@ -806,8 +814,8 @@ class Client:
     def _token(self, deadline: float | None) -> str:
         creds = self.core.credentials
         assert isinstance(creds, IamPasswordToken)
-        return creds.fetch(lambda call: self._send("IAM token", call, deadline),
-                           wait_s=self.core.budget("IAM token", deadline))
+        self.core.ensure_time_left("IAM token", deadline)
+        return creds.fetch(lambda call: self._send("IAM token", call, deadline), wait_s=self.core.timeout_s)
 
 
 class AsyncClient:
@@ -818,6 +826,7 @@ class AsyncClient:
         import httpx
 
         self.core = core
+        self._extensions = _timeouts(core)
         self._http, self._transport = _connect(core, transport, httpx.AsyncClient, httpx.AsyncHTTPTransport)
 
     async def aclose(self) -> None:
@@ -901,21 +910,20 @@ class AsyncClient:
 
         import httpx
 
-        budget = self.core.budget(what, deadline)
+        self.core.ensure_time_left(what, deadline)
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(self.core.timeout_s):
                 if self._transport is None:
                     assert self._http is not None
                     return _to_raw(await self._http.request(call.method, call.url, headers=call.headers,
-                                                            content=call.body, timeout=budget))
-                response = await self._transport.handle_async_request(
-                    _request(call, _timeouts(self.core, budget)))
+                                                            content=call.body))
+                response = await self._transport.handle_async_request(_request(call, self._extensions))
                 try:
                     await response.aread()
                 finally:
                     await response.aclose()
         except TimeoutError:
-            raise self.core.overdue(what, budget) from None
+            raise self.core.overdue(what) from None
         except httpx.TransportError as exc:
             raise self.core.transport_failure(what, exc) from None
         return _to_raw(response)

@@ -37,10 +37,14 @@ def register_secret(*values: str | None, temporary: bool = False) -> None:
     global _secrets
     with _lock:
         target = _temporary if temporary else _configured_secrets
+        fresh = False
         for value in values:
             if value and len(value) >= 4:
+                fresh = fresh or value not in target
                 target.pop(value, None)
-                target[value] = None
+                target[value] = None  # newest last: eviction drops the oldest temporary one
+        if not fresh:  # the same agency keys on every invocation: nothing to rebuild
+            return
         while len(_temporary) > MAX_TEMPORARY:
             _temporary.pop(next(iter(_temporary)))
         # longest first, so a secret that contains another is replaced whole

@@ -34,15 +34,7 @@ def serve_http(target: str, request: Any) -> Any:
                              details=[{"field": "body", "message": "unreadable"}]) from None
 
     reply = http.handle(target, request.method, headers, read_body)
-    if reply.status == 413 or (reply.status == 400 and _names(reply, "content-length")):
-        return _closing(reply)
-    return _flask_reply(reply)
-
-
-def _names(reply: http.HttpReply, field: str) -> bool:
-    error = reply.body.get("error") if isinstance(reply.body, dict) else None
-    details = error.get("details") if isinstance(error, dict) else None
-    return any(isinstance(d, dict) and d.get("field") == field for d in details or [])
+    return _closing(reply) if reply.body_unread else _flask_reply(reply)
 
 
 def _closing(reply: http.HttpReply) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from stopline import jsonin
 from stopline.errors import (
     BadRequest,
     InvalidCommand,
@@ -54,6 +55,9 @@ class HttpReply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    body_unread: bool = False
+    """Refused before the request's body was read (and too large to drain): the server should not read
+    it after answering, nor keep the connection for another request."""
 
     def content(self) -> bytes:
         # ASCII escapes: whatever a refusal echoes (even a lone surrogate) always encodes.
@@ -174,8 +178,6 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Ver
         raise UnsupportedMediaType(
             f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
     event_id = verifier.check(target, headers, body)
-    from stopline import jsonin
-
     data = jsonin.loads(body)
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object",
@@ -201,6 +203,10 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Ver
             raise InvalidCommand(f"commands {problem}", details=[{"field": "commands", "message": problem}])
         return Parsed(delivery, commands)
     return Parsed(delivery, None, data)
+
+
+def _has_body(headers: Mapping[str, str]) -> bool:
+    return headers.get("content-length", "").strip() not in ("", "0") or "transfer-encoding" in headers
 
 
 def _drain_size(exc: StoplineError, headers: Mapping[str, str]) -> int:
@@ -300,14 +306,19 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
            deadline: float | None = None) -> HttpReply:
     """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline, its
     trigger name and the invocation's deadline)."""
+    reading = False
     try:
         runtime = _runtime_for(target, method, headers)
+        reading = True
         parsed = _parse_with(runtime, target, headers, read_body(MAX_BODY))
         chosen = pipeline(runtime) if pipeline is not None else runtime.pipeline
     except StoplineError as exc:
+        reply = refusal(exc, target, _known_id(target, headers))
         if drain := _drain_size(exc, headers):
             read_body(drain)
-        return refusal(exc, target, _known_id(target, headers))
+        elif not reading:  # refused on its headers (method, size): the body was never touched
+            reply.body_unread = _has_body(headers)
+        return reply
     delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger, deadline=deadline)
     return _dispatch(chosen, parsed, delivery)
 
