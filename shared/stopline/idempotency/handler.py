@@ -48,6 +48,13 @@ def _persist(write: Callable[[], bool], deadline: float) -> bool:
             pause = min(pause * 2, 0.5)
 
 
+def _conflict(field: str) -> Conflict:
+    """The key holds another command's record. The message names the sender's field (``event_id`` or
+    ``idempotency_key``), not the namespaced store key."""
+    return Conflict(f"this {field.replace('_', ' ')} was already used for a different command",
+                    details=[{"field": field, "message": "reused with a different command"}])
+
+
 class Idempotency:
     """Owns a store and the protocol over it; one per runtime, shared by its pipelines."""
 
@@ -97,8 +104,7 @@ class Idempotency:
             if existing is None:
                 return self._claimed(key, token, fingerprint, started + lease_s, call, settle)
             if existing.get("hash") != fingerprint:
-                raise Conflict(f"idempotency key {key!r} was already used for a different command",
-                               details=[{"field": field, "message": "reused with a different command"}])
+                raise _conflict(field)
             if existing.get("state") == "done":
                 return replay(existing.get("result") or {})
             if self._owns_ghost(key, existing):
@@ -155,8 +161,7 @@ class Idempotency:
             if existing is None:
                 return None
             if existing.get("hash") != fingerprint:
-                raise Conflict(f"idempotency key {key!r} was already used for a different command",
-                               details=[{"field": field, "message": "reused with a different command"}])
+                raise _conflict(field)
             if existing.get("state") == "done":
                 return existing.get("result") or {}
 
