@@ -11,6 +11,7 @@ cloud. An ``idempotency_key`` makes a repeated call a ``duplicate`` for as long 
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +48,7 @@ class Client:
         self.settings = settings
         self._transport = transport.current()  # inside mock_huaweicloud(): the emulator
         self._driver: Driver | None = None
+        self._lock = threading.Lock()
         store = MemoryStore(max_entries=settings.idempotency_max_entries)
         self._pipeline: Pipeline = Pipeline(
             settings, Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s),
@@ -68,7 +70,9 @@ class Client:
             from stopline.client import Client as Driver
             from stopline.client import core_from
 
-            self._driver = Driver(core_from(self.settings), transport=self._transport)
+            with self._lock:  # one driver (one connection pool) however many threads ask first
+                if self._driver is None:
+                    self._driver = Driver(core_from(self.settings), transport=self._transport)
         return self._driver
 
     def _run(self, command: dict[str, Any]) -> Result:
