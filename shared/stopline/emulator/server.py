@@ -138,11 +138,11 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         return self.router.handle(_to_emu(request.method, raw_path, headers, body)), _read_timeout(request)
 
     @staticmethod
-    def _finish(request: httpx.Request, reply: EmuReply, *, asynchronous: bool = False) -> httpx.Response:
+    def _finish(request: httpx.Request, reply: EmuReply) -> httpx.Response:
         if reply.drop:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         if reply.dribble_s:
-            stream: Any = (_AsyncDribble if asynchronous else _Dribble)(reply.body, reply.dribble_s)
+            stream = _Dribble(reply.body, reply.dribble_s)
             headers = {**reply.headers, "Content-Length": str(len(reply.body))}
             return httpx.Response(reply.status, headers=headers, stream=stream, request=request)
         return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
@@ -165,7 +165,7 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 await asyncio.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)
                 if timeout is not None and reply.delay_s > timeout:
                     raise httpx.ReadTimeout("The read operation timed out", request=request)
-            return self._finish(request, reply, asynchronous=True)
+            return self._finish(request, reply)
         finally:
             self._done(request)
 
@@ -174,7 +174,7 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self.router.done()
 
 
-class _Dribble(httpx.SyncByteStream):
+class _Dribble(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A body that arrives one byte per ``delay_s``, as from a server that dribbles its answer."""
 
     def __init__(self, body: bytes, delay_s: float) -> None:
@@ -184,11 +184,6 @@ class _Dribble(httpx.SyncByteStream):
         for i in range(len(self.body)):
             time.sleep(self.delay_s)
             yield self.body[i:i + 1]
-
-
-class _AsyncDribble(httpx.AsyncByteStream):
-    def __init__(self, body: bytes, delay_s: float) -> None:
-        self.body, self.delay_s = body, delay_s
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for i in range(len(self.body)):
