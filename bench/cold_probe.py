@@ -14,6 +14,8 @@ KIND:
                  request (handler_ms)
   fg-init        functions/functiongraph.py: the initializer, then the first APIG event (handler_ms is the
                  event alone, init_ms the initializer)
+  floor          bench/floor.py: functions-framework + one pydantic model + one plain httpx request, no
+                 stopline code (the chosen stack's own floor), first request against the served emulator
   sdk-http       bench/sdk_target.py: a functions-framework target using the official SDK, first request
                  (builds its client and stops one build over HTTP)
 """
@@ -103,6 +105,12 @@ def main(kind: str, build_no: int) -> None:
                      "body": base64.b64encode(body).decode(), "isBase64Encoded": True, "requestContext": {}}
             answer = module.handler(event, object())
             assert answer["statusCode"] == 200, answer
+        elif kind == "floor":
+            from functions_framework import create_app
+
+            app = create_app("floor", str(ROOT / "bench" / "floor.py")).test_client()  # type: ignore[no-untyped-call]
+            answer = app.post("/", json={"job_id": JOB, "build_no": build_no})
+            assert answer.status_code == 200, answer.get_data()
         elif kind == "sdk-http":
             from functions_framework import create_app
 

@@ -143,6 +143,19 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port}")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of ``pid``, read from /proc: procps' pgrep is not on a stock Debian image."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     """Stop a process the tests started, by its pid: SIGTERM, then SIGKILL after 10 s."""
     if proc is not None and proc.poll() is None:

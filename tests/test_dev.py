@@ -16,12 +16,7 @@ import pytest
 
 from stopline.devstack import port_free
 
-from .conftest import ROOT, as_user_runs, free_port, readme_bash_block
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return [int(x) for x in out.stdout.split()]
+from .conftest import ROOT, as_user_runs, child_pids, free_port, readme_bash_block
 
 
 def _alive(pid: int) -> bool:
@@ -81,7 +76,7 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
         github_secret = re.search(r"^  github secret +(\S+)$", banner, re.M)
         assert github_url is not None and github_secret is not None
         _run_pipelines_block(github_url.group(1), github_secret.group(1))
-        children = _children(proc.pid)
+        children = child_pids(proc.pid)
         assert len(children) == 7
     finally:
         proc.send_signal(signal.SIGINT)
@@ -141,7 +136,7 @@ def test_busy_port_is_a_clear_message() -> None:
 
 def _descendants(pid: int) -> list[int]:
     found = []
-    for child in _children(pid):
+    for child in child_pids(pid):
         found.append(child)
         found.extend(_descendants(child))
     return found

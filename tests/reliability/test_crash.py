@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 from stopline.idempotency import store_key
 
-from ..conftest import RedisServer
+from ..conftest import RedisServer, child_pids
 from ..functions.harness import SECRET, FunctionProcess, start_all, wait_until
 
 JOB = "8888aaaa2222bbbb3333cccc4444dddd"
@@ -32,9 +31,8 @@ KEY = store_key("stopline:", ("delivery", "webhook", "crash-1"))
 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and its children, children first (functions-framework serves from a worker)."""
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    for child in found:
-        kill_tree(int(child))
+    for child in child_pids(pid):
+        kill_tree(child)
     os.kill(pid, signal.SIGKILL)
 
 

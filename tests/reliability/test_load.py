@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
+from ..conftest import child_pids
 from ..functions.harness import SECRET, FunctionProcess, start_all
 
 JOB = "6666aaaa2222bbbb3333cccc4444dddd"
@@ -33,8 +33,7 @@ def tree_rss_kb(pid: int) -> int:
         if status.exists():
             total += next((int(line.split()[1]) for line in status.read_text().splitlines()
                            if line.startswith("VmRSS:")), 0)
-        found = subprocess.run(["pgrep", "-P", str(current)], capture_output=True, text=True).stdout.split()
-        pids.extend(int(p) for p in found)
+        pids.extend(child_pids(current))
     return total
 
 
