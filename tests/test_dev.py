@@ -3,6 +3,7 @@ records the calls, and Ctrl-C stops every child process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -142,6 +143,20 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def _reap_stack(proc: subprocess.Popen[str]) -> None:
+    """After a failed cycle, stop whatever is left so that the next tests (and the machine) do not inherit
+    a dev stack: the children run in process groups of their own, so each is killed by pid."""
+    family = _descendants(proc.pid)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+    for pid in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
     """Issue 15: Ctrl-C left a hung gunicorn worker holding a port (2 times out of 4). 20 cycles, Flask and
     ASGI, a terminal's Ctrl-C (SIGINT to the whole foreground group) and a supervisor's SIGTERM (to the
@@ -156,20 +171,22 @@ def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
         proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
                                  "--port", str(base), *mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, cwd=ROOT, env=clean, start_new_session=True)
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or "stopline running" in line:
-                break
-        family = _descendants(proc.pid)
-        assert len(family) >= 14, (cycle, family)  # 7 functions-framework masters and their workers
-        if terminal:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground group
-        else:
-            proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, cycle
-        proc.stdout.close()
+        try:
+            assert proc.stdout is not None
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line or "stopline running" in line:
+                    break
+            family = _descendants(proc.pid)
+            assert len(family) >= 14, (cycle, family)  # 7 functions-framework masters and their workers
+            if terminal:
+                os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground group
+            else:
+                proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, cycle
+        finally:
+            _reap_stack(proc)
         time.sleep(0.1)
         assert [pid for pid in family if _alive(pid)] == [], (cycle, "survivors")
         assert [p for p in (emulator_port, *range(base, base + 7)) if not port_free(p)] == [], (cycle, "ports held")
