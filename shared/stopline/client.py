@@ -635,7 +635,7 @@ def _connect(core: ClientCore, given: _T | None, client: Callable[..., _C],
     them and NO_PROXY; else httpx's transport alone.
 
     TLS verification stays on whenever any endpoint is https; with none (the emulator), httpx is told not
-    to build a verifying context, which would load the CA bundle: about 34 ms of a cold start.
+    to build a verifying context, which would load the CA bundle (bench/README.md, "Reading the figures").
     """
     if given is not None:
         return None, given

@@ -160,8 +160,8 @@ PREWARM_VARIABLE = "STOPLINE_PREWARM"
 
 def warm(choose: Callable[[Runtime], Pipeline] | None = None) -> None:
     """Do a cold start's one-time work now rather than in the first request: read the settings, build the
-    command validators and the HTTP client (httpcore's import and the TLS trust store): about 175 ms of a
-    cold start here (bench/README.md "Cold starts").
+    command validators and the HTTP client (httpcore's import and the TLS trust store): most of a cold
+    start's time over a bare functions-framework target (bench/README.md, "Cold start").
 
     Never raises: a configuration problem is logged, and every request then answers it in the contract's
     shape, naming the variables. ``choose`` picks the pipeline to warm (FunctionGraph's agency one).

@@ -139,8 +139,9 @@ class Pipeline:
                             details=[{"field": f"{where}job_id", "message": "not in STOPLINE_ALLOWED_JOB_IDS"}])
 
     def warm(self) -> None:
-        """Build the client now: httpx's transport imports httpcore and loads the TLS trust store, about
-        110 ms that would otherwise land on the first command. Raises ConfigurationError."""
+        """Build the client now: httpx's transport imports httpcore and, for https endpoints, loads the TLS
+        trust store, work that would otherwise land on the first command (bench/README.md, "Cold start").
+        Raises ConfigurationError."""
         self._client()
 
     # -- drivers -------------------------------------------------------------------------------------------

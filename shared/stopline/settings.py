@@ -49,8 +49,8 @@ def _from_environment(fields: dict[str, Any]) -> dict[str, str]:
     """The raw values of every known variable that is set, keyed by field name.
 
     A plain pydantic model fed from ``os.environ`` rather than pydantic-settings: the latter imports
-    asyncio, argparse and python-dotenv for sources stopline does not use, about 22 ms of every cold
-    start (bench/README.md "Cold starts")."""
+    asyncio, argparse and python-dotenv for sources stopline does not use, about 20 ms of every cold
+    start (bench/README.md, "Reading the figures")."""
     environ = {key.upper(): value for key, value in os.environ.items()}
     found: dict[str, str] = {}
     for name in fields:
