@@ -16,6 +16,8 @@ KIND:
                  event alone, init_ms the initializer)
   floor          bench/floor.py: functions-framework + one pydantic model + one plain httpx request, no
                  stopline code (the chosen stack's own floor), first request against the served emulator
+  floor-msgspec, floor-httpcore, floor-msgspec-httpcore
+                 the same floor with msgspec for pydantic and/or httpcore for httpx: what a swap would buy
   sdk-http       bench/sdk_target.py: a functions-framework target using the official SDK, first request
                  (builds its client and stops one build over HTTP)
 """
@@ -105,7 +107,10 @@ def main(kind: str, build_no: int) -> None:
                      "body": base64.b64encode(body).decode(), "isBase64Encoded": True, "requestContext": {}}
             answer = module.handler(event, object())
             assert answer["statusCode"] == 200, answer
-        elif kind == "floor":
+        elif kind.startswith("floor"):
+            swapped = kind.split("-")[1:]
+            os.environ["STOPLINE_BENCH_FLOOR"] = ("msgspec" if "msgspec" in swapped else "pydantic") + "+" + (
+                "httpcore" if "httpcore" in swapped else "httpx")
             from functions_framework import create_app
 
             app = create_app("floor", str(ROOT / "bench" / "floor.py")).test_client()  # type: ignore[no-untyped-call]

@@ -98,7 +98,8 @@ def _import_cost_by_package(stderr: str) -> dict[str, int]:
 RUNTIME_VENV = Path(os.environ.get("STOPLINE_BENCH_VENV") or
                     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stopline" / "bench-runtime")
 """Outside the checkout (the tests never write into it); STOPLINE_BENCH_VENV moves it."""
-SDK_PEER = ("huaweicloudsdkcore", "huaweicloudsdkcodeartsbuild")
+SDK_PEER = ("huaweicloudsdkcore", "huaweicloudsdkcodeartsbuild", "msgspec")
+"""Installed beside the runtime for the peers only: the official SDK, and msgspec for the what-if floors."""
 
 
 def runtime_python() -> tuple[str, str]:
@@ -147,6 +148,9 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
              "first request after STOPLINE_PREWARM=1 set-up at import": "prewarm",
              "FunctionGraph: first APIG event after the initializer": "fg-init",
              "stack floor: functions-framework + pydantic + httpx, no stopline (served emulator)": "floor",
+             "what-if floor: msgspec instead of pydantic": "floor-msgspec",
+             "what-if floor: httpcore instead of httpx": "floor-httpcore",
+             "what-if floor: msgspec + httpcore": "floor-msgspec-httpcore",
              "functions-framework target using the official SDK (served emulator)": "sdk-http"}
     wall, handler, rss, init = ({n: Series(n) for n in peers} for _ in range(4))
     for rep in range(reps):
@@ -195,11 +199,16 @@ def _cold_goals(handler: dict[str, Series]) -> str:
     echo = handler["bare functions-framework echo"].median()
     sdk = handler["functions-framework target using the official SDK (served emulator)"].median()
     floor = handler["stack floor: functions-framework + pydantic + httpx, no stopline (served emulator)"].median()
+    whatif = {name: series.median() for name, series in handler.items() if name.startswith("what-if floor")}
     return (f"Goals: production path over the bare echo **+{ours - echo:.0f} ms** (goal <= +100 ms: "
             f"{'met' if ours - echo <= 100 else 'not met'}); production path / official SDK target "
             f"**{ours / sdk:.2f}x** (goal <= 0.70x: {'met' if ours / sdk <= 0.7 else 'not met'}). "
             f"The stack floor (no stopline code) / official SDK target is **{floor / sdk:.2f}x**: stopline "
-            f"itself adds **{ours - floor:+.0f} ms** ({ours / floor:.2f}x the floor).\n\n")
+            f"itself adds **{ours - floor:+.0f} ms** ({ours / floor:.2f}x the floor). With stopline's share "
+            f"kept, swapping the stack would give about: "
+            + ", ".join(f"{name.removeprefix('what-if floor: ')} **{(ours - floor + swapped) / sdk:.2f}x**"
+                        for name, swapped in whatif.items())
+            + " of the SDK's target.")
 
 
 # -- 3. batch fan-out -------------------------------------------------------------------------------------
