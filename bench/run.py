@@ -1,5 +1,6 @@
 """All stopline benchmarks in one run, each scenario beside its peers, repeated with the peers' order
-rotated; prints markdown tables of medians (min-max) with ratios and writes JSON to bench/results/.
+rotated; prints markdown tables of medians (min-max) with ratios and writes JSON outside the checkout
+(~/.cache/stopline/bench-results, or --out).
 
     uv run --group dev python -m bench            # full run
     uv run --group dev python -m bench --quick    # tiny counts (the CI smoke test uses this)
@@ -392,8 +393,8 @@ def per_call_matrix(url: str, job: str, calls: int, reps: int) -> tuple[str, dic
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny counts, for the smoke test")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
-                        help="folder for the JSON results (default: bench/results)")
+    parser.add_argument("--out", type=Path, default=RUNTIME_VENV.parent / "bench-results",
+                        help="folder for the JSON results (default: ~/.cache/stopline/bench-results)")
     parser.add_argument("--only", nargs="*", help="scenarios: per_call cold batch resolve served token")
     args = parser.parse_args()
     q = args.quick
