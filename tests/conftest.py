@@ -156,6 +156,15 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, each listed before its own children."""
+    found = []
+    for child in child_pids(pid):
+        found.append(child)
+        found.extend(descendant_pids(child))
+    return found
+
+
 def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
     """Stop a process the tests started, by its pid: SIGTERM, then SIGKILL after 10 s."""
     if proc is not None and proc.poll() is None:

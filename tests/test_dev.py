@@ -17,7 +17,7 @@ import pytest
 
 from stopline.devstack import port_free
 
-from .conftest import ROOT, as_user_runs, child_pids, free_port, readme_bash_block
+from .conftest import ROOT, as_user_runs, child_pids, descendant_pids, free_port, readme_bash_block
 
 
 def _alive(pid: int) -> bool:
@@ -135,18 +135,10 @@ def test_busy_port_is_a_clear_message() -> None:
     assert done.returncode == 2 and f"{port}" in done.stderr and "Traceback" not in done.stderr
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for child in child_pids(pid):
-        found.append(child)
-        found.extend(_descendants(child))
-    return found
-
-
 def _reap_stack(proc: subprocess.Popen[str]) -> None:
     """After a failed cycle, stop whatever is left so that the next tests (and the machine) do not inherit
     a dev stack: the children run in process groups of their own, so each is killed by pid."""
-    family = _descendants(proc.pid)
+    family = descendant_pids(proc.pid)
     if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=30)
@@ -178,7 +170,7 @@ def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
                 line = proc.stdout.readline()
                 if not line or "stopline running" in line:
                     break
-            family = _descendants(proc.pid)
+            family = descendant_pids(proc.pid)
             assert len(family) >= 14, (cycle, family)  # 7 functions-framework masters and their workers
             if terminal:
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground group

@@ -20,7 +20,7 @@ from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 from stopline.idempotency import store_key
 
-from ..conftest import RedisServer, child_pids
+from ..conftest import RedisServer, descendant_pids
 from ..functions.harness import SECRET, FunctionProcess, start_all, wait_until
 
 JOB = "8888aaaa2222bbbb3333cccc4444dddd"
@@ -31,9 +31,8 @@ KEY = store_key("stopline:", ("delivery", "webhook", "crash-1"))
 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and its children, children first (functions-framework serves from a worker)."""
-    for child in child_pids(pid):
-        kill_tree(child)
-    os.kill(pid, signal.SIGKILL)
+    for member in reversed([pid, *descendant_pids(pid)]):
+        os.kill(member, signal.SIGKILL)
 
 
 def test_kill_9_mid_call_then_redelivery(redis_server: RedisServer, tmp_path: Path) -> None:

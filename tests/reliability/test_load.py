@@ -17,7 +17,7 @@ from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
-from ..conftest import child_pids
+from ..conftest import descendant_pids
 from ..functions.harness import SECRET, FunctionProcess, start_all
 
 JOB = "6666aaaa2222bbbb3333cccc4444dddd"
@@ -26,14 +26,11 @@ JOB = "6666aaaa2222bbbb3333cccc4444dddd"
 def tree_rss_kb(pid: int) -> int:
     """Resident memory of a process and its descendants (functions-framework serves from a worker)."""
     total = 0
-    pids = [pid]
-    while pids:
-        current = pids.pop()
-        status = Path(f"/proc/{current}/status")
+    for member in (pid, *descendant_pids(pid)):
+        status = Path(f"/proc/{member}/status")
         if status.exists():
             total += next((int(line.split()[1]) for line in status.read_text().splitlines()
                            if line.startswith("VmRSS:")), 0)
-        pids.extend(child_pids(current))
     return total
 
 
