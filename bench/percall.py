@@ -1,10 +1,9 @@
-"""Per-call scenario: the stopline client (sync and async) against raw httpx with the same headers and
+"""Per-call scenario: the stopline client against raw httpx with the same headers and
 signing, and against the official SDK, for each operation, in AK/SK and token modes; then req/s at 1 and 16
 concurrent calls. Every call acts on a fresh build, task or job, so each one does the same work."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import statistics
 import time
@@ -16,7 +15,8 @@ from typing import Any
 import httpx
 
 from stopline.auth import signer
-from stopline.client import AsyncClient, Client, core_from
+from stopline.client import core_from
+from stopline.driver import Client
 from stopline.emulator.seeds import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, DEMO_TOKEN
 from stopline.models import Command, parse_command
 from stopline.settings import load_settings
@@ -93,12 +93,6 @@ class Peers:
         credentials = BasicCredentials(DEMO_AK, DEMO_SK, DEMO_PROJECT_ID)
         self.sdk_build = CodeArtsBuildClient.new_builder().with_credentials(credentials).with_endpoints([url]).build()
         self.sdk_dgc = DgcClient.new_builder().with_credentials(credentials).with_endpoints([url]).build()
-        self.loop = asyncio.new_event_loop()
-        self.asyncs = {mode: self.loop.run_until_complete(self._make_async(s)) for mode, s in self.settings.items()}
-
-    @staticmethod
-    async def _make_async(settings: Any) -> AsyncClient:
-        return AsyncClient(core_from(settings))
 
     def raw_call(self, mode: str) -> Callable[[Command], object]:
         def call(command: Command) -> None:
@@ -123,67 +117,37 @@ class Peers:
         else:
             self.sdk_dgc.stop_job(DgcStopJobRequest(job_name=command.job_name))
 
-    def for_mode(self, mode: str) -> dict[str, Callable[[Command], object] | str]:
-        """Peer name -> a sync callable, or "async" for the async client (driven in one loop)."""
-        peers: dict[str, Callable[[Command], object] | str] = {
-            "stopline sync": self.sync[mode].execute, "stopline async": "async",
+    def for_mode(self, mode: str) -> dict[str, Callable[[Command], object]]:
+        """Peer name -> a callable making one call."""
+        peers: dict[str, Callable[[Command], object]] = {
+            "stopline sync": self.sync[mode].execute,
             "raw httpx, same " + ("signing" if mode == "AK/SK" else "token"): self.raw_call(mode)}
         if mode == "AK/SK":
             peers["official SDK"] = self.sdk_call
         return peers
 
-    def run_sequential(self, peer: Callable[[Command], object] | str, mode: str,
+    def run_sequential(self, peer: Callable[[Command], object], mode: str,
                        commands: list[Command]) -> tuple[list[float], float, float]:
         """(per-call µs samples, CPU µs per call, wall seconds) for calls made one after another."""
         samples: list[float] = []
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        if peer == "async":
-            client = self.asyncs[mode]
-
-            async def go() -> None:
-                for command in commands:
-                    t0 = time.perf_counter()
-                    await client.execute(command)
-                    samples.append((time.perf_counter() - t0) * 1e6)
-
-            self.loop.run_until_complete(go())
-        else:
-            assert callable(peer)
-            for command in commands:
-                t0 = time.perf_counter()
-                peer(command)
-                samples.append((time.perf_counter() - t0) * 1e6)
+        for command in commands:
+            t0 = time.perf_counter()
+            peer(command)
+            samples.append((time.perf_counter() - t0) * 1e6)
         return samples, (time.process_time() - cpu0) / len(commands) * 1e6, time.perf_counter() - wall0
 
-    def run_concurrent(self, peer: Callable[[Command], object] | str, mode: str, commands: list[Command],
+    def run_concurrent(self, peer: Callable[[Command], object], mode: str, commands: list[Command],
                        width: int) -> float:
-        """req/s with `width` calls in flight (threads for sync callers, tasks for the async client)."""
+        """req/s with `width` calls in flight on as many threads."""
         t0 = time.perf_counter()
-        if peer == "async":
-            client = self.asyncs[mode]
-
-            async def go() -> None:
-                gate = asyncio.Semaphore(width)
-
-                async def one(command: Command) -> None:
-                    async with gate:
-                        await client.execute(command)
-
-                await asyncio.gather(*(one(c) for c in commands))
-
-            self.loop.run_until_complete(go())
-        else:
-            assert callable(peer)
-            with ThreadPoolExecutor(width) as pool:
-                list(pool.map(peer, commands))
+        with ThreadPoolExecutor(width) as pool:
+            list(pool.map(peer, commands))
         return len(commands) / (time.perf_counter() - t0)
 
     def close(self) -> None:
         for client in self.sync.values():
             client.close()
-        for aclient in self.asyncs.values():
-            self.loop.run_until_complete(aclient.aclose())
-        self.loop.close()
         self.raw.close()
 
 
@@ -200,13 +164,12 @@ httpx.Client()
 t2 = time.perf_counter()
 httpx.Client()
 t3 = time.perf_counter()
-import importlib.util
-print((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000, importlib.util.find_spec("sniffio") is not None)
+print((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000)
 """
 
 
 def traps(calls_per_client: int) -> str:
-    """The two known httpx traps, measured in a fresh process, and how stopline stays clear of them."""
+    """A known httpx trap, measured in a fresh process, and how stopline stays clear of it."""
     import subprocess
 
     from bench.run import runtime_python
@@ -214,17 +177,15 @@ def traps(calls_per_client: int) -> str:
     python, _ = runtime_python()
     out = subprocess.run([python, "-c", _TRAP_PROBE], capture_output=True, text=True, check=True,
                          timeout=60).stdout.split()
-    imported, first, second, sniffio = float(out[0]), float(out[1]), float(out[2]), out[3] == "True"
+    imported, first, second = float(out[0]), float(out[1]), float(out[2])
     return "\n".join([
-        "### Known httpx traps", "",
+        "### A known httpx trap", "",
         f"- Building a client is expensive: in a fresh process (runtime-only environment) `import httpx` takes "
         f"{imported:.0f} ms, the first "
         f"`httpx.Client()` {first:.0f} ms (httpcore import, TLS trust store), a second one {second:.0f} ms. "
         "stopline builds its transport once per process (on the first call, or at pre-warm), never at import; "
         f"each client measured here was built before the clock started and served all {calls_per_client:,} of "
         "its calls.",
-        f"- httpx's async path falls back to slow detection without `sniffio`: importable here: "
-        f"**{'yes' if sniffio else 'NO'}** (a declared dependency).",
     ])
 
 
@@ -262,8 +223,8 @@ def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, 
 
     def matrix(title: str, data: dict[tuple[str, str, str], list[float]], unit: str) -> str:
         rows = [f"### {title}", "",
-                f"| operation | mode | stopline sync ({unit}) | stopline async | raw httpx (same headers) "
-                "| official SDK | sync / raw | SDK / sync |", "|---|---|---|---|---|---|---|---|"]
+                f"| operation | mode | stopline ({unit}) | raw httpx (same headers) "
+                "| official SDK | stopline / raw | SDK / stopline |", "|---|---|---|---|---|---|---|"]
         for op in OPS:
             for mode in MODES:
                 raw_name = "raw httpx, same " + ("signing" if mode == "AK/SK" else "token")
@@ -272,7 +233,7 @@ def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, 
                 sdk_values = data.get((op, mode, "official SDK"))
                 sdk = statistics.median(sdk_values) if sdk_values else None
                 rows.append(
-                    f"| {op} | {mode} | {sync:,.0f} | {_median_cell(data[(op, mode, 'stopline async')])} | "
+                    f"| {op} | {mode} | {sync:,.0f} | "
                     f"{raw:,.0f} | {f'{sdk:,.0f}' if sdk else '-'} | {sync / raw:.2f}x | "
                     f"{f'{sdk / sync:.2f}x' if sdk else '-'} |")
         return "\n".join(rows)

@@ -28,7 +28,8 @@ import httpx
 
 from bench.load import generator_name, load
 from stopline import transport
-from stopline.client import Client, core_from
+from stopline.client import core_from
+from stopline.driver import Client
 from stopline.emulator import mock_huaweicloud
 from stopline.emulator.seeds import DEMO_IAM, DEMO_PROJECT_ID, demo_environment
 from stopline.models import parse_command

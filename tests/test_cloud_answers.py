@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stopline.client import Client, core_from
+from stopline.client import core_from
+from stopline.driver import Client
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PROJECT_ID
 from stopline.errors import StoplineError

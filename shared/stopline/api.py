@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from stopline.client import Client as Driver
+    from stopline.driver import Client as Driver
     from stopline.models import Result
     from stopline.pipeline import Pipeline
     from stopline.settings import Settings
@@ -67,8 +67,8 @@ class Client:
 
     def _client(self) -> Driver:
         if self._driver is None:
-            from stopline.client import Client as Driver
             from stopline.client import core_from
+            from stopline.driver import Client as Driver
 
             with self._lock:  # one driver (one connection pool) however many threads ask first
                 if self._driver is None:

@@ -1,29 +1,18 @@
-"""The one API client: three upstream calls, their outcomes, retries and the stop-API switch.
+"""The calls' logic, free of I/O: planning each request, reading each answer, resolving what runs.
 
 Request building and response reading live once, in :class:`ClientCore`, as a generator "flow" that
 yields what it needs (an IAM token, or a request to send) and receives the answer -- the same
-sans-IO shape as ``httpx.Auth.auth_flow``. :class:`Client` drives it with an ``httpx.HTTPTransport``
-(every function target, the CLI) and :class:`AsyncClient` with an ``httpx.AsyncHTTPTransport``. Both
-take an injectable transport, which is how the emulator plugs in.
-
-The drivers hand requests to the transport directly rather than through ``httpx.Client``: stopline
-uses none of the client layer (cookies, redirects, auth hooks, default headers), and skipping it saves
-about 125 µs of CPU per call, a fifth of the whole call (bench/README.md). When a proxy is
-configured in the environment the full ``httpx.Client`` is used instead, because it implements
-HTTP(S)_PROXY and NO_PROXY.
+sans-IO shape as ``httpx.Auth.auth_flow``. :class:`stopline.driver.Client` drives it over httpx.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from stopline.auth.credentials import AkSk, Credentials, IamPasswordToken, StaticToken
@@ -43,8 +32,6 @@ from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDa
 from stopline.wire import Call, RawReply, decode_body, parse_error_body, parse_retry_after, success_error_code
 
 if TYPE_CHECKING:
-    import httpx
-
     from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
@@ -108,7 +95,7 @@ Step = Call | NeedToken
 Flow = Generator[Step, Any, Reply]
 
 
-def _describe(command: Operation) -> str:
+def describe(command: Operation) -> str:
     if isinstance(command, StopBuild):
         if command.build_no is None:
             return f"running builds of {command.job_id}"
@@ -273,7 +260,7 @@ class ClientCore:
             return Outcome.ALREADY_STOPPED
         if call.api == "v1" and isinstance(data, dict) and "status" in data and data["status"] != "success":
             raise UpstreamRejected(
-                f"{_describe(command)}: the v1 stop API answered status {data['status']!r}, not 'success' "
+                f"{describe(command)}: the v1 stop API answered status {data['status']!r}, not 'success' "
                 f"({_said(reply.status, None, None, request_id)})",
                 upstream=UpstreamInfo(reply.status, None, str(data["status"]), request_id))
         return Outcome.STOPPED  # an empty 200 on /v3/jobs/stop is a stop too (section 13)
@@ -284,7 +271,7 @@ class ClientCore:
         for the few that mean success, else the matching :class:`StoplineError` is raised."""
         status, request_id = reply.status, reply.header("x-request-id")
         info = UpstreamInfo(status, code, msg, request_id)
-        what = _describe(command)
+        what = describe(command)
         said = _said(status, code, msg, request_id)
         codearts = code is not None and code.startswith(CODEARTS_PREFIXES)
         if code == API_NOT_FOUND:
@@ -328,13 +315,13 @@ class ClientCore:
             code, msg = success_error_code(data)
             if code is None:
                 if not isinstance(data, dict):
-                    raise Transient(f"{_describe(command)}: the look-up answered a body that is not a JSON "
+                    raise Transient(f"{describe(command)}: the look-up answered a body that is not a JSON "
                                     f"object ({_said(reply.status, None, None, reply.header('x-request-id'))})")
                 return data
         else:
             code, msg = parse_error_body(reply.body)
         self._classify(command, call, reply, code, msg, lookup=True)
-        raise UpstreamRejected(f"{_describe(command)}: unexpected look-up answer "
+        raise UpstreamRejected(f"{describe(command)}: unexpected look-up answer "
                                f"({_said(reply.status, code, msg, reply.header('x-request-id'))})")
 
     def read_records(self, command: StopBuild, call: Call, reply: RawReply, page: int) -> Found:
@@ -532,7 +519,7 @@ class ClientCore:
         resolved = (key, entries)
         if failures:
             first = next((f for f in failures if f.transient), failures[0])
-            what = _describe(command)
+            what = describe(command)
             total = len(done)
             error = type(first)(f"{what}: {len(failures)} of {total} stop{'s' if total != 1 else ''} failed; "
                                 f"first: {first.message}", details=first.details, upstream=first.upstream,
@@ -571,10 +558,11 @@ class ClientCore:
             raise Transient(f"{what}: not sent: {max(0.0, left):.1f} s are left of this delivery's lease, less "
                             f"than one request timeout ({self.timeout_s:g} s)", retry_after=1)
 
-    def overdue(self, what: str) -> Transient:
-        """A request abandoned because its answer was still arriving when its timeout ran out."""
-        return Transient(f"{what}: the answer was still arriving after {self.timeout_s:g} s; abandoned",
-                         retry_after=1)
+    def overdue(self, what: str, budget_s: float) -> Transient:
+        """An exchange abandoned (its connection closed) because it was still going when its bound -- the
+        timeout, or what was left of the delivery's deadline -- ran out."""
+        return Transient(f"{what}: the exchange was still going after {budget_s:.3g} s (STOPLINE_TIMEOUT_S or "
+                         "the delivery's deadline); abandoned", retry_after=1)
 
     def transport_failure(self, what: str, exc: Exception) -> Transient:
         """A timeout or dropped connection, as the transient failure it is."""
@@ -586,365 +574,6 @@ class ClientCore:
         if isinstance(exc, Transient):
             return exc.retry_after if exc.retry_after is not None else True
         return False
-
-
-@functools.cache
-def _stamina() -> Any:
-    """stamina, imported after the first transient failure (the first attempt runs without it), with its
-    default hook off: it writes a bare `stamina.retry_scheduled` line, while stopline logs retries itself
-    as JSON (_warn_retry) and every line on stderr must be JSON (interface.md section 14)."""
-    import stamina
-
-    stamina.instrumentation.set_on_retry_hooks([])
-    return stamina
-
-
-def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
-    stamina = _stamina()
-
-    # No retry starts once less than one timeout is left before the deadline (the last attempt's
-    # transient failure is then the answer; section 12).
-    left = None if deadline is None else deadline - time.monotonic() - core.timeout_s
-    attempts = core.max_attempts
-    if left is not None and left <= 0:
-        attempts, left = 1, None  # only the attempt already made: the deadline leaves no room for another
-    return stamina.retry_context(
-        on=core.retry_wait, attempts=attempts, timeout=left,
-        wait_initial=0.1, wait_max=5.0, wait_jitter=0.5,
-    )
-
-
-def _warn_retry(what: Any, exc: Transient, attempt: int, core: ClientCore) -> None:
-    if attempt < core.max_attempts:
-        log.warning(
-            "retrying after a transient failure: %s", exc.message,
-            extra={"action": getattr(what, "action", None), "attempt": attempt, "retry_after_s": exc.retry_after,
-                   "upstream_status": exc.upstream.status if exc.upstream else None},
-        )
-
-
-_C = TypeVar("_C")
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-
-
-def _connect(core: ClientCore, given: _T | None, client: Callable[..., _C],
-             transport: Callable[..., _T]) -> tuple[_C | None, _T | None]:
-    """What a driver sends through, as ``(full httpx client, transport)`` with one of them set: the given
-    transport (the emulator); ``httpx.Client`` when HTTP(S)_PROXY or ALL_PROXY is set, since it implements
-    them and NO_PROXY; else httpx's transport alone.
-
-    TLS verification stays on whenever any endpoint is https; with none (the emulator), httpx is told not
-    to build a verifying context, which would load the CA bundle (bench/README.md, "Reading the figures").
-    """
-    if given is not None:
-        return None, given
-    import httpx
-
-    verify = core.endpoints.uses_tls()
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=32)  # a batch runs 50 at once
-    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in ("http_proxy", "https_proxy",
-                                                                              "all_proxy")):
-        return client(timeout=core.timeout_s, verify=verify, limits=limits), None
-    return None, transport(verify=verify, limits=limits)
-
-
-def _timeouts(core: ClientCore) -> dict[str, Any]:
-    """The request extensions that carry the timeouts when a request goes to the transport directly."""
-    import httpx
-
-    return {"timeout": httpx.Timeout(core.timeout_s).as_dict()}
-
-
-def _request(call: Call, extensions: dict[str, Any]) -> httpx.Request:
-    """The request as the transport takes it; ``extensions`` carries the timeouts."""
-    import httpx
-
-    return httpx.Request(call.method, call.url, headers=call.headers, content=call.body, extensions=extensions)
-
-
-def _to_raw(response: httpx.Response) -> RawReply:
-    # httpx.Headers is a case-insensitive mapping already: no copy needed
-    return RawReply(response.status_code, response.headers, response.content)
-
-
-def running_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What a user wants to see of the running build records: number, state, branch, commit, start."""
-    return [{"build_no": build_no(r), "state": str(r.get("job_running_status") or r.get("state") or ""),
-             "branch": r.get("code_branch"), "commit_id": r.get("commit_id"), "start_time": r.get("start_time")}
-            for r in records]
-
-
-def _with_attempts(reply: Reply, attempt: int) -> Reply:
-    return reply if reply.attempts == attempt else Reply(reply.outcome, reply.request_id, reply.api, attempt,
-                                                         reply.resolved)
-
-
-class Client:
-    """Synchronous driver: httpx's transport with pooled connections, built once per process."""
-
-    def __init__(self, core: ClientCore, *, transport: httpx.BaseTransport | None = None) -> None:
-        import httpx
-
-        self.core = core
-        self._extensions = _timeouts(core)
-        self._http, self._transport = _connect(core, transport, httpx.Client, httpx.HTTPTransport)
-        self._fan_out: ThreadPoolExecutor | None = None
-        self._fan_lock = threading.Lock()
-
-    def close(self) -> None:
-        if self._fan_out is not None:
-            self._fan_out.shutdown(wait=False)
-        if self._http is not None:
-            self._http.close()
-        elif self._transport is not None:
-            self._transport.close()
-
-    def execute(self, command: Command, *, deadline: float | None = None) -> Reply:
-        """Run ``command`` with retries; raise a :class:`StoplineError` carrying ``attempts``.
-
-        ``deadline`` (``time.monotonic()`` seconds) is when the delivery's lease ends: no request is sent
-        with less than one timeout left before it, and none is left running past it (section 12).
-        A command that names no build (or DataArts instances) is resolved first: the look-up, then
-        every match stopped concurrently, each with its own retries (interface.md section 10).
-        """
-        if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
-            return self._resolve(command, deadline)
-        reply, attempt = self._retried(command, lambda: self.core.flow(command), deadline)
-        return _with_attempts(reply, attempt)
-
-    def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: float | None) -> Reply:
-        members, _ = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
-        done: list[tuple[Member, Reply | StoplineError]] = []
-        if members:
-            pool = self._pool()
-            done = list(zip(members, pool.map(lambda m: self._member(m, deadline), members), strict=True))
-        job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
-        if job is not None:
-            done.append((job, self._member(job, deadline)))
-        return self.core.combine(command, done)
-
-    def running(self, command: StopBuild) -> list[dict[str, Any]]:
-        """The build records of the task that run or wait now and match the command's filters."""
-        records, _ = self._retried(command, lambda: self.core.running_flow(command), None)
-        return records
-
-    def _member(self, member: Member, deadline: float | None) -> Reply | StoplineError:
-        try:
-            reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
-        except StoplineError as exc:
-            return exc
-        return _with_attempts(reply, attempt)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._fan_out is None:
-            with self._fan_lock:
-                if self._fan_out is None:
-                    self._fan_out = ThreadPoolExecutor(max_workers=FAN_OUT, thread_name_prefix="stopline-stop")
-        return self._fan_out
-
-    def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
-                 deadline: float | None) -> tuple[_R, int]:
-        """Drive ``flow`` with retries: (its value, the attempt that produced it).
-
-        The first attempt runs outside the retry loop (tenacity's bookkeeping costs ~0.1 ms a call);
-        only a transient failure enters it, replayed as attempt 1 so stamina computes the wait.
-        """
-        try:
-            return self._drive(what, flow(), deadline), 1
-        except Transient as exc:
-            first: Transient = exc
-        except StoplineError as exc:
-            exc.attempts = 1
-            raise
-        attempt = 0
-        try:
-            for retry in _retrying(self.core, deadline):
-                with retry:
-                    attempt = retry.num
-                    try:
-                        if attempt == 1:
-                            raise first
-                        return self._drive(what, flow(), deadline), attempt
-                    except Transient as exc:
-                        _warn_retry(what, exc, attempt, self.core)
-                        raise
-        except StoplineError as exc:
-            exc.attempts = attempt
-            raise
-        raise AssertionError("unreachable: stamina either returns or raises")
-
-    def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: float | None) -> _R:
-        label = _describe(what)
-        try:
-            step = next(flow)
-            while True:
-                answer = self._token(deadline) if isinstance(step, NeedToken) else self._send(label, step, deadline)
-                step = flow.send(answer)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
-        """One request, bounded as a whole by the timeout: the body is read chunk by chunk and abandoned
-        once that passes, so a server that dribbles its answer cannot hold it (httpx's own timeouts apply
-        per read)."""
-        import httpx
-
-        self.core.ensure_time_left(what, deadline)
-        ends = time.monotonic() + self.core.timeout_s
-        try:
-            if self._transport is None:
-                assert self._http is not None
-                request = self._http.build_request(call.method, call.url, headers=call.headers, content=call.body)
-                response = self._http.send(request, stream=True)
-            else:
-                response = self._transport.handle_request(_request(call, self._extensions))
-            try:
-                chunks = []
-                for chunk in response.stream:  # type: ignore[union-attr]
-                    chunks.append(chunk)
-                    if time.monotonic() > ends:
-                        raise self.core.overdue(what)
-            finally:
-                response.close()
-        except httpx.TransportError as exc:
-            raise self.core.transport_failure(what, exc) from None
-        return RawReply(response.status_code, response.headers, b"".join(chunks))
-
-    def _token(self, deadline: float | None) -> str:
-        creds = self.core.credentials
-        assert isinstance(creds, IamPasswordToken)
-        self.core.ensure_time_left("IAM token", deadline)
-        return creds.fetch(lambda call: self._send("IAM token", call, deadline), wait_s=self.core.timeout_s)
-
-
-class AsyncClient:
-    """Asynchronous driver of the same core, for library callers on an event loop. The functions do not
-    use it: httpx's async pool slows down with many concurrent requests (bench/README.md)."""
-
-    def __init__(self, core: ClientCore, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        import httpx
-
-        self.core = core
-        self._extensions = _timeouts(core)
-        self._http, self._transport = _connect(core, transport, httpx.AsyncClient, httpx.AsyncHTTPTransport)
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-        elif self._transport is not None:
-            await self._transport.aclose()
-
-    async def execute(self, command: Command, *, deadline: float | None = None) -> Reply:
-        """As :meth:`Client.execute`, awaiting the I/O."""
-        if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
-            return await self._resolve(command, deadline)
-        reply, attempt = await self._retried(command, lambda: self.core.flow(command), deadline)
-        return _with_attempts(reply, attempt)
-
-    async def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: float | None) -> Reply:
-        import asyncio
-
-        members, _ = await self._retried(command, lambda: self.core.lookup_flow(command), deadline)
-        limit = asyncio.Semaphore(FAN_OUT)
-
-        async def bounded(member: Member) -> Reply | StoplineError:
-            async with limit:
-                return await self._member(member, deadline)
-
-        answers = await asyncio.gather(*(bounded(m) for m in members))
-        done: list[tuple[Member, Reply | StoplineError]] = list(zip(members, answers, strict=True))
-        job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
-        if job is not None:
-            done.append((job, await self._member(job, deadline)))
-        return self.core.combine(command, done)
-
-    async def _member(self, member: Member, deadline: float | None) -> Reply | StoplineError:
-        try:
-            reply, attempt = await self._retried(member, lambda: self.core.flow(member), deadline)
-        except StoplineError as exc:
-            return exc
-        return _with_attempts(reply, attempt)
-
-    async def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
-                       deadline: float | None) -> tuple[_R, int]:
-        """As :meth:`Client._retried`, awaiting the I/O."""
-        try:
-            return await self._drive(what, flow(), deadline), 1
-        except Transient as exc:
-            first: Transient = exc
-        except StoplineError as exc:
-            exc.attempts = 1
-            raise
-        attempt = 0
-        try:
-            async for retry in _retrying(self.core, deadline):
-                with retry:
-                    attempt = retry.num
-                    try:
-                        if attempt == 1:
-                            raise first
-                        return await self._drive(what, flow(), deadline), attempt
-                    except Transient as exc:
-                        _warn_retry(what, exc, attempt, self.core)
-                        raise
-        except StoplineError as exc:
-            exc.attempts = attempt
-            raise
-        raise AssertionError("unreachable: stamina either returns or raises")
-
-    async def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: float | None) -> _R:
-        label = _describe(what)
-        try:
-            step = next(flow)
-            while True:
-                answer = (await self._token(deadline) if isinstance(step, NeedToken)
-                          else await self._send(label, step, deadline))
-                step = flow.send(answer)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    async def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
-        """As :meth:`Client._send`: the whole request is bounded by the timeout and the deadline."""
-        import asyncio
-
-        import httpx
-
-        self.core.ensure_time_left(what, deadline)
-        try:
-            async with asyncio.timeout(self.core.timeout_s):
-                if self._transport is None:
-                    assert self._http is not None
-                    return _to_raw(await self._http.request(call.method, call.url, headers=call.headers,
-                                                            content=call.body))
-                response = await self._transport.handle_async_request(_request(call, self._extensions))
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise self.core.overdue(what) from None
-        except httpx.TransportError as exc:
-            raise self.core.transport_failure(what, exc) from None
-        return _to_raw(response)
-
-    async def _token(self, deadline: float | None) -> str:
-        creds = self.core.credentials
-        assert isinstance(creds, IamPasswordToken)
-        token = creds.valid()
-        if token is not None:
-            return token
-        creds.check_recent_failure()
-        async with creds.async_lock():
-            token = creds.valid()
-            if token is not None:
-                return token
-            creds.check_recent_failure()
-            try:
-                return creds.accept(await self._send("IAM token", creds.request(), deadline))
-            except StoplineError as exc:
-                creds.remember_failure(exc)
-                raise
 
 
 def credentials_from(settings: Settings, endpoints: Endpoints, *, agency: Credentials | None = None) -> Credentials:
@@ -982,4 +611,11 @@ def core_from(settings: Settings, *, agency: Credentials | None = None,
         max_attempts=settings.max_attempts,
         timeout_s=settings.timeout_s,
     )
+
+
+def running_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a user wants to see of the running build records: number, state, branch, commit, start."""
+    return [{"build_no": build_no(r), "state": str(r.get("job_running_status") or r.get("state") or ""),
+             "branch": r.get("code_branch"), "commit_id": r.get("commit_id"), "start_time": r.get("start_time")}
+            for r in records]
 

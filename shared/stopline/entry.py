@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from stopline.auth.credentials import Credentials
-    from stopline.client import Client, ClientCore
+    from stopline.client import ClientCore
+    from stopline.driver import Client
     from stopline.pipeline import Pipeline
     from stopline.rules import Rules
     from stopline.settings import Settings
@@ -87,7 +88,7 @@ class Runtime:
 
     def client(self) -> Client:
         if self._client is None:
-            from stopline.client import Client
+            from stopline.driver import Client
 
             core = self.core()
             with self._lock:
@@ -103,7 +104,8 @@ class Runtime:
         dropped, never closed: an invocation may still be using it, and its connections and threads are
         freed by the garbage collector once nothing refers to it (closing it here raced with those
         invocations: "cannot schedule new futures after shutdown")."""
-        from stopline.client import Client, core_from
+        from stopline.client import core_from
+        from stopline.driver import Client
         from stopline.pipeline import Pipeline
 
         key = getattr(credentials, "access_key", "") or "agency"

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from stopline.client import Client
+from stopline.driver import Client
 from stopline.errors import (
     ConfigurationError,
     Forbidden,

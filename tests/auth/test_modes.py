@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 
@@ -11,7 +10,8 @@ from pydantic import SecretStr
 
 from stopline import transport
 from stopline.auth.credentials import AkSk, IamPasswordToken
-from stopline.client import AsyncClient, Client, core_from
+from stopline.client import core_from
+from stopline.driver import Client
 from stopline.emulator import Emulator, EmulatorServer, mock_huaweicloud
 from stopline.emulator.seeds import DEMO_AK, DEMO_IAM, DEMO_PROJECT_ID, DEMO_SK, DEMO_TOKEN
 from stopline.errors import ConfigurationError, UpstreamAuth
@@ -100,17 +100,6 @@ def test_iam_password_32_concurrent_first_calls_make_one_token_request(
     assert [c["path"] for c in emulator.calls].count("/v3/auth/tokens") == 1
     assert all(c["auth"] == "token" for c in emulator.calls if c["path"] != "/v3/auth/tokens")
     client.close()
-
-
-def test_iam_password_async_32_tasks_one_token_request() -> None:
-    async def run() -> None:
-        client = AsyncClient(core_from(load_settings(**IAM)), transport=transport.current())
-        await asyncio.gather(*(client.execute(stop(1 + n % 10)) for n in range(32)))
-        await client.aclose()
-
-    with mock_huaweicloud("demo", fake_credentials=False) as cloud:
-        asyncio.run(run())
-        assert cloud.state.token_requests == 1
 
 
 def test_token_refreshed_once_on_401() -> None:

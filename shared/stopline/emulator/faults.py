@@ -2,7 +2,8 @@
 ``respond`` -- any status with any body (the cloud's odd shapes: 200 with an error code, an empty body,
 a JSON string holding JSON), so tests can pin each of the client's readings over real HTTP, and
 ``dribble`` -- the real answer, its headers at once and then its body one byte every ``delay_ms``: each
-read is quick, so only an overall deadline per request stops a client from waiting for it.
+read is quick, so only an overall deadline per request stops a client from waiting for it; and ``dribble_head`` -- the status line and headers too arrive one byte
+every ``delay_ms``, so not even the first line of the answer comes in one read.
 
 Each rule matches request paths by regex and fires on every request (neither ``rate`` nor ``count``),
 on the first ``count`` matches, or with probability ``rate`` drawn from its own ``random.Random(seed)``
@@ -18,8 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["latency", "throttle", "error", "drop", "hold", "respond", "dribble"]
-KINDS = ("latency", "throttle", "error", "drop", "hold", "respond", "dribble")
+FaultKind = Literal["latency", "throttle", "error", "drop", "hold", "respond", "dribble", "dribble_head"]
+KINDS = ("latency", "throttle", "error", "drop", "hold", "respond", "dribble", "dribble_head")
 _UNSET = object()
 
 
@@ -32,7 +33,7 @@ class FaultRule:
     status: int = 503
     retry_after: float | None = 1
     delay_ms: int | None = None
-    """latency/hold: how late the answer comes (default 2000); dribble: the pause before each byte
+    """latency/hold: how late the answer comes (default 2000); dribble, dribble_head: the pause before each byte
     (default 2000); error/throttle/respond: how long before the coded answer (default none)."""
     error_code: str | None = None
     error_msg: str | None = None
@@ -69,7 +70,7 @@ class FaultRule:
     def delay_s(self) -> float:
         if self.delay_ms is not None:
             return self.delay_ms / 1000
-        return 2.0 if self.kind in ("latency", "hold", "dribble") else 0.0
+        return 2.0 if self.kind in ("latency", "hold", "dribble", "dribble_head") else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "rate": self.rate, "count": self.count,

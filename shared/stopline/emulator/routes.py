@@ -56,6 +56,8 @@ class EmuReply:
     drop: bool = False
     dribble_s: float = 0.0
     """Send the headers now and then the body one byte per ``dribble_s`` (the ``dribble`` fault)."""
+    dribble_head: bool = False
+    """With ``dribble_s``: the status line and headers trickle out too (the ``dribble_head`` fault)."""
 
 
 def _json(status: int, data: Any, **headers: str) -> EmuReply:
@@ -139,8 +141,9 @@ class Router:
             reply.delay_s = fault.delay_s
         else:
             reply, auth_kind = self._dispatch(request, request_id)
-            if fault is not None and fault.kind == "dribble":  # the work is done, the body trickles out
+            if fault is not None and fault.kind in ("dribble", "dribble_head"):  # done; the answer trickles out
                 reply.dribble_s = fault.delay_s
+                reply.dribble_head = fault.kind == "dribble_head"
             elif fault is not None:  # latency / hold: the work is done, the answer comes late
                 reply.delay_s = fault.delay_s
         reply.headers.setdefault("X-Request-Id", request_id)

@@ -58,6 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.drop:
             self.close_connection = True
             return
+        if reply.dribble_head:
+            self._trickle(self._head(reply) + reply.body, reply.dribble_s)
+            return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -71,6 +74,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         elif reply.body:
             self.wfile.write(reply.body)
+
+    def _head(self, reply: EmuReply) -> bytes:
+        """The status line and headers as they would go out, for ``dribble_head``."""
+        lines = [f"{self.protocol_version} {reply.status} {self.responses.get(reply.status, ('',))[0]}"]
+        lines += [f"{name}: {value}" for name, value in reply.headers.items()]
+        lines += [f"Content-Length: {len(reply.body)}", "", ""]
+        return "\r\n".join(lines).encode("latin-1")
+
+    def _trickle(self, data: bytes, pause_s: float) -> None:
+        """Send ``data`` one byte per ``pause_s``; a client that gave up ends it (ConnectionError)."""
+        for i in range(len(data)):
+            time.sleep(pause_s)
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
@@ -149,6 +166,8 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         reply, timeout = self._reply(request, request.read())
+        if reply.dribble_head:  # no socket here: the trickled head is a wait before the response exists
+            reply.delay_s, reply.dribble_head = reply.dribble_s * 200, False
         try:
             if reply.delay_s:
                 time.sleep(min(reply.delay_s, timeout) if timeout is not None else reply.delay_s)

@@ -1,0 +1,326 @@
+"""The one driver: moves :class:`~stopline.client.ClientCore`'s planned calls over httpx, with retries.
+
+Every function target, the CLI and the Python API send through :class:`Client`; there is no second
+(async) send path to keep correct. ASGI mode runs it on a worker thread (bench/README.md: httpx's async
+pool slows down with many concurrent requests).
+
+**One bound per exchange.** httpx's timeouts apply per socket operation, so a server that sends its
+status line, headers or body one byte at a time can hold a request far past any timeout. Here each
+attempt gets one absolute end -- ``STOPLINE_TIMEOUT_S`` from its start, or the delivery's deadline if
+sooner -- and every socket operation of that exchange (connect, TLS, each write, each read of the
+status line, headers and body) is given only the time left until then: a network backend wrapped
+around httpcore's own (:class:`_BoundedBackend`) reads the end from the sending thread. When it
+passes, the read fails, httpcore closes the connection, and only then does the failure reach the
+pipeline -- so a claim is released only after its connection is closed. This costs two clock reads
+per socket operation and no thread; a watchdog thread closing sockets would cost a thread hand-off
+per request (measured with ``python -m bench --only percall``, bench/README.md).
+
+Requests go to the transport directly rather than through ``httpx.Client``: stopline uses none of the
+client layer (cookies, redirects, auth hooks), and skipping it saves a fifth of a call's CPU. With a
+proxy configured in the environment the full ``httpx.Client`` is used, since it implements
+HTTP(S)_PROXY and NO_PROXY; its transports get the same bound.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from stopline.auth.credentials import IamPasswordToken
+from stopline.client import FAN_OUT, ClientCore, Member, NeedToken, Reply, Step, describe
+from stopline.errors import StoplineError, Transient
+from stopline.models import Command, StopBuild, StopDataArtsJob
+from stopline.wire import Call, RawReply
+
+if TYPE_CHECKING:
+    import httpcore
+    import httpx
+
+log = logging.getLogger("stopline")
+_R = TypeVar("_R")
+_exchange = threading.local()
+"""``ends``: the ``time.monotonic()`` second at which the current thread's exchange is abandoned."""
+
+
+def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
+    """A socket operation's timeout, cut to what is left of this thread's exchange."""
+    ends: float | None = getattr(_exchange, "ends", None)
+    if ends is None:
+        return timeout
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise expired("the exchange ran past its time bound")
+    return left if timeout is None else min(timeout, left)
+
+
+@functools.cache
+def _bounded_classes() -> tuple[type[Any], type[Any]]:
+    """The backend and stream wrappers, made on first use so httpcore is imported only when sending."""
+    import httpcore
+
+    class BoundedStream(httpcore.NetworkStream):
+        def __init__(self, inner: httpcore.NetworkStream) -> None:
+            self._inner = inner
+
+        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+            return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+        def write(self, buffer: bytes, timeout: float | None = None) -> None:
+            self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+        def close(self) -> None:
+            self._inner.close()
+
+        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                      timeout: float | None = None) -> httpcore.NetworkStream:
+            inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
+            return BoundedStream(inner)
+
+        def get_extra_info(self, info: str) -> Any:
+            return self._inner.get_extra_info(info)
+
+    class BoundedBackend(httpcore.NetworkBackend):
+        def __init__(self, inner: httpcore.NetworkBackend) -> None:
+            self._inner = inner
+
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+            return BoundedStream(self._inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout),
+                                                         local_address, socket_options))
+
+        def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+            return BoundedStream(self._inner.connect_unix_socket(
+                path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
+
+        def sleep(self, seconds: float) -> None:
+            self._inner.sleep(seconds)
+
+    return BoundedBackend, BoundedStream
+
+
+def bound_transport(transport: Any) -> bool:
+    """Give an httpx network transport's connection pool the bounded backend; False when ``transport`` has
+    no httpcore pool (the emulator's in-process transport, which has no sockets to hold)."""
+    import httpcore
+
+    pool = getattr(transport, "_pool", None)
+    if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
+        return False
+    backend, _ = _bounded_classes()
+    if not isinstance(pool._network_backend, backend):
+        pool._network_backend = backend(pool._network_backend)
+    return True
+
+
+def _connect(core: ClientCore, given: httpx.BaseTransport | None) -> tuple[httpx.Client | None,
+                                                                            httpx.BaseTransport | None]:
+    """What the driver sends through, as ``(full httpx client, transport)`` with one of them set: the given
+    transport (the emulator); ``httpx.Client`` when HTTP(S)_PROXY or ALL_PROXY is set; else httpx's
+    transport alone. TLS verification stays on whenever any endpoint is https; with none (the emulator),
+    httpx is told not to build a verifying context, which would load the CA bundle.
+    """
+    if given is not None:
+        bound_transport(given)
+        return None, given
+    import httpx
+
+    verify = core.endpoints.uses_tls()
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=32)  # a batch runs 50 at once
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in ("http_proxy", "https_proxy",
+                                                                              "all_proxy")):
+        client = httpx.Client(timeout=core.timeout_s, verify=verify, limits=limits)
+        for mounted in [client._transport, *client._mounts.values()]:
+            bound_transport(mounted)
+        return client, None
+    plain = httpx.HTTPTransport(verify=verify, limits=limits)
+    bound_transport(plain)
+    return None, plain
+
+
+@functools.cache
+def _stamina() -> Any:
+    """stamina, imported after the first transient failure (the first attempt runs without it), with its
+    default hook off: it writes a bare `stamina.retry_scheduled` line, while stopline logs retries itself
+    as JSON (_warn_retry) and every line on stderr must be JSON."""
+    import stamina
+
+    stamina.instrumentation.set_on_retry_hooks([])
+    return stamina
+
+
+def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
+    """The retry loop: waits (backoff, Retry-After) are cut so that no attempt starts with less than one
+    timeout left before the deadline; with no room for another, only the attempt already made counts."""
+    stamina = _stamina()
+    left = None if deadline is None else deadline - time.monotonic() - core.timeout_s
+    attempts = core.max_attempts
+    if left is not None and left <= 0:
+        attempts, left = 1, None
+    return stamina.retry_context(
+        on=core.retry_wait, attempts=attempts, timeout=left,
+        wait_initial=0.1, wait_max=5.0, wait_jitter=0.5,
+    )
+
+
+def _warn_retry(what: Any, exc: Transient, attempt: int, core: ClientCore) -> None:
+    if attempt < core.max_attempts:
+        log.warning(
+            "retrying after a transient failure: %s", exc.message,
+            extra={"action": getattr(what, "action", None), "attempt": attempt, "retry_after_s": exc.retry_after,
+                   "upstream_status": exc.upstream.status if exc.upstream else None},
+        )
+
+
+def _with_attempts(reply: Reply, attempt: int) -> Reply:
+    return reply if reply.attempts == attempt else Reply(reply.outcome, reply.request_id, reply.api, attempt,
+                                                         reply.resolved)
+
+
+class Client:
+    """The synchronous driver: httpx's transport with pooled connections, built once per process."""
+
+    def __init__(self, core: ClientCore, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.core = core
+        self._http, self._transport = _connect(core, transport)
+        self._fan_out: ThreadPoolExecutor | None = None
+        self._fan_lock = threading.Lock()
+
+    def close(self) -> None:
+        if self._fan_out is not None:
+            self._fan_out.shutdown(wait=False)
+        if self._http is not None:
+            self._http.close()
+        elif self._transport is not None:
+            self._transport.close()
+
+    def execute(self, command: Command, *, deadline: float | None = None) -> Reply:
+        """Run ``command`` with retries; raise a :class:`StoplineError` carrying ``attempts``.
+
+        ``deadline`` (``time.monotonic()`` seconds) is the delivery's: no request is sent with less than
+        one timeout left before it, and no exchange outlives it. A command that names no build (or
+        DataArts instances) is resolved first: the look-up, then every match stopped concurrently, each
+        with its own retries.
+        """
+        if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
+            return self._resolve(command, deadline)
+        reply, attempt = self._retried(command, lambda: self.core.flow(command), deadline)
+        return _with_attempts(reply, attempt)
+
+    def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: float | None) -> Reply:
+        members, _ = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
+        done: list[tuple[Member, Reply | StoplineError]] = []
+        if members:
+            pool = self._pool()
+            done = list(zip(members, pool.map(lambda m: self._member(m, deadline), members), strict=True))
+        job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
+        if job is not None:
+            done.append((job, self._member(job, deadline)))
+        return self.core.combine(command, done)
+
+    def running(self, command: StopBuild) -> list[dict[str, Any]]:
+        """The build records of the task that run or wait now and match the command's filters."""
+        records, _ = self._retried(command, lambda: self.core.running_flow(command), None)
+        return records
+
+    def _member(self, member: Member, deadline: float | None) -> Reply | StoplineError:
+        try:
+            reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
+        except StoplineError as exc:
+            return exc
+        return _with_attempts(reply, attempt)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._fan_out is None:
+            with self._fan_lock:
+                if self._fan_out is None:
+                    self._fan_out = ThreadPoolExecutor(max_workers=FAN_OUT, thread_name_prefix="stopline-stop")
+        return self._fan_out
+
+    def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
+                 deadline: float | None) -> tuple[_R, int]:
+        """Drive ``flow`` with retries: (its value, the attempt that produced it).
+
+        The first attempt runs outside the retry loop (tenacity's bookkeeping costs ~0.1 ms a call);
+        only a transient failure enters it, replayed as attempt 1 so stamina computes the wait.
+        """
+        try:
+            return self._drive(what, flow(), deadline), 1
+        except Transient as exc:
+            first: Transient = exc
+        except StoplineError as exc:
+            exc.attempts = 1
+            raise
+        attempt = 0
+        try:
+            for retry in _retrying(self.core, deadline):
+                with retry:
+                    attempt = retry.num
+                    try:
+                        if attempt == 1:
+                            raise first
+                        return self._drive(what, flow(), deadline), attempt
+                    except Transient as exc:
+                        _warn_retry(what, exc, attempt, self.core)
+                        raise
+        except StoplineError as exc:
+            exc.attempts = attempt
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")
+
+    def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: float | None) -> _R:
+        label = describe(what)
+        try:
+            step = next(flow)
+            while True:
+                answer = self._token(deadline) if isinstance(step, NeedToken) else self._send(label, step, deadline)
+                step = flow.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
+        """One exchange, bounded as a whole by the timeout and the deadline, whichever ends first."""
+        import httpx
+
+        self.core.ensure_time_left(what, deadline)
+        now = time.monotonic()
+        budget = self.core.timeout_s if deadline is None else min(self.core.timeout_s, deadline - now)
+        ends = now + budget
+        _exchange.ends = ends
+        try:
+            if self._transport is None:
+                assert self._http is not None
+                request = self._http.build_request(call.method, call.url, headers=call.headers, content=call.body,
+                                                   timeout=budget)
+                response = self._http.send(request, stream=True)
+            else:
+                request = httpx.Request(call.method, call.url, headers=call.headers, content=call.body,
+                                        extensions={"timeout": httpx.Timeout(budget).as_dict()})
+                response = self._transport.handle_request(request)
+            try:
+                chunks = []
+                for chunk in response.stream:  # type: ignore[union-attr]
+                    chunks.append(chunk)
+                    if time.monotonic() > ends:  # a transport without sockets (the in-process emulator)
+                        raise self.core.overdue(what, budget)
+            finally:
+                response.close()
+        except httpx.TransportError as exc:
+            if time.monotonic() >= ends:
+                raise self.core.overdue(what, budget) from None
+            raise self.core.transport_failure(what, exc) from None
+        finally:
+            _exchange.ends = None
+        return RawReply(response.status_code, response.headers, b"".join(chunks))
+
+    def _token(self, deadline: float | None) -> str:
+        creds = self.core.credentials
+        assert isinstance(creds, IamPasswordToken)
+        self.core.ensure_time_left("IAM token", deadline)
+        return creds.fetch(lambda call: self._send("IAM token", call, deadline), wait_s=self.core.timeout_s)
