@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 import redis
 
+from stopline.deadline import CLAIM_MARGIN_S, Deadline
 from stopline.errors import ConfigurationError, Conflict, InProgress, Transient
 from stopline.idempotency import IdempotencyStore, StoreFull, StoreUnavailable, open_store, store_key
 from stopline.idempotency.handler import Idempotency
 from stopline.idempotency.memory import MemoryStore
+from stopline.models import Outcome, Result
 
 from .conftest import LogCapture, RedisServer
 from .functions.harness import wait_until
@@ -135,38 +137,42 @@ def test_a_malformed_store_url_is_a_configuration_error_without_the_value(url: s
 
 # -- the protocol ----------------------------------------------------------------------------------------
 class Calls:
-    """The command being made exactly once: counts its runs, can be slowed, can fail."""
+    """The command being made exactly once: counts its runs, keeps the deadlines it ran with, can be
+    slowed, can fail transiently."""
 
     def __init__(self, *, sleep_s: float = 0.0, outcome: str = "stopped") -> None:
         self.runs = 0
+        self.deadlines: list[Deadline] = []
         self.sleep_s = sleep_s
         self.outcome = outcome
         self.lock = threading.Lock()
 
-    def __call__(self, deadline: float) -> dict[str, Any]:
+    def __call__(self, deadline: Deadline) -> Result:
         with self.lock:
             self.runs += 1
+            self.deadlines.append(deadline)
         time.sleep(self.sleep_s)
-        return {"outcome": self.outcome, "deadline": deadline}
+        if self.outcome == "transient":
+            return Result("stop_build", Outcome.FAILED, error=Transient("the cloud is down"))
+        return Result("stop_build", Outcome(self.outcome))
 
 
-def settle(result: dict[str, Any]) -> dict[str, Any] | None:
-    return None if result["outcome"] == "transient" else {"outcome": result["outcome"]}
-
-
-def replay(stored: dict[str, Any]) -> dict[str, Any]:
-    return {"outcome": "duplicate", "first": stored["outcome"]}
+def summary(result: Result) -> dict[str, Any]:
+    """What these tests compare: the outcome ("transient" for a transient failure) and a duplicate's first."""
+    outcome = "transient" if result.error is not None and result.error.transient else str(result.outcome)
+    return {"outcome": outcome, "first": result.first_outcome} if result.replayed else {"outcome": outcome}
 
 
 def run(idem: Idempotency, call: Any, *, key: str = "k", fingerprint: str = "h", lease_s: float = 10) -> Any:
-    return idem.run(key, fingerprint, lease_s, call, settle=settle, replay=replay)
+    """Run with a claim that expires ``lease_s`` from now (the deadline is 5 s before that)."""
+    return summary(idem.run(key, fingerprint, Deadline.after(lease_s - CLAIM_MARGIN_S), call))
 
 
 def test_claim_then_complete_then_replay(store: IdempotencyStore) -> None:
     idem = Idempotency(store, ttl_s=60, wait_s=5)
     calls = Calls()
     first = run(idem, calls)
-    assert first["outcome"] == "stopped" and first["deadline"] > time.monotonic() + 9  # the lease's end
+    assert first["outcome"] == "stopped" and calls.deadlines[0].at > time.monotonic() + 4  # the deadline given
     assert run(idem, calls) == {"outcome": "duplicate", "first": "stopped"}
     assert calls.runs == 1
     assert run(idem, calls, key="other")["outcome"] == "stopped" and calls.runs == 2
@@ -199,7 +205,7 @@ def test_the_hash_is_checked_on_every_poll(store: IdempotencyStore) -> None:
     idem = Idempotency(store, ttl_s=60, wait_s=5)
     waiting = threading.Event()
 
-    def first(deadline: float) -> dict[str, Any]:
+    def first(deadline: Deadline) -> Result:
         waiting.wait(5)
         time.sleep(0.2)  # the twin is polling now
         held = store.get("k")
@@ -208,7 +214,7 @@ def test_the_hash_is_checked_on_every_poll(store: IdempotencyStore) -> None:
         store.claim("k", {"state": "in_progress", "hash": "other", "token": "x"}, 10)
         store.complete("k", "x", {"state": "done", "hash": "other", "token": "x",
                                   "result": {"outcome": "deleted"}}, 10)
-        return {"outcome": "stopped"}
+        return Result("stop_build", Outcome.STOPPED)
 
     starter = threading.Thread(target=lambda: run(idem, first))
     starter.start()
@@ -258,7 +264,7 @@ def test_an_exception_releases_the_claim(store: IdempotencyStore) -> None:
     """A bug inside the call must not block the key until its lease runs out (defect 4)."""
     idem = Idempotency(store, ttl_s=60, wait_s=5)
 
-    def broken(deadline: float) -> dict[str, Any]:
+    def broken(deadline: Deadline) -> Result:
         raise KeyError("a bug")
 
     with pytest.raises(KeyError):
@@ -280,7 +286,7 @@ def test_a_delivery_that_lost_its_lease_changes_nothing(store: IdempotencyStore,
     starter.join()
     assert late[0]["outcome"] == "stopped"
     held = store.get("k")
-    assert held is not None and held["result"] == {"outcome": "already_stopped"}  # the takeover's record
+    assert held is not None and held["result"]["outcome"] == "already_stopped"  # the takeover's record
     assert run(idem, Calls()) == {"outcome": "duplicate", "first": "already_stopped"}
     lost = [r for r in log_lines.records if "lease lost" in str(r["message"])]
     assert len(lost) == 1 and lost[0]["level"] == "WARNING"
@@ -359,6 +365,119 @@ def test_redis_debug_sleep_leaves_no_ghost(redis_server: RedisServer) -> None:
 def test_no_key_means_no_idempotency(store: IdempotencyStore) -> None:
     idem = Idempotency(store, ttl_s=60, wait_s=5)
     calls = Calls()
-    idem.run(None, "h", 5, calls, settle=settle, replay=replay)
-    idem.run(None, "h", 5, calls, settle=settle, replay=replay)
+    idem.run(None, "h", Deadline.after(5), calls)
+    idem.run(None, "h", Deadline.after(5), calls)
     assert calls.runs == 2
+
+
+def test_a_duplicate_that_waited_keeps_its_own_deadline(store: IdempotencyStore) -> None:
+    """Waiting never buys a fresh lease: the twin's delivery fails transiently after 0.6 s; the duplicate,
+    whose own deadline is 1 s from its arrival, then runs with that deadline, and its claim expires 5 s
+    after it -- not 5 s after the moment it claimed."""
+    idem = Idempotency(store, ttl_s=60, wait_s=5)
+    flaky = Calls(sleep_s=0.6, outcome="transient")
+    starter = threading.Thread(target=lambda: run(idem, flaky, lease_s=60))
+    starter.start()
+    time.sleep(0.1)
+    own = Deadline.after(1.0)
+    seen: list[dict[str, Any] | None] = []
+
+    def second(deadline: Deadline) -> Result:
+        seen.append(store.get("k"))
+        return Calls()(deadline)
+
+    result = idem.run("k", "h", own, second)
+    starter.join()
+    assert result.outcome is Outcome.STOPPED and not result.replayed
+    assert flaky.runs == 1 and len(seen) == 1
+    claim = seen[0]
+    assert claim is not None and claim["state"] == "in_progress"
+    # the claim's expiry, in wall-clock seconds, is the duplicate's own deadline + 5 s
+    expected = time.time() + (own.at - time.monotonic()) + CLAIM_MARGIN_S
+    assert abs(claim["expires"] - expected) < 0.25
+
+
+class Outage:
+    """A real store behind a switch: while ``down``, claims land but their replies are lost and every
+    other call fails, as during a Redis failover. Counts calls per thread."""
+
+    def __init__(self, inner: IdempotencyStore) -> None:
+        self.inner, self.remote, self.down = inner, inner.remote, False
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _count(self) -> None:
+        name = threading.current_thread().name
+        with self._lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+        if self.down:
+            raise StoreUnavailable("idempotency store unreachable (ConnectionError)")
+
+    def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        if self.down:
+            self.inner.claim(key, record, ttl_s)
+        self._count()
+        return self.inner.claim(key, record, ttl_s)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self._count()
+        return self.inner.get(key)
+
+    def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
+        self._count()
+        return self.inner.complete(key, token, record, ttl_s)
+
+    def release(self, key: str, token: str) -> bool:
+        self._count()
+        return self.inner.release(key, token)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_after_an_outage_only_the_sweeper_releases_ghosts(store: IdempotencyStore) -> None:
+    """200 deliveries during an outage leave 200 ghost claims. When the store recovers, 16 concurrent
+    requests make only their own calls (claim and complete): releasing the ghosts is the one background
+    sweeper's work, not every request thread's."""
+    outage = Outage(store)
+    idem = Idempotency(outage, ttl_s=60, wait_s=5)
+    outage.down = True
+    for n in range(200):
+        with pytest.raises(Transient):
+            run(idem, Calls(), key=f"ghost-{n}", lease_s=300)
+    outage.down = False
+    outage.calls.clear()
+    go = threading.Barrier(16)
+
+    def request(n: int) -> Any:
+        go.wait()
+        return run(idem, Calls(), key=f"fresh-{n}")
+
+    threads = [threading.Thread(target=request, args=(n,), name=f"request-{n}") for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    by_requests = sum(count for name, count in outage.calls.items() if name.startswith("request-"))
+    assert by_requests == 16 * 2  # one claim and one complete each
+    assert wait_until(lambda: all(store.get(f"ghost-{n}") is None for n in range(200)), timeout=30)
+
+
+def test_a_full_memory_store_keeps_results_inside_the_signature_window() -> None:
+    """At its cap, memory:// evicts no finished record younger than the signature window: a replay of a
+    request whose signature is still valid is a duplicate, and a new delivery gets 503 instead."""
+    store = MemoryStore(max_entries=100, protect_s=300)
+    idem = Idempotency(store, ttl_s=3600, wait_s=5)
+    calls = Calls()
+    for n in range(100):
+        run(idem, calls, key=f"k{n}")
+    with pytest.raises(Transient, match="full"):
+        run(idem, calls, key="one-more")
+    assert run(idem, calls, key="k0") == {"outcome": "duplicate", "first": "stopped"}
+    assert calls.runs == 100
+    old = MemoryStore(max_entries=100, protect_s=0.05)
+    aged = Idempotency(old, ttl_s=3600, wait_s=5)
+    for n in range(100):
+        run(aged, calls, key=f"k{n}")
+    time.sleep(0.1)  # outside the window now: the oldest finished record makes room
+    assert run(aged, calls, key="one-more")["outcome"] == "stopped"

@@ -86,5 +86,5 @@ def test_a_90_kb_delivery_id_costs_a_bounded_record(demo_env: Emulator) -> None:
     assert str(first.outcome) == "stopped" and str(again.outcome) == "duplicate" and again.event_id == huge
     store = runtime.idempotency.store
     assert isinstance(store, MemoryStore)
-    sizes = [len(key) + len(json.dumps(record)) for key, (_, record) in store._data.items()]
+    sizes = [len(key) + len(json.dumps(record)) for key, (_, record, _) in store._data.items()]
     assert sizes and max(sizes) < 2_000

@@ -27,11 +27,13 @@ from stopline.errors import (
     UpstreamInfo,
     UpstreamMisconfigured,
     UpstreamRejected,
+    UpstreamUnexpected,
 )
 from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob
 from stopline.wire import Call, RawReply, decode_body, parse_error_body, parse_retry_after, success_error_code
 
 if TYPE_CHECKING:
+    from stopline.deadline import Deadline
     from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
@@ -55,6 +57,8 @@ MAX_PAGES = 50
 """A look-up reads at most this many pages (5,000 records): a bound, not a limit anyone should reach."""
 FAN_OUT = 20
 """Stops of one resolved command in flight at once."""
+MIN_ATTEMPT_S = 0.05
+"""An attempt is not worth starting with less time than this before the deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,16 +258,31 @@ class ClientCore:
         return Reply(outcome, request_id, call.api)
 
     def _success(self, command: Operation, call: Call, data: Any, reply: RawReply, request_id: str | None) -> Outcome:
-        if isinstance(command, DeleteBuildTask):
+        """A 2xx without an error code, read only as far as it is evidence: each API's documented success
+        shape (an empty body only where the API answers one), else :class:`UpstreamUnexpected`."""
+        empty = not reply.body.strip()
+        if call.api == "v3" and (empty or (isinstance(data, dict) and isinstance(data.get("result"), bool))):
+            return Outcome.ALREADY_STOPPED if not empty and data["result"] is False else Outcome.STOPPED
+        if call.api == "v1" and isinstance(data, dict) and isinstance(data.get("status"), str):
+            if data["status"] != "success":
+                raise UpstreamRejected(
+                    f"{describe(command)}: the v1 stop API answered status {data['status']!r}, not 'success' "
+                    f"({_said(reply.status, None, None, request_id)})",
+                    upstream=UpstreamInfo(reply.status, None, str(data["status"]), request_id))
+            return Outcome.STOPPED
+        if call.api == "delete" and (reply.status == 204 or (isinstance(data, dict) and (
+                data.get("status") == "success" or isinstance(data.get("result"), dict)))):
             return Outcome.DELETED
-        if call.api == "v3" and isinstance(data, dict) and data.get("result") is False:
-            return Outcome.ALREADY_STOPPED
-        if call.api == "v1" and isinstance(data, dict) and "status" in data and data["status"] != "success":
-            raise UpstreamRejected(
-                f"{describe(command)}: the v1 stop API answered status {data['status']!r}, not 'success' "
-                f"({_said(reply.status, None, None, request_id)})",
-                upstream=UpstreamInfo(reply.status, None, str(data["status"]), request_id))
-        return Outcome.STOPPED  # an empty 200 on /v3/jobs/stop is a stop too (section 13)
+        if call.api in ("dataarts", "dataarts-instance") and (empty or isinstance(data, dict)):
+            return Outcome.STOPPED  # documented: 204 without a body; a JSON object is tolerated
+        excerpt = reply.body[:200].decode("utf-8", "replace")
+        log.warning("unexpected success answer from the cloud: %s", excerpt,
+                    extra={"upstream_status": reply.status, "api": call.api, "upstream_request_id": request_id})
+        raise UpstreamUnexpected(
+            f"{describe(command)}: the cloud answered {reply.status} with a body that is no evidence of success "
+            f"({'empty' if empty else 'not the JSON this API returns'}; request id {request_id}); nothing is "
+            "assumed stopped -- check the endpoint settings",
+            upstream=UpstreamInfo(reply.status, None, None, request_id))
 
     def _classify(self, command: Operation, call: Call, reply: RawReply, code: str | None, msg: str | None,
                   *, lookup: bool = False) -> Outcome:
@@ -547,16 +566,23 @@ class ClientCore:
         return Call(call.method, call.scheme, call.host, call.path, call.query,
                     self.credentials.apply(call, token), call.body, call.api)
 
-    def ensure_time_left(self, what: str, deadline: float | None) -> None:
-        """Refuse to send with less than one request timeout left of the delivery's lease (interface.md
-        section 12): a transient failure, so the claim is released and the redelivery runs it. A request
-        that is sent is then bounded as a whole by the timeout, which the lease still covers."""
+    def attempt_budget(self, what: str, deadline: Deadline | None) -> float:
+        """How long an attempt starting now may take: one timeout, cut at the delivery's deadline. None may
+        start with less than one timeout left before the hard end (the process may not be there to see it
+        through), nor once the deadline has passed: a transient failure, so the claim is released and a
+        redelivery (or a pending retry) runs it."""
         if deadline is None:
-            return
-        left = deadline - time.monotonic()
-        if left < self.timeout_s:
-            raise Transient(f"{what}: not sent: {max(0.0, left):.1f} s are left of this delivery's lease, less "
-                            f"than one request timeout ({self.timeout_s:g} s)", retry_after=1)
+            return self.timeout_s
+        budget = deadline.room_for_attempt(self.timeout_s)
+        if budget >= MIN_ATTEMPT_S:
+            return budget
+        hard_left = max(0.0, deadline.hard - time.monotonic())
+        if hard_left < self.timeout_s:
+            reason = (f"{hard_left:.1f} s are left of this delivery's time, less than one request timeout "
+                      f"({self.timeout_s:g} s)")
+        else:
+            reason = "the delivery's deadline has passed (the sender stops waiting for the answer then)"
+        raise Transient(f"{what}: not sent: {reason}", retry_after=1)
 
     def overdue(self, what: str, budget_s: float) -> Transient:
         """An exchange abandoned (its connection closed) because it was still going when its bound -- the

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     import httpcore
     import httpx
 
+    from stopline.deadline import Deadline
+
 log = logging.getLogger("stopline")
 _R = TypeVar("_R")
 _exchange = threading.local()
@@ -155,11 +157,12 @@ def _stamina() -> Any:
     return stamina
 
 
-def _retrying(core: ClientCore, deadline: float | None = None) -> Any:
-    """The retry loop: waits (backoff, Retry-After) are cut so that no attempt starts with less than one
-    timeout left before the deadline; with no room for another, only the attempt already made counts."""
+def _retrying(core: ClientCore, deadline: Deadline | None = None) -> Any:
+    """The retry loop: waits (backoff, Retry-After) are cut at the deadline, and none ends with less than
+    one timeout left before the hard end; with no room for another, only the attempt already made counts."""
     stamina = _stamina()
-    left = None if deadline is None else deadline - time.monotonic() - core.timeout_s
+    now = time.monotonic()
+    left = None if deadline is None else min(deadline.at - now, deadline.hard - now - core.timeout_s)
     attempts = core.max_attempts
     if left is not None and left <= 0:
         attempts, left = 1, None
@@ -200,11 +203,11 @@ class Client:
         elif self._transport is not None:
             self._transport.close()
 
-    def execute(self, command: Command, *, deadline: float | None = None) -> Reply:
+    def execute(self, command: Command, *, deadline: Deadline | None = None) -> Reply:
         """Run ``command`` with retries; raise a :class:`StoplineError` carrying ``attempts``.
 
-        ``deadline`` (``time.monotonic()`` seconds) is the delivery's: no request is sent with less than
-        one timeout left before it, and no exchange outlives it. A command that names no build (or
+        ``deadline`` is the delivery's (:mod:`stopline.deadline`): no exchange outlives it, and no attempt
+        starts without one timeout left before its hard end. A command that names no build (or
         DataArts instances) is resolved first: the look-up, then every match stopped concurrently, each
         with its own retries.
         """
@@ -213,7 +216,7 @@ class Client:
         reply, attempt = self._retried(command, lambda: self.core.flow(command), deadline)
         return _with_attempts(reply, attempt)
 
-    def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: float | None) -> Reply:
+    def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: Deadline | None) -> Reply:
         members, _ = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
         done: list[tuple[Member, Reply | StoplineError]] = []
         if members:
@@ -229,7 +232,7 @@ class Client:
         records, _ = self._retried(command, lambda: self.core.running_flow(command), None)
         return records
 
-    def _member(self, member: Member, deadline: float | None) -> Reply | StoplineError:
+    def _member(self, member: Member, deadline: Deadline | None) -> Reply | StoplineError:
         try:
             reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
         except StoplineError as exc:
@@ -244,7 +247,7 @@ class Client:
         return self._fan_out
 
     def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
-                 deadline: float | None) -> tuple[_R, int]:
+                 deadline: Deadline | None) -> tuple[_R, int]:
         """Drive ``flow`` with retries: (its value, the attempt that produced it).
 
         The first attempt runs outside the retry loop (tenacity's bookkeeping costs ~0.1 ms a call);
@@ -274,7 +277,7 @@ class Client:
             raise
         raise AssertionError("unreachable: stamina either returns or raises")
 
-    def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: float | None) -> _R:
+    def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: Deadline | None) -> _R:
         label = describe(what)
         try:
             step = next(flow)
@@ -284,14 +287,12 @@ class Client:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def _send(self, what: str, call: Call, deadline: float | None) -> RawReply:
+    def _send(self, what: str, call: Call, deadline: Deadline | None) -> RawReply:
         """One exchange, bounded as a whole by the timeout and the deadline, whichever ends first."""
         import httpx
 
-        self.core.ensure_time_left(what, deadline)
-        now = time.monotonic()
-        budget = self.core.timeout_s if deadline is None else min(self.core.timeout_s, deadline - now)
-        ends = now + budget
+        budget = self.core.attempt_budget(what, deadline)
+        ends = time.monotonic() + budget
         _exchange.ends = ends
         try:
             if self._transport is None:
@@ -319,8 +320,8 @@ class Client:
             _exchange.ends = None
         return RawReply(response.status_code, response.headers, b"".join(chunks))
 
-    def _token(self, deadline: float | None) -> str:
+    def _token(self, deadline: Deadline | None) -> str:
         creds = self.core.credentials
         assert isinstance(creds, IamPasswordToken)
-        self.core.ensure_time_left("IAM token", deadline)
+        self.core.attempt_budget("IAM token", deadline)
         return creds.fetch(lambda call: self._send("IAM token", call, deadline), wait_s=self.core.timeout_s)

@@ -73,7 +73,8 @@ class Runtime:
             self.rules = load(settings.rules)
         if not self.webhook_keys and settings.allow_unsigned:
             log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
-        store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries)
+        store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries,
+                           protect_s=settings.webhook_tolerance_s)
         self.idempotency = Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s)
         self.pipeline: Pipeline = Pipeline(settings, self.idempotency, client=self.client)
 

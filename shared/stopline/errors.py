@@ -21,6 +21,7 @@ StoplineError
 │   ├── UpstreamRejected      422  the cloud refused the parameters (400)
 │   ├── UpstreamAuth          502  the cloud refused our credentials / permissions
 │   ├── UpstreamMisconfigured 502  the API or endpoint is wrong (a gateway 404): type `configuration`
+│   ├── UpstreamUnexpected    502  a 2xx that is no evidence of success (HTML, an unknown JSON shape)
 │   └── Transient             503  throttled, 5xx, timeout, dropped connection (retried first)
 │       └── InProgress        503  a duplicate whose first delivery is still running
 └── ConfigurationError      500  no credentials, bad settings
@@ -166,6 +167,14 @@ class UpstreamMisconfigured(UpstreamError):
     type = "configuration"
 
 
+class UpstreamUnexpected(UpstreamError):
+    """A 2xx that is no evidence of success: an HTML page from a misconfigured endpoint, or a JSON shape the
+    API never returns. Never read as stopped or deleted."""
+
+    status = 502
+    type = "upstream_unexpected"
+
+
 class Transient(UpstreamError):
     status = 503
     type = "unavailable"
@@ -192,7 +201,7 @@ ERROR_TYPES: dict[str, type[StoplineError]] = {
     cls.type: cls
     for cls in (
         BadRequest, InvalidJson, Unauthorized, Forbidden, MethodNotAllowed, Conflict, PayloadTooLarge,
-        UnsupportedMediaType, InvalidCommand, NotFound, UpstreamRejected, UpstreamAuth, Transient,
+        UnsupportedMediaType, InvalidCommand, NotFound, UpstreamRejected, UpstreamAuth, UpstreamUnexpected, Transient,
         InProgress, ConfigurationError,
     )
 }

@@ -74,6 +74,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exception"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+            # the whole traceback, as one JSON string: the line stays one line, and "see the logs" finds it
+            entry["exc_info"] = self.formatException(record.exc_info)
         return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 

@@ -238,6 +238,8 @@ class Result:
     duration_ms: float = 0.0
     resolved: tuple[str, list[dict[str, Any]]] | None = None
     """What a resolving command found and did: ``("builds", [...])`` or ``("instances", [...])``."""
+    replayed: bool = False
+    """Rebuilt from the idempotency store (a duplicate): nothing was called for it."""
 
     @property
     def ok(self) -> bool:
@@ -246,6 +248,50 @@ class Result:
     @property
     def status(self) -> int:
         return 200 if self.error is None else self.error.status
+
+    def to_record(self) -> dict[str, Any] | None:
+        """What a duplicate of this command will get back, as stored; None when it must not be remembered:
+        after a transient failure (the redelivery runs anew) or a configuration problem (fixing it must not
+        need a new event id)."""
+        err = self.error
+        if err is not None and (err.transient or err.type == "configuration"):
+            return None
+        stored: dict[str, Any] = {
+            "ok": self.ok, "action": self.action, "outcome": str(self.outcome), "target": self.target,
+            # A long delivery id is not kept (the key already stands for it by its hash): memory per key
+            # stays bounded; a duplicate then reports its own delivery's id.
+            "event_id": self.event_id if self.event_id is None or len(self.event_id) <= 200 else None,
+            "upstream_request_id": self.upstream_request_id,
+            "attempts": self.attempts, "api": self.api,
+            "resolved": list(self.resolved) if self.resolved is not None else None,
+        }
+        if err is not None:
+            stored["error"] = {"type": err.type, "status": err.status, "message": err.message,
+                               "details": err.details, "upstream": err.upstream.to_json() if err.upstream else None}
+        return stored
+
+    @classmethod
+    def from_record(cls, stored: dict[str, Any]) -> Result:
+        """A duplicate's result: the first one's, marked ``replayed``; a success becomes ``duplicate`` with
+        ``first_outcome``, a failure is the same failure again."""
+        from stopline.errors import UpstreamInfo, error_class
+
+        first = stored.get("error")
+        error: StoplineError | None = None
+        if isinstance(first, dict):
+            kind = error_class(str(first.get("type", "")), first.get("status"))
+            up = first.get("upstream")
+            error = kind(str(first.get("message", "")), details=first.get("details") or [],
+                         upstream=UpstreamInfo(up["status"], up.get("error_code"), up.get("error_msg"))
+                         if isinstance(up, dict) else None)
+        resolved = stored.get("resolved")
+        return cls(
+            stored.get("action"), Outcome.DUPLICATE if error is None else Outcome.FAILED,
+            stored.get("target") or {}, stored.get("event_id"), stored.get("upstream_request_id"), 0,
+            api=stored.get("api"), first_outcome=stored.get("outcome") if error is None else None, error=error,
+            resolved=(resolved[0], resolved[1]) if isinstance(resolved, list) and len(resolved) == 2 else None,
+            replayed=True,
+        )
 
     def to_json(self, *, with_status: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"ok": self.ok, "action": self.action}

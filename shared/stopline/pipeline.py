@@ -2,7 +2,8 @@
 
 Trigger adapters only turn their input into ``(raw command, Delivery)`` and a :class:`Result` back into
 their answer. Exactly-once lives in :class:`~stopline.idempotency.handler.Idempotency`; this module keys
-a command, gives it a lease and a deadline, and turns what happened into a result and a log line. There
+a command, gives it its delivery's deadline (:mod:`stopline.deadline`), and turns what happened into a
+result and a log line. There
 is no async driver: ASGI mode runs this one on a worker thread, because httpx's async connection pool
 slows down sharply with concurrent requests (bench/README.md).
 """
@@ -13,18 +14,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from stopline.deadline import Deadline
 from stopline.driver import Client
-from stopline.errors import (
-    ConfigurationError,
-    Forbidden,
-    RequestError,
-    StoplineError,
-    UpstreamInfo,
-    error_class,
-)
+from stopline.errors import ConfigurationError, Forbidden, RequestError, StoplineError
 from stopline.idempotency import store_key
 from stopline.idempotency.handler import Idempotency
 from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_command
@@ -44,18 +39,21 @@ class Delivery:
 
     ``namespace`` scopes the delivery id (interface.md section 12): Standard Webhooks ids, CloudEvent
     ``source``+``id``, Pub/Sub message ids, GitHub and GitLab deliveries and FunctionGraph record ids are
-    separate, so equal ids from different senders never collide. ``deadline`` is when the platform stops
-    the invocation (``time.monotonic()`` seconds; FunctionGraph tells), or None.
+    separate, so equal ids from different senders never collide. ``platform_ends`` is when the platform
+    stops the invocation (``time.monotonic()`` seconds; FunctionGraph tells), or None; ``arrived`` is when
+    the delivery was read. With the settings they fix the delivery's deadline (:meth:`Pipeline.deadline`).
     """
 
     event_id: str | None
     trigger: str
     action: str | None = None
     namespace: str = "webhook"
-    deadline: float | None = None
+    platform_ends: float | None = None
     answered: bool = False
-    """The sender reads the answer (HTTP): a refusal is its mistake, logged at WARNING; on a queue nobody
-    reads it, so a refused message is logged at ERROR for the operator (interface.md section 14)."""
+    """The sender reads the answer (HTTP) and waits for it only so long (``STOPLINE_SENDER_WAIT_S``): a
+    refusal is its mistake, logged at WARNING; on a queue nobody reads it, so a refused message is logged
+    at ERROR for the operator."""
+    arrived: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -84,9 +82,9 @@ class Pipeline:
         self.settings = settings
         self.idempotency = idempotency
         self._client = client
-        # The longest a first delivery can take (every attempt timing out, every wait at the Retry-After
-        # cap) plus a margin: a process killed mid-call blocks its key only that long.
-        self.lease_bound_s = (settings.timeout_s * settings.max_attempts
+        # The longest a delivery may take at all (every attempt timing out, every wait at the Retry-After
+        # cap) plus a margin: one of the bounds of its deadline.
+        self.bound_s = (settings.timeout_s * settings.max_attempts
                               + RETRY_AFTER_CAP_S * (settings.max_attempts - 1) + LEASE_MARGIN_S)
         self._pool: ThreadPoolExecutor | None = None
 
@@ -117,11 +115,12 @@ class Pipeline:
         member = () if index is None else (str(index),)
         return store_key(prefix, ("delivery", delivery.namespace, delivery.event_id, *member))
 
-    def lease_s(self, delivery: Delivery) -> float:
-        """The claim's lease: the contract's bound, or less when the platform ends the invocation sooner."""
-        if delivery.deadline is None:
-            return self.lease_bound_s
-        return max(0.05, min(self.lease_bound_s, delivery.deadline - time.monotonic()))
+    def deadline(self, delivery: Delivery) -> Deadline:
+        """The delivery's deadline: the earliest of the platform's end, the sender's wait (HTTP senders)
+        and the overall bound; every command of the delivery works against the same one."""
+        return Deadline.of_delivery(
+            delivery.arrived, self.bound_s, platform_ends=delivery.platform_ends,
+            sender_wait_s=self.settings.sender_wait_s if delivery.answered else None)
 
     def _allow(self, command: Command, where: str) -> None:
         s = self.settings
@@ -156,26 +155,25 @@ class Pipeline:
                 client = self._client()
             except ConfigurationError as exc:
                 return self._log(self._failed(work, exc), delivery, work.started)
-        replayed: list[str | None] = []
-
-        def replay(stored: dict[str, Any]) -> Result:
-            replayed.append(stored.get("outcome"))
-            return self._replay(work, stored)
-
         try:
             result = self.idempotency.run(
-                work.key, work.command.fingerprint(), self.lease_s(delivery),
-                lambda deadline: self._call(work, client, deadline), settle=self._settle, replay=replay,
+                work.key, work.command.fingerprint(), self.deadline(delivery),
+                lambda deadline: self._call(work, client, deadline),
                 field="idempotency_key" if work.command.idempotency_key else "event_id")
         except StoplineError as exc:
             result = self._failed(work, exc)
         except Exception as exc:
-            log.error("internal error handling %s: %s", work.command.action, type(exc).__name__, exc_info=exc,
+            log.error("internal error handling %s: %s: %s", work.command.action, type(exc).__name__, exc, exc_info=exc,
                       extra={"event_id": delivery.event_id, "error_type": "internal"})
             result = self._failed(work, internal_error())
-        return self._log(result, delivery, work.started, **({"duplicate_of": replayed[0]} if replayed else {}))
+        if not result.replayed:
+            return self._log(result, delivery, work.started)
+        result.target = result.target or work.command.target()
+        result.event_id = result.event_id or delivery.event_id
+        first = result.first_outcome or str(result.outcome)
+        return self._log(result, delivery, work.started, duplicate_of=first)
 
-    def _call(self, work: Work, client: Client | None, deadline: float) -> Result:
+    def _call(self, work: Work, client: Client | None, deadline: Deadline) -> Result:
         command = work.command
         if client is None:  # dry run: validated, allowed, deduplicated, nothing called
             return Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
@@ -210,46 +208,6 @@ class Pipeline:
     def _failed(self, work: Work, error: StoplineError) -> Result:
         return Result(work.command.action, Outcome.FAILED, work.command.target(), work.delivery.event_id,
                       error=error)
-
-    @staticmethod
-    def _settle(result: Result) -> dict[str, Any] | None:
-        """What a duplicate will get back; None releases the claim: after a transient failure (the
-        redelivery runs anew) or a configuration problem (fixing it must not need a new event id)."""
-        err = result.error
-        if err is not None and (err.transient or err.type == ConfigurationError.type):
-            return None
-        stored: dict[str, Any] = {
-            "ok": result.ok, "action": result.action, "outcome": str(result.outcome), "target": result.target,
-            # A long delivery id is not kept (the key already stands for it by its hash): memory per key
-            # stays bounded; a duplicate then reports its own delivery's id.
-            "event_id": result.event_id if result.event_id is None or len(result.event_id) <= 200 else None,
-            "upstream_request_id": result.upstream_request_id,
-            "attempts": result.attempts, "api": result.api,
-            "resolved": list(result.resolved) if result.resolved is not None else None,
-        }
-        if err is not None:
-            stored["error"] = {"type": err.type, "status": err.status, "message": err.message,
-                               "details": err.details, "upstream": err.upstream.to_json() if err.upstream else None}
-        return stored
-
-    def _replay(self, work: Work, stored: dict[str, Any]) -> Result:
-        """A duplicate: the first result, without calling the cloud again (interface.md section 9)."""
-        first = stored.get("error")
-        error: StoplineError | None = None
-        if first is not None:
-            cls = error_class(first.get("type", ""), first.get("status"))
-            up = first.get("upstream")
-            error = cls(first.get("message", ""), details=first.get("details") or [],
-                        upstream=UpstreamInfo(up["status"], up.get("error_code"), up.get("error_msg"))
-                        if up else None)
-        resolved = stored.get("resolved")
-        return Result(
-            stored.get("action"), Outcome.DUPLICATE if error is None else Outcome.FAILED,
-            stored.get("target") or work.command.target(), stored.get("event_id") or work.delivery.event_id,
-            stored.get("upstream_request_id"), 0, api=stored.get("api"),
-            first_outcome=stored.get("outcome") if error is None else None, error=error,
-            resolved=(resolved[0], resolved[1]) if isinstance(resolved, list) else None,
-        )
 
     def _log(self, result: Result, delivery: Delivery, started: float, **more: Any) -> Result:
         result.duration_ms = round((time.perf_counter() - started) * 1000, 2)

@@ -81,6 +81,7 @@ class Settings(BaseModel):
     dataarts_endpoint: str | None = None
     iam_endpoint: str | None = None
     timeout_s: float = Field(10.0, gt=0, le=300)
+    sender_wait_s: float = Field(10.0, gt=0.5, le=3600)
     max_attempts: int = Field(4, ge=1, le=20)
     build_stop_api: Literal["auto", "v3", "v1"] = "auto"
     not_running_codes: CommaList = DEFAULT_NOT_RUNNING_CODES

@@ -25,7 +25,7 @@ from ..functions.harness import SECRET, FunctionProcess, start_all, wait_until
 
 JOB = "8888aaaa2222bbbb3333cccc4444dddd"
 TIMEOUT_S, MAX_ATTEMPTS = 3, 1
-CLAIM_TTL_S = TIMEOUT_S * MAX_ATTEMPTS + 5  # the lease bound of interface.md section 12 for these settings
+CLAIM_TTL_S = TIMEOUT_S * MAX_ATTEMPTS + 5 + 5  # the delivery's deadline (its overall bound) + 5 s
 KEY = store_key("stopline:", ("delivery", "webhook", "crash-1"))
 
 

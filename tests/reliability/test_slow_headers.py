@@ -97,7 +97,7 @@ class SlowHead:
                     self.sent_bytes.append(sent)
 
 
-TARGETS = {
+TARGETS: dict[str, tuple[str, dict[str, object]]] = {
     "stop_build": ("http", {"job_id": JOB, "build_no": 3}),
     "delete_build_task": ("http", {"job_id": JOB}),
     "stop_dataarts_job": ("http", {"job_name": "slow-etl"}),

@@ -2,8 +2,9 @@
 ``respond`` -- any status with any body (the cloud's odd shapes: 200 with an error code, an empty body,
 a JSON string holding JSON), so tests can pin each of the client's readings over real HTTP, and
 ``dribble`` -- the real answer, its headers at once and then its body one byte every ``delay_ms``: each
-read is quick, so only an overall deadline per request stops a client from waiting for it; and ``dribble_head`` -- the status line and headers too arrive one byte
-every ``delay_ms``, so not even the first line of the answer comes in one read.
+read is quick, so only an overall deadline per request stops a client from waiting for it; and
+``dribble_head`` -- the status line and headers too arrive one byte every ``delay_ms``, so not even the
+first line of the answer comes in one read.
 
 Each rule matches request paths by regex and fires on every request (neither ``rate`` nor ``count``),
 on the first ``count`` matches, or with probability ``rate`` drawn from its own ``random.Random(seed)``

@@ -2,8 +2,9 @@
 
 :class:`~stopline.idempotency.handler.Idempotency` holds the whole protocol -- claim, wait for a twin,
 replay, release, complete -- and the stores only keep records: ``memory://`` per instance, and Redis
-(single server, TLS, Cluster, Sentinel) shared. A record is ``{"state": "in_progress" | "done", "hash":
-<command hash>, "token": <the claiming delivery's token>, "lease_until": <epoch s>, "result": {...}}``.
+(single server, TLS, Cluster, Sentinel) shared. A record (:class:`~stopline.idempotency.handler.Record`)
+is ``{"state": "in_progress" | "done", "hash": <command hash>, "token": <the claiming delivery's token>,
+"expires": <epoch s>, "result": {...}}``.
 
 Every write after the claim is *fenced*: ``complete`` and ``release`` change a key only while it still
 holds the caller's token, so a delivery whose lease ran out (and was taken over) changes nothing.
@@ -58,7 +59,7 @@ def store_key(prefix: str, parts: tuple[str, ...]) -> str:
     return prefix + body
 
 
-def open_store(url: str, *, max_entries: int = 100_000) -> IdempotencyStore:
+def open_store(url: str, *, max_entries: int = 100_000, protect_s: float = 0.0) -> IdempotencyStore:
     """The store for ``STOPLINE_IDEMPOTENCY_URL``; redis-py is imported only when asked for.
 
     Raises:
@@ -68,7 +69,7 @@ def open_store(url: str, *, max_entries: int = 100_000) -> IdempotencyStore:
     if url.startswith("memory://"):
         from stopline.idempotency.memory import MemoryStore
 
-        return MemoryStore(max_entries=max_entries)
+        return MemoryStore(max_entries=max_entries, protect_s=protect_s)
     from stopline.idempotency.redis import RedisStore
 
     try:

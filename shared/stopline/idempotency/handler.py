@@ -1,15 +1,19 @@
-"""The exactly-once protocol, in one place (interface.md sections 9 and 12).
+"""The exactly-once protocol, in one place.
 
-``Idempotency.run`` is what the pipeline calls between "allowed" and "log": claim the key with a lease,
-or wait for the twin that holds it (checking the command hash on every read), or replay a finished
-result; then run the command, and record its result (fenced on the claim token) or release the claim.
-The shape follows Powertools' ``IdempotencyHandler`` over a persistence layer; the rules are stopline's:
+``Idempotency.run(key, fingerprint, deadline, call)`` is what the pipeline calls between "allowed" and
+"log": claim the key until the delivery's deadline + 5 s, or wait for the twin that holds it (checking
+the command hash on every read), or replay a finished result; then run the command and record its
+result (fenced on the claim token) or release the claim. The pipeline passes no callbacks: what to keep
+and how to rebuild it are :meth:`Result.to_record` and :meth:`Result.from_record`. The shape follows
+Powertools' ``IdempotencyHandler`` over a persistence layer; the rules are stopline's:
 
-- a lease is never longer than the delivery may live, and the command runs against that deadline;
-- a delivery that lost its lease changes nothing (``lease lost`` at WARNING);
-- any exception releases the claim, so a bug never blocks a key until its lease runs out;
-- a claim whose store reply was lost (a timeout) is a *ghost*: its own process knows the token and
-  releases it as soon as the store answers again, so a redelivery soon after runs the command.
+- the claim's expiry is fixed when it is made, from the delivery's own deadline: a duplicate that waited
+  for its twin never buys a fresh lease;
+- a delivery that lost its claim changes nothing (``lease lost`` at WARNING);
+- any exception releases the claim, so a bug never blocks a key until it expires;
+- a claim whose store reply was lost (a timeout) is a *ghost*: one background sweeper per process
+  releases it as soon as the store answers again -- never the request threads, which after an outage
+  would all sweep the same ghosts at once.
 """
 
 from __future__ import annotations
@@ -19,17 +23,47 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from stopline.deadline import Deadline
 from stopline.errors import Conflict, InProgress, Transient
 from stopline.idempotency import IdempotencyStore, StoreFull, StoreUnavailable
+from stopline.models import Result
 
 log = logging.getLogger("stopline")
-T = TypeVar("T")
 POLL_S = 0.05
 MAX_GHOSTS = 10_000
 GHOST_RETRY_S = 0.5
 COMPLETE_RETRY_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What the store keeps under a key: a claim in progress, or a finished command's result."""
+
+    state: Literal["in_progress", "done"]
+    hash: str
+    token: str
+    expires: float
+    """Wall-clock (epoch) second the record stops counting: a claim's deadline + 5 s, a result's TTL."""
+    result: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": self.state, "hash": self.hash, "token": self.token,
+                                "expires": self.expires}
+        if self.result is not None:
+            body["result"] = self.result
+        return body
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        """Read a stored record; one written by an earlier version (``lease_until``) reads the same."""
+        state: Literal["in_progress", "done"] = "done" if data.get("state") == "done" else "in_progress"
+        result = data.get("result")
+        return cls(state, str(data.get("hash", "")), str(data.get("token", "")),
+                   float(data.get("expires", data.get("lease_until", 0)) or 0),
+                   result if isinstance(result, dict) else None)
 
 
 def _persist(write: Callable[[], bool], deadline: float) -> bool:
@@ -66,19 +100,19 @@ class Idempotency:
         self._ghost_lock = threading.Lock()
         self._sweeper: threading.Thread | None = None
 
-    def run(self, key: str | None, fingerprint: str, lease_s: float, call: Callable[[float], T], *,
-            settle: Callable[[T], dict[str, Any] | None], replay: Callable[[dict[str, Any]], T],
-            field: str = "event_id") -> T:
+    def run(self, key: str | None, fingerprint: str, deadline: Deadline, call: Callable[[Deadline], Result], *,
+            field: str = "event_id") -> Result:
         """Run ``call(deadline)`` at most once per ``key`` while its record lives.
 
         Args:
             key: the store key (None: no idempotency, just run).
             fingerprint: the normalized command's hash; a different one under the same key is a conflict.
-            lease_s: how long the claim may live: the delivery's deadline is ``now + lease_s``.
-            call: runs the command; receives the deadline (``time.monotonic()`` seconds).
-            settle: the result to store as done, or None to release the claim (transient failures).
-            replay: rebuilds a result from a stored one (a duplicate).
+            deadline: the delivery's; the claim expires 5 s after it, and a twin is waited for until it.
+            call: runs the command against the deadline.
             field: what a conflict names in ``details`` (``idempotency_key`` or ``event_id``).
+
+        Returns:
+            The command's result, or the first delivery's (``replayed``) for a duplicate.
 
         Raises:
             Conflict: the key holds another command.
@@ -86,53 +120,53 @@ class Idempotency:
             Transient: the store is unreachable or full of live claims.
         """
         if key is None:
-            return call(time.monotonic() + lease_s)
-        self._sweep()
+            return call(deadline)
         token = uuid.uuid4().hex
-        waited_until = time.monotonic() + min(self.wait_s, lease_s)
+        waited_until = min(time.monotonic() + self.wait_s, deadline.at)
         while True:
-            started = time.monotonic()
-            record = {"state": "in_progress", "hash": fingerprint, "token": token,
-                      "lease_until": time.time() + lease_s}
+            ttl_s = deadline.claim_expires_in()
+            claim = Record("in_progress", fingerprint, token, time.time() + ttl_s)
             try:
-                existing = self.store.claim(key, record, lease_s)
+                existing = self.store.claim(key, claim.to_json(), ttl_s)
             except StoreFull as exc:
                 raise Transient(str(exc), retry_after=1) from None
             except StoreUnavailable as exc:
                 self._ghost(key, token)  # the SET may have reached the store after our timeout
                 raise Transient(f"{exc}; not calling the cloud without a claim", retry_after=1) from None
             if existing is None:
-                return self._claimed(key, token, fingerprint, started + lease_s, call, settle)
-            if existing.get("hash") != fingerprint:
+                return self._claimed(key, token, fingerprint, deadline, call)
+            found = Record.from_json(existing)
+            if found.hash != fingerprint:
                 raise _conflict(field)
-            if existing.get("state") == "done":
-                return replay(existing.get("result") or {})
-            if self._owns_ghost(key, existing):
+            if found.state == "done":
+                return Result.from_record(found.result or {})
+            if self._owns_ghost(key, found):
                 continue  # our own lost claim, now released: claim again
-            found = self._wait(key, fingerprint, waited_until, field)
-            if found is not None:
-                return replay(found)
-            # released by its holder (a transient failure): this delivery may run it
+            finished = self._wait(key, fingerprint, waited_until, field)
+            if finished is not None:
+                return Result.from_record(finished)
+            # released by its holder (a transient failure): this delivery may run it, by its own deadline
 
-    def _claimed(self, key: str, token: str, fingerprint: str, deadline: float, call: Callable[[float], T],
-                 settle: Callable[[T], dict[str, Any] | None]) -> T:
+    def _claimed(self, key: str, token: str, fingerprint: str, deadline: Deadline,
+                 call: Callable[[Deadline], Result]) -> Result:
         try:
             result = call(deadline)
         except BaseException:
             self._release(key, token)
             raise
-        stored = settle(result)
+        stored = result.to_record()
         if stored is None:
             self._release(key, token)
             return result
-        done = {"state": "done", "hash": fingerprint, "token": token, "result": stored}
+        done = Record("done", fingerprint, token, time.time() + self.ttl_s, stored)
+        ends = time.monotonic() + deadline.claim_expires_in()
         try:
-            if not _persist(lambda: self.store.complete(key, token, done, self.ttl_s), deadline):
+            if not _persist(lambda: self.store.complete(key, token, done.to_json(), self.ttl_s), ends):
                 log.warning("lease lost: another delivery took over %s before this one finished; its result "
                             "was not recorded", key, extra={"idempotency_key": key, "outcome": stored.get("outcome")})
         except StoreUnavailable as exc:
-            # The call happened; its claim stays until its lease ends, so a redelivery meanwhile is 503,
-            # never a second call.
+            # The call happened; its claim stays until it expires, so a redelivery meanwhile is 503, never
+            # a second call.
             log.error("could not record the outcome in the idempotency store: %s", exc,
                       extra={"idempotency_key": key})
         return result
@@ -160,10 +194,11 @@ class Idempotency:
                 raise Transient(str(exc), retry_after=1) from None
             if existing is None:
                 return None
-            if existing.get("hash") != fingerprint:
+            found = Record.from_json(existing)
+            if found.hash != fingerprint:
                 raise _conflict(field)
-            if existing.get("state") == "done":
-                return existing.get("result") or {}
+            if found.state == "done":
+                return found.result or {}
 
     # -- ghost claims ------------------------------------------------------------------------------------
     def _ghost(self, key: str, token: str) -> None:
@@ -175,11 +210,11 @@ class Idempotency:
                                                  daemon=True)
                 self._sweeper.start()
 
-    def _owns_ghost(self, key: str, existing: dict[str, Any]) -> bool:
+    def _owns_ghost(self, key: str, existing: Record) -> bool:
         """The in-progress record under ``key`` is a ghost of this process: release it (True)."""
         with self._ghost_lock:
             token = self._ghosts.get(key)
-        if token is None or existing.get("token") != token:
+        if token is None or existing.token != token:
             return False
         try:
             self.store.release(key, token)
@@ -190,7 +225,7 @@ class Idempotency:
         return True
 
     def _sweep(self) -> None:
-        """Release the ghosts the store now answers for (cheap when there are none)."""
+        """Release the ghosts the store now answers for; run by the sweeper thread only."""
         if not self._ghosts:
             return
         with self._ghost_lock:

@@ -1,8 +1,9 @@
 """The per-instance store: a dict with expiry times, bounded in size.
 
-When full it drops the oldest *finished* records first and never a live claim: evicting one would let a
-duplicate through while the first delivery is still calling the cloud. A store full of live claims
-refuses new ones (:class:`StoreFull`, answered 503) until some finish or expire.
+When full it drops the oldest *finished* records first, and never a live claim nor a record younger than
+``protect_s`` (the signature window, ``STOPLINE_WEBHOOK_TOLERANCE_S``): evicting either would let a
+duplicate -- or a replay of a request whose signature is still valid -- call the cloud a second time. A
+store with no room left refuses new claims (:class:`StoreFull`, answered 503) until some expire.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from stopline.idempotency import StoreFull
 class MemoryStore:
     remote = False
 
-    def __init__(self, *, max_entries: int = 100_000) -> None:
-        self._data: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+    def __init__(self, *, max_entries: int = 100_000, protect_s: float = 0.0) -> None:
+        self._data: OrderedDict[str, tuple[float, dict[str, Any], float]] = OrderedDict()
+        """key -> (expires, record, written); oldest write first."""
         self._lock = threading.Lock()
         self.max_entries = max_entries
+        self.protect_s = protect_s
 
     def _live(self, key: str, now: float) -> dict[str, Any] | None:
         found = self._data.get(key)
@@ -33,25 +36,28 @@ class MemoryStore:
         return found[1]
 
     def _make_room(self, now: float) -> None:
-        """Drop expired or finished entries, oldest first, until one more fits; never a live claim."""
+        """Drop expired entries, then finished ones written before the protected window, oldest first,
+        until one more fits; never a live claim."""
         if len(self._data) < self.max_entries:
             return
         victims = []
-        for key, (expires, record) in self._data.items():
-            if expires <= now or record.get("state") == "done":
+        protected_since = now - self.protect_s
+        for key, (expires, record, written) in self._data.items():
+            if expires <= now or (record.get("state") == "done" and written <= protected_since):
                 victims.append(key)
                 if len(self._data) - len(victims) < self.max_entries:
                     break
         for key in victims:
             del self._data[key]
         if len(self._data) >= self.max_entries:
-            raise StoreFull(f"the memory:// store holds {len(self._data)} claims still in progress "
-                            "(STOPLINE_IDEMPOTENCY_MAX_ENTRIES); not calling the cloud without a claim")
+            raise StoreFull(f"the memory:// store is full ({len(self._data)} claims in progress or results "
+                            f"younger than the {self.protect_s:g} s signature window; "
+                            "STOPLINE_IDEMPOTENCY_MAX_ENTRIES); not calling the cloud without a claim")
 
     def _put(self, key: str, record: dict[str, Any], ttl_s: float, now: float) -> None:
         if key not in self._data:
             self._make_room(now)
-        self._data[key] = (now + ttl_s, dict(record))
+        self._data[key] = (now + ttl_s, dict(record), now)
         self._data.move_to_end(key)
 
     def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:

@@ -128,7 +128,7 @@ def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     reply = http.handle(target, str(event.get("httpMethod") or "GET"), headers, read_body,
                         pipeline=_pipeline_chooser(context), trigger="functiongraph:apig",
-                        deadline=deadline_of(context))
+                        platform_ends=deadline_of(context))
     return {"statusCode": reply.status, "isBase64Encoded": False, "headers": reply.all_headers(),
             "body": reply.content().decode()}
 
@@ -232,7 +232,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     runnable: list[tuple[object, Delivery, int | None]] = []
     deadline = deadline_of(context)
     for message, event_id in pairs:
-        delivery = Delivery(event_id, trigger, namespace=f"fg:{kind}", deadline=deadline)
+        delivery = Delivery(event_id, trigger, namespace=f"fg:{kind}", platform_ends=deadline)
         try:
             runnable.append((decode_message(message), delivery, None))
             slots.append(None)

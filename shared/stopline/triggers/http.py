@@ -219,7 +219,7 @@ def _drain_size(exc: StoplineError, headers: Mapping[str, str]) -> int:
 
 def _internal_error(exc: Exception) -> HttpReply:
     """An unexpected failure (a bug): logged with its type, answered as a JSON 500 without details."""
-    log.error("internal error: %s", type(exc).__name__, exc_info=exc, extra={"error_type": "internal"})
+    log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc, extra={"error_type": "internal"})
     return HttpReply(500, {"ok": False, "error": {"type": "internal", "message": "internal error; see the logs",
                                                   "details": []}})
 
@@ -303,9 +303,9 @@ def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpRep
 
 def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
            *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None,
-           deadline: float | None = None) -> HttpReply:
+           platform_ends: float | None = None) -> HttpReply:
     """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline, its
-    trigger name and the invocation's deadline)."""
+    trigger name and when the platform ends the invocation)."""
     reading = False
     try:
         runtime = _runtime_for(target, method, headers)
@@ -319,7 +319,8 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
         elif not reading:  # refused on its headers (method, size): the body was never touched
             reply.body_unread = _has_body(headers)
         return reply
-    delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger, deadline=deadline)
+    delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger,
+                                                                          platform_ends=platform_ends)
     return _dispatch(chosen, parsed, delivery)
 
 
