@@ -156,3 +156,46 @@ def test_a_failing_iam_login_fails_a_batch_together_then_one_token_serves_all(
         assert len(logins_after) == 1
     finally:
         server.stop()
+
+
+class LongContext:
+    """A FunctionGraph context with a minute left."""
+
+    def getRemainingTimeInMilliSeconds(self) -> int:
+        return 60_000
+
+
+def test_a_waiting_duplicate_keeps_its_own_short_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting never buys a fresh lease (issue 23): the first delivery holds the key for 1.5 s and then
+    fails transiently; its duplicate, whose invocation ends 2 s after it arrived, waits for it and then
+    has less than one timeout left of its own deadline -- so it calls nothing, and asks for redelivery."""
+    from stopline.triggers.functiongraph import handle
+
+    emulator = seeded()
+    emulator.inject(r"^/v3/jobs/stop$", "error", status=503, delay_ms=1500, count=1)
+    server = emulator.serve()
+    for name, value in {**demo_environment(server.url), "STOPLINE_TIMEOUT_S": "1",
+                        "STOPLINE_MAX_ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    event = kafka_event({"action": "stop_build", "job_id": JOB, "build_no": 1})
+    outcomes: list[str] = []
+
+    def first() -> None:
+        try:
+            handle(event, LongContext())
+        except RedeliveryRequested as exc:
+            outcomes.append(f"first: {exc}")
+
+    try:
+        starter = threading.Thread(target=first)
+        starter.start()
+        time.sleep(0.2)  # the first delivery holds the key now
+        with pytest.raises(RedeliveryRequested, match="less than one request timeout"):
+            handle(event, TwoSecondsLeft())
+        starter.join()
+        stops = [c for c in emulator.calls if c["path"] == "/v3/jobs/stop"]
+        assert len(stops) == 1 and stops[0]["fault"] == "error"  # only the first delivery's call
+        assert emulator.effects == [] and len(outcomes) == 1
+    finally:
+        server.stop()
