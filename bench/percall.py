@@ -70,6 +70,7 @@ def _raw_request(command: Command) -> tuple[str, bytes, dict[str, str]]:
                 headers)
     if command.action == "delete_build_task":
         return f"/v3/jobs/{command.job_id}/delete", b"", headers
+    assert command.action == "stop_dataarts_job"  # the operations of OPS
     if command.workspace:
         headers["workspace"] = command.workspace
     return f"/v1/{DEMO_PROJECT_ID}/jobs/{command.job_name}/stop", b"", headers
@@ -114,7 +115,7 @@ class Peers:
                                                                            build_no=str(command.build_no))))
         elif command.action == "delete_build_task":
             self.sdk_build.delete_build_job(DeleteBuildJobRequest(job_id=command.job_id))
-        else:
+        elif command.action == "stop_dataarts_job":
             self.sdk_dgc.stop_job(DgcStopJobRequest(job_name=command.job_name))
 
     def for_mode(self, mode: str) -> dict[str, Callable[[Command], object]]:

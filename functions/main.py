@@ -37,6 +37,12 @@ def stop_dataarts_job(request: Any) -> Any:
 
 
 @functions_framework.http
+def stop_pipeline_run(request: Any) -> Any:
+    """Stop CodeArts Pipeline runs: ``{"pipeline_id", "pipeline_run_id"?, "codearts_project_id"?, filters?}``."""
+    return _serve("stop_pipeline_run", request)
+
+
+@functions_framework.http
 def webhook(request: Any) -> Any:
     """One command with ``action``, or ``{"commands": [...]}`` (1..100)."""
     return _serve("webhook", request)

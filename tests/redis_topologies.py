@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stopline.devstack import port_free
+from stopline.cli.devstack import port_free
 
 from .conftest import stop_process, wait_port
 

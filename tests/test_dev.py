@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stopline.devstack import port_free
+from stopline.cli.devstack import port_free
 
 from .conftest import ROOT, as_user_runs, child_pids, descendant_pids, free_port, readme_bash_block
 

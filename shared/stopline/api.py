@@ -12,6 +12,7 @@ cloud. An ``idempotency_key`` makes a repeated call a ``duplicate`` for as long 
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
     from stopline.settings import Settings
 
 Scope = Literal["job", "instances", "both"]
+_FILTERS = {"commit_id", "branch", "except_commit_id", "started_before"}
+
+
+def _when(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 class Client:
@@ -75,21 +81,47 @@ class Client:
                     self._driver = Driver(core_from(self.settings), transport=self._transport)
         return self._driver
 
-    def _run(self, command: dict[str, Any]) -> Result:
+    def _run(self, command: dict[str, Any], *, named: str | None = None, all_running: bool = False) -> Result:
         from stopline.pipeline import Delivery
 
-        return self._pipeline.handle({k: v for k, v in command.items() if v is not None},
-                                     Delivery(None, "library"))
+        raw = {k: v for k, v in command.items() if v is not None}
+        if named is not None and not all_running and named not in raw and not set(raw) & _FILTERS:
+            from stopline.errors import InvalidCommand
+            from stopline.models import Outcome, Result
+
+            error = InvalidCommand(f"{raw['action']} without {named} and without a filter would stop everything "
+                                   "that runs; give a filter, or all_running=True to mean it",
+                                   details=[{"field": named, "message": "required unless all_running=True"}])
+            return Result(raw["action"], Outcome.FAILED, error=error)
+        return self._pipeline.handle(raw, Delivery(None, "library"))
 
     def stop_build(self, job_id: str, build_no: int | None = None, *, commit_id: str | None = None,
                    branch: str | None = None, except_commit_id: str | None = None,
+                   started_before: datetime | str | None = None, all_running: bool = False,
                    idempotency_key: str | None = None) -> Result:
         """Stop build ``build_no`` of CodeArts Build task ``job_id``; without a number, every running or
-        queued build that matches ``commit_id`` / ``branch`` / ``except_commit_id`` (``result.resolved``
-        lists them; ``nothing_running`` when none did)."""
+        queued build that matches ``commit_id`` / ``branch`` / ``except_commit_id`` / ``started_before``
+        (``result.resolved`` lists them; ``nothing_running`` when none did). Stopping every running build
+        of the task, with no number and no filter, takes ``all_running=True``."""
         return self._run({"action": "stop_build", "job_id": job_id, "build_no": build_no, "commit_id": commit_id,
                           "branch": branch, "except_commit_id": except_commit_id,
-                          "idempotency_key": idempotency_key})
+                          "started_before": _when(started_before), "idempotency_key": idempotency_key},
+                         named="build_no", all_running=all_running)
+
+    def stop_pipeline_run(self, pipeline_id: str, pipeline_run_id: str | None = None, *,
+                          codearts_project_id: str | None = None, commit_id: str | None = None,
+                          branch: str | None = None, except_commit_id: str | None = None,
+                          started_before: datetime | str | None = None, all_running: bool = False,
+                          idempotency_key: str | None = None) -> Result:
+        """Stop run ``pipeline_run_id`` of CodeArts Pipeline ``pipeline_id`` (``codearts_project_id``, else
+        STOPLINE_CODEARTS_PROJECT_ID, is the CodeArts project's id); without a run id, every running run
+        that matches the filters (``result.resolved`` is ``("runs", [...])``). Every running run of the
+        pipeline, with no id and no filter, takes ``all_running=True``."""
+        return self._run({"action": "stop_pipeline_run", "pipeline_id": pipeline_id,
+                          "pipeline_run_id": pipeline_run_id, "codearts_project_id": codearts_project_id,
+                          "commit_id": commit_id, "branch": branch, "except_commit_id": except_commit_id,
+                          "started_before": _when(started_before), "idempotency_key": idempotency_key},
+                         named="pipeline_run_id", all_running=all_running)
 
     def running(self, job_id: str, *, commit_id: str | None = None, branch: str | None = None) -> list[dict[str, Any]]:
         """The running and queued builds of task ``job_id`` (matching ``commit_id`` / ``branch``), oldest
@@ -105,6 +137,19 @@ class Client:
         raw = {"action": "stop_build", "job_id": job_id, "commit_id": commit_id, "branch": branch}
         command = parse_command({k: v for k, v in raw.items() if v is not None})
         assert isinstance(command, StopBuild)
+        return running_rows(self._client().running(command))
+
+    def running_runs(self, pipeline_id: str, *, codearts_project_id: str | None = None, commit_id: str | None = None,
+                     branch: str | None = None) -> list[dict[str, Any]]:
+        """The running runs of CodeArts Pipeline ``pipeline_id``, oldest first: ``[{"pipeline_run_id",
+        "run_number", "state", "branch", "commit_id", "start_time"}, ...]``. Raises as :meth:`running`."""
+        from stopline.codearts_pipeline import running_rows
+        from stopline.models import StopPipelineRun, parse_command
+
+        raw = {"action": "stop_pipeline_run", "pipeline_id": pipeline_id, "codearts_project_id": codearts_project_id,
+               "commit_id": commit_id, "branch": branch}
+        command = parse_command({k: v for k, v in raw.items() if v is not None})
+        assert isinstance(command, StopPipelineRun)
         return running_rows(self._client().running(command))
 
     def delete_build_task(self, job_id: str, *, idempotency_key: str | None = None) -> Result:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
+from stopline import codearts_pipeline as runs
 from stopline.auth.credentials import AkSk, Credentials, IamPasswordToken, StaticToken
 from stopline.endpoints import Endpoints
 from stopline.errors import (
@@ -29,8 +30,16 @@ from stopline.errors import (
     UpstreamRejected,
     UpstreamUnexpected,
 )
-from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob
-from stopline.wire import Call, RawReply, decode_body, parse_error_body, parse_retry_after, success_error_code
+from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
+from stopline.wire import (
+    Call,
+    RawReply,
+    decode_body,
+    epoch_ms,
+    parse_error_body,
+    parse_retry_after,
+    success_error_code,
+)
 
 if TYPE_CHECKING:
     from stopline.deadline import Deadline
@@ -92,8 +101,13 @@ class _ApiGone(UpstreamMisconfigured):
     """The gateway says the API path does not exist (404 APIGW.0101)."""
 
 
-Member = StopBuild | StopDataArtsJob | StopInstance
-"""What a resolved command runs: one build stop, the job (schedule) stop, or one instance stop."""
+class _RunNotStopped(UpstreamRejected):
+    """A pipeline run stop answered ``{"success": false}``: the run's detail says why."""
+
+
+Member = StopBuild | StopDataArtsJob | StopInstance | StopPipelineRun
+"""What a resolved command runs: one build stop, the job (schedule) stop, one instance or run stop."""
+Resolving = StopBuild | StopDataArtsJob | StopPipelineRun
 Operation = Command | StopInstance
 Step = Call | NeedToken
 Flow = Generator[Step, Any, Reply]
@@ -108,6 +122,10 @@ def describe(command: Operation) -> str:
         return f"build task {command.job_id}"
     if isinstance(command, StopInstance):
         return f"DataArts job {command.job_name!r} instance {command.instance_id}"
+    if isinstance(command, StopPipelineRun):
+        if command.pipeline_run_id is None:
+            return f"running runs of pipeline {command.pipeline_id}"
+        return f"pipeline {command.pipeline_id} run {command.pipeline_run_id}"
     return f"DataArts job {command.job_name!r}"
 
 
@@ -159,8 +177,10 @@ class ClientCore:
         build_stop_api: Literal["auto", "v3", "v1"] = "auto",
         max_attempts: int = 4,
         timeout_s: float = 10.0,
+        codearts_project_id: str | None = None,
     ) -> None:
         self.credentials = credentials
+        self.codearts_project_id = codearts_project_id
         self.endpoints = endpoints
         self.project_id = project_id
         self.not_running_codes = frozenset(not_running_codes)
@@ -184,6 +204,15 @@ class ClientCore:
                 "stop_dataarts_job needs a project_id: give one in the command or set HUAWEICLOUD_SDK_PROJECT_ID",
                 details=[{"field": "project_id", "message": "required when no project is configured"}],
             )
+        return project
+
+    def _codearts_project(self, command: StopPipelineRun) -> str:
+        project = command.codearts_project_id or self.codearts_project_id
+        if not project:
+            raise InvalidCommand(
+                "stop_pipeline_run needs the CodeArts project id: give codearts_project_id in the command or "
+                "set STOPLINE_CODEARTS_PROJECT_ID (it is the CodeArts project's id, not the IAM project)",
+                details=[{"field": "codearts_project_id", "message": "required when none is configured"}])
         return project
 
     @staticmethod
@@ -213,6 +242,9 @@ class ClientCore:
                 "POST", self.endpoints.codearts_build, f"/v3/jobs/{command.job_id}/delete",
                 api="delete", headers=headers,
             )
+        if isinstance(command, StopPipelineRun):
+            return runs.plan_stop(command, self.endpoints.codearts_pipeline, self._codearts_project(command),
+                                  {"User-Agent": USER_AGENT})
         if isinstance(command, StopInstance):
             return Call.build(
                 "POST", self.endpoints.dataarts,
@@ -273,6 +305,12 @@ class ClientCore:
         if call.api == "delete" and (reply.status == 204 or (isinstance(data, dict) and (
                 data.get("status") == "success" or isinstance(data.get("result"), dict)))):
             return Outcome.DELETED
+        if call.api == "pipeline" and isinstance(data, dict) and isinstance(data.get("success"), bool):
+            if data["success"]:
+                return Outcome.STOPPED
+            raise _RunNotStopped(f"{describe(command)}: the cloud answered success: false "
+                                 f"({_said(reply.status, None, None, request_id)})",
+                                 upstream=UpstreamInfo(reply.status, None, "success: false", request_id))
         if call.api in ("dataarts", "dataarts-instance") and (empty or isinstance(data, dict)):
             return Outcome.STOPPED  # documented: 204 without a body; a JSON object is tolerated
         excerpt = reply.body[:200].decode("utf-8", "replace")
@@ -296,6 +334,13 @@ class ClientCore:
         if code == API_NOT_FOUND:
             raise _ApiGone(f"the API {call.method} {call.path} does not exist at {call.host} ({said}); "
                            "check the endpoint settings and STOPLINE_BUILD_STOP_API", upstream=info)
+        if code in runs.PIPELINE_MISSING:
+            raise NotFound(f"{what}: the pipeline does not exist ({said})", upstream=info,
+                           details=[{"field": "pipeline_id", "message": "no such pipeline"}])
+        if code in runs.PROJECT_MISSING or code == runs.PROJECT_MISMATCH:
+            raise NotFound(f"{what}: the CodeArts project does not exist or does not hold this pipeline ({said}); "
+                           "codearts_project_id is the CodeArts project's id, not the IAM project", upstream=info,
+                           details=[{"field": "codearts_project_id", "message": "not the pipeline's CodeArts project"}])
         if code in TASK_MISSING_CODES or (status == 404 and codearts):
             if isinstance(command, DeleteBuildTask) and not lookup:
                 return Outcome.ALREADY_DELETED
@@ -305,7 +350,8 @@ class ClientCore:
         if status == 404 and (code is None or code.startswith("APIGW.")):
             raise UpstreamMisconfigured(
                 f"{what}: the endpoint answered 404 without a service error ({said}); the endpoint or API "
-                "path is wrong -- check STOPLINE_CODEARTS_BUILD_ENDPOINT / STOPLINE_DATAARTS_ENDPOINT",
+                "path is wrong -- check STOPLINE_CODEARTS_BUILD_ENDPOINT / STOPLINE_DATAARTS_ENDPOINT / "
+                "STOPLINE_CODEARTS_PIPELINE_ENDPOINT",
                 upstream=info)
         if not lookup:
             if isinstance(command, StopInstance) and code in INSTANCE_MISSING_CODES:
@@ -381,6 +427,10 @@ class ClientCore:
                 continue
             if command.branch is not None and record.get("code_branch") != command.branch:
                 continue
+            if command.started_before is not None:
+                started = epoch_ms(record.get("start_time"))
+                if started is None or started >= command.started_before.timestamp() * 1000:
+                    continue  # a record without a start time is never stopped under this filter
             number = build_no(record)
             if number >= 1:
                 chosen.setdefault(number, record)
@@ -422,6 +472,11 @@ class ClientCore:
         Inside one attempt it also handles the two re-sends that are not retries: switching to the
         v1 stop API when v3 is gone (``auto``), and refreshing a refused IAM token once.
         """
+        if isinstance(command, StopPipelineRun):
+            return (yield from self.run_stop_flow(command))
+        return (yield from self._plain_flow(command))
+
+    def _plain_flow(self, command: Operation) -> Flow:
         refreshed = False
         while True:
             call = self.plan(command)
@@ -499,23 +554,74 @@ class ClientCore:
             offset += len(found.items)
         return items
 
-    def lookup_flow(self, command: StopBuild | StopDataArtsJob) -> Generator[Step, Any, list[Member]]:
-        """One attempt at the look-up: every page, then the members to stop (sections 10.1, 10.2)."""
+    def runs_flow(self, command: StopPipelineRun) -> Generator[Step, Any, list[dict[str, Any]]]:
+        """One attempt at reading every page of the pipeline's running runs; those matching the filters."""
+        project = self._codearts_project(command)
+        found: list[dict[str, Any]] = []
+        offset, refreshed = 0, False
+        for _ in range(MAX_PAGES):
+            call = runs.plan_list(command, self.endpoints.codearts_pipeline, project, {"User-Agent": USER_AGENT},
+                                  offset)
+            reply, token = yield from self._exchange(call)
+            try:
+                items, more = runs.page(self._read_page(command, call, reply), offset)
+            except UpstreamAuth as exc:
+                if self._refresh(exc, token, refreshed):
+                    refreshed = True
+                    continue
+                raise
+            found.extend(items)
+            if not more:
+                break
+            offset += len(items)
+        return runs.select(command, found)
+
+    def run_stop_flow(self, command: StopPipelineRun) -> Flow:
+        """Stop one run. A refused stop is settled by the run's detail, since the cloud documents no code
+        for "not running" or "no such run": a run no longer in progress is ``already_stopped``, one the
+        detail cannot find is ``not_found``; a run still in progress keeps the stop's own failure."""
+        try:
+            return (yield from self._plain_flow(command))
+        except (UpstreamRejected, NotFound) as exc:
+            if exc.details and exc.details[0].get("field") in ("pipeline_id", "codearts_project_id"):
+                raise  # the pipeline or project itself is wrong: the run's detail would say no more
+            refused: StoplineError = exc
+        call = runs.plan_detail(command, self.endpoints.codearts_pipeline, self._codearts_project(command),
+                                {"User-Agent": USER_AGENT})
+        reply, _ = yield from self._exchange(call)
+        try:
+            detail = self._read_page(command, call, reply)
+        except (NotFound, UpstreamRejected):
+            raise NotFound(f"{describe(command)} does not exist (the stop was refused: {refused.message})",
+                           upstream=refused.upstream,
+                           details=[{"field": "pipeline_run_id", "message": "no such run"}]) from None
+        if runs.still_running(detail) is False:
+            return Reply(Outcome.ALREADY_STOPPED, reply.header("x-request-id"), "pipeline")
+        raise refused
+
+    def lookup_flow(self, command: Resolving) -> Generator[Step, Any, list[Member]]:
+        """One attempt at the look-up: every page, then the members to stop."""
         if isinstance(command, StopBuild):
             records = yield from self.running_flow(command)
             return [StopBuild(job_id=command.job_id, build_no=build_no(r)) for r in records]
+        if isinstance(command, StopPipelineRun):
+            found = yield from self.runs_flow(command)
+            project = self._codearts_project(command)
+            return [StopPipelineRun(pipeline_id=command.pipeline_id, pipeline_run_id=r["pipeline_run_id"],
+                                    codearts_project_id=project) for r in found]
         items = yield from self.instances_flow(command)
         return list(self.select_instances(command, items))
 
-    def combine(self, command: StopBuild | StopDataArtsJob,
+    def combine(self, command: Resolving,
                 done: list[tuple[Member, Reply | StoplineError]]) -> Reply:
         """The command's outcome from its members' (section 10.1): ``stopped`` when one was stopped and
         none failed, ``nothing_running`` when none matched, else the failure (transient wins)."""
-        key = "builds" if isinstance(command, StopBuild) else "instances"
+        key = ("builds" if isinstance(command, StopBuild) else
+               "runs" if isinstance(command, StopPipelineRun) else "instances")
         entries: list[dict[str, Any]] = []
         failures: list[StoplineError] = []
         outcomes: list[Outcome] = []
-        request_id, attempts, api = None, 1, "records" if key == "builds" else "instances"
+        request_id, attempts, api = None, 1, {"builds": "records", "runs": "pipeline-runs"}.get(key, key)
         job_reply: Reply | StoplineError | None = None
         for member, answer in done:
             if isinstance(member, StopDataArtsJob):
@@ -525,8 +631,10 @@ class ClientCore:
                 else:
                     outcomes.append(answer.outcome)
                 continue
-            entry: dict[str, Any] = ({"build_no": member.build_no} if isinstance(member, StopBuild)
-                                     else {"instance_id": member.instance_id})
+            entry: dict[str, Any] = (
+                {"build_no": member.build_no} if isinstance(member, StopBuild)
+                else {"pipeline_run_id": member.pipeline_run_id} if isinstance(member, StopPipelineRun)
+                else {"instance_id": member.instance_id})
             if isinstance(answer, StoplineError):
                 entry.update(outcome=str(Outcome.FAILED), status=answer.status, error=answer.to_json())
                 failures.append(answer)
@@ -627,6 +735,7 @@ def core_from(settings: Settings, *, agency: Credentials | None = None,
     endpoints = Endpoints.for_region(
         settings.region, codearts_build=settings.codearts_build_endpoint,
         dataarts=settings.dataarts_endpoint, iam=settings.iam_endpoint,
+        codearts_pipeline=settings.codearts_pipeline_endpoint,
     )
     return ClientCore(
         credentials=credentials_from(settings, endpoints, agency=agency),
@@ -636,6 +745,7 @@ def core_from(settings: Settings, *, agency: Credentials | None = None,
         build_stop_api=settings.build_stop_api,
         max_attempts=settings.max_attempts,
         timeout_s=settings.timeout_s,
+        codearts_project_id=settings.codearts_project_id,
     )
 
 

@@ -33,9 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stopline.auth.credentials import IamPasswordToken
-from stopline.client import FAN_OUT, ClientCore, Member, NeedToken, Reply, Step, describe
+from stopline.client import FAN_OUT, ClientCore, Member, NeedToken, Reply, Resolving, Step, describe
 from stopline.errors import StoplineError, Transient
-from stopline.models import Command, StopBuild, StopDataArtsJob
+from stopline.models import Command, StopBuild, StopDataArtsJob, StopPipelineRun
 from stopline.wire import Call, RawReply
 
 if TYPE_CHECKING:
@@ -211,12 +211,12 @@ class Client:
         DataArts instances) is resolved first: the look-up, then every match stopped concurrently, each
         with its own retries.
         """
-        if isinstance(command, StopBuild | StopDataArtsJob) and command.resolves:
+        if isinstance(command, StopBuild | StopDataArtsJob | StopPipelineRun) and command.resolves:
             return self._resolve(command, deadline)
         reply, attempt = self._retried(command, lambda: self.core.flow(command), deadline)
         return _with_attempts(reply, attempt)
 
-    def _resolve(self, command: StopBuild | StopDataArtsJob, deadline: Deadline | None) -> Reply:
+    def _resolve(self, command: Resolving, deadline: Deadline | None) -> Reply:
         members, _ = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
         done: list[tuple[Member, Reply | StoplineError]] = []
         if members:
@@ -227,8 +227,12 @@ class Client:
             done.append((job, self._member(job, deadline)))
         return self.core.combine(command, done)
 
-    def running(self, command: StopBuild) -> list[dict[str, Any]]:
-        """The build records of the task that run or wait now and match the command's filters."""
+    def running(self, command: StopBuild | StopPipelineRun) -> list[dict[str, Any]]:
+        """The build records of the task (or the runs of the pipeline) that run or wait now and match the
+        command's filters."""
+        if isinstance(command, StopPipelineRun):
+            found, _ = self._retried(command, lambda: self.core.runs_flow(command), None)
+            return found
         records, _ = self._retried(command, lambda: self.core.running_flow(command), None)
         return records
 

@@ -11,10 +11,19 @@ import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from stopline.errors import InvalidCommand, StoplineError
 
@@ -23,6 +32,7 @@ class Action(StrEnum):
     STOP_BUILD = "stop_build"
     DELETE_BUILD_TASK = "delete_build_task"
     STOP_DATAARTS_JOB = "stop_dataarts_job"
+    STOP_PIPELINE_RUN = "stop_pipeline_run"
 
 
 class Outcome(StrEnum):
@@ -80,6 +90,19 @@ CommitSha = Annotated[str, BeforeValidator(_commit), Field(
     pattern=r"^[0-9a-f]{7,64}$", description="a full commit sha or a prefix of at least 7 hex characters")]
 Branch = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ProjectId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
+Id32 = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{32}$", description="32 letters/digits")]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a time zone (e.g. 2026-12-07T10:00:00Z)")
+    return value.astimezone(UTC)
+
+
+StartedBefore = Annotated[datetime, AfterValidator(_aware)]
+"""An RFC 3339 time with a zone: only work that started before it is stopped."""
+FILTERS = ("commit_id", "branch", "except_commit_id", "started_before")
+"""The resolution filters: given as null or "" they are refused, never read as "no filter"."""
 Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -102,16 +125,28 @@ class _Command(BaseModel):
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-class StopBuild(_Command):
-    """One build (``build_no``), or every running/queued build of the task matching the filters
-    (interface.md section 10.1)."""
+class _Resolving(_Command):
+    """A command that names one thing to stop, or finds what runs by its filters. A filter (or the number)
+    sent as null or "" is refused: a template with an empty variable must not widen to everything."""
+
+    commit_id: CommitSha | None = None
+    branch: Branch | None = None
+    except_commit_id: CommitSha | None = None
+    started_before: StartedBefore | None = None
+
+    def target(self) -> dict[str, Any]:
+        found = super().target()
+        if self.started_before is not None:
+            found["started_before"] = self.started_before.isoformat().replace("+00:00", "Z")
+        return found
+
+
+class StopBuild(_Resolving):
+    """One build (``build_no``), or every running/queued build of the task matching the filters."""
 
     action: Literal["stop_build"] = "stop_build"
     job_id: JobId
     build_no: BuildNo | None = None
-    commit_id: CommitSha | None = None
-    branch: Branch | None = None
-    except_commit_id: CommitSha | None = None
 
     @property
     def resolves(self) -> bool:
@@ -143,12 +178,29 @@ class StopDataArtsJob(_Command):
         return self.scope is not None
 
 
-Command = StopBuild | DeleteBuildTask | StopDataArtsJob
+class StopPipelineRun(_Resolving):
+    """One CodeArts Pipeline run (``pipeline_run_id``), or every running run of the pipeline matching the
+    filters. The path's project is the CodeArts project (``STOPLINE_CODEARTS_PROJECT_ID`` by default)."""
 
-COMMAND_TYPES: dict[str, type[StopBuild] | type[DeleteBuildTask] | type[StopDataArtsJob]] = {
+    action: Literal["stop_pipeline_run"] = "stop_pipeline_run"
+    pipeline_id: Id32
+    pipeline_run_id: Id32 | None = None
+    codearts_project_id: Id32 | None = None
+
+    @property
+    def resolves(self) -> bool:
+        """Whether the running runs are looked up first (no run id given)."""
+        return self.pipeline_run_id is None
+
+
+Command = StopBuild | DeleteBuildTask | StopDataArtsJob | StopPipelineRun
+CommandType = type[StopBuild] | type[DeleteBuildTask] | type[StopDataArtsJob] | type[StopPipelineRun]
+
+COMMAND_TYPES: dict[str, CommandType] = {
     Action.STOP_BUILD: StopBuild,
     Action.DELETE_BUILD_TASK: DeleteBuildTask,
     Action.STOP_DATAARTS_JOB: StopDataArtsJob,
+    Action.STOP_PIPELINE_RUN: StopPipelineRun,
 }
 
 
@@ -197,24 +249,33 @@ def parse_command(data: object, *, action: str | None = None, where: str = "") -
             f"unknown action {chosen!r}",
             details=[{"field": f"{where}action", "message": f"must be one of {', '.join(COMMAND_TYPES)}"}],
         )
+    empty = [name for name in (*FILTERS, "build_no", "pipeline_run_id")
+             if name in data and (data[name] is None or data[name] == "")]
+    if empty and model in (StopBuild, StopPipelineRun):
+        raise InvalidCommand(
+            f"invalid {chosen} command: {', '.join(empty)} given empty; leave a field out rather than send null "
+            'or "" (only a command without the number looks up what runs)',
+            details=[{"field": f"{where}{name}", "message": "must not be null or empty"} for name in empty])
     try:
         command = model.model_validate({**data, "action": chosen})
     except ValidationError as exc:
         details = [
-            {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"], "type": err["type"]}
+            {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"].removeprefix("Value error, "),
+             "type": err["type"]}
             for err in exc.errors(include_url=False, include_input=False, include_context=False)
         ]
         names = ", ".join(sorted({d["field"] for d in details}))
         reasons = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
         raise InvalidCommand(f"invalid {chosen} command: {reasons}" if reasons else
                              f"invalid {chosen} command: {names}", details=details) from None
-    if isinstance(command, StopBuild) and command.build_no is not None:
-        clash = [name for name in ("commit_id", "branch", "except_commit_id") if getattr(command, name) is not None]
+    named = "build_no" if isinstance(command, StopBuild) else "pipeline_run_id"
+    if isinstance(command, StopBuild | StopPipelineRun) and getattr(command, named) is not None:
+        clash = [name for name in FILTERS if getattr(command, name) is not None]
         if clash:
             raise InvalidCommand(
-                f"invalid stop_build command: {', '.join(clash)} cannot be combined with build_no "
-                "(leave build_no out to stop every running build that matches)",
-                details=[{"field": f"{where}{name}", "message": "not allowed together with build_no"}
+                f"invalid {command.action} command: {', '.join(clash)} cannot be combined with {named} "
+                f"(leave {named} out to stop everything running that matches)",
+                details=[{"field": f"{where}{name}", "message": f"not allowed together with {named}"}
                          for name in clash])
     return command
 

@@ -22,7 +22,7 @@ from stopline.driver import Client
 from stopline.errors import ConfigurationError, Forbidden, RequestError, StoplineError
 from stopline.idempotency import store_key
 from stopline.idempotency.handler import Idempotency
-from stopline.models import Command, Outcome, Result, StopDataArtsJob, parse_command
+from stopline.models import Command, Outcome, Result, StopDataArtsJob, StopPipelineRun, parse_command
 from stopline.settings import Settings
 from stopline.wire import RETRY_AFTER_CAP_S
 
@@ -133,6 +133,11 @@ class Pipeline:
                 raise Forbidden(f"project {project!r} is not allowed here (STOPLINE_ALLOWED_PROJECT_IDS)",
                                 details=[{"field": f"{where}project_id",
                                           "message": "not in STOPLINE_ALLOWED_PROJECT_IDS"}])
+        elif isinstance(command, StopPipelineRun):
+            if s.allowed_pipeline_ids and command.pipeline_id not in s.allowed_pipeline_ids:
+                raise Forbidden(f"pipeline {command.pipeline_id} is not allowed here (STOPLINE_ALLOWED_PIPELINE_IDS)",
+                                details=[{"field": f"{where}pipeline_id",
+                                          "message": "not in STOPLINE_ALLOWED_PIPELINE_IDS"}])
         elif s.allowed_job_ids and command.job_id not in s.allowed_job_ids:
             raise Forbidden(f"build task {command.job_id} is not allowed here (STOPLINE_ALLOWED_JOB_IDS)",
                             details=[{"field": f"{where}job_id", "message": "not in STOPLINE_ALLOWED_JOB_IDS"}])

@@ -1,4 +1,4 @@
-"""The rules file (interface.md section 11.2): which pipeline events stop what.
+"""The rules file: which pipeline events (GitHub, GitLab, CTS records) stop what.
 
 Loaded and validated once per instance (``STOPLINE_RULES``), so a mistake is a configuration error at
 start, naming the file, the rule and the field -- not a surprise on the first cancelled pipeline. Each
@@ -19,30 +19,61 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stopline import cts
 from stopline.errors import ConfigurationError, InvalidCommand
 from stopline.sources import SourceEvent
 
 PLACEHOLDERS = ("source", "repository", "workflow", "branch", "sha", "run_id")
+"""Placeholders of the pipeline sources (github, gitlab, any)."""
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SAMPLE = {"source": "github", "repository": "acme/shop", "workflow": "CI", "branch": "main",
-           "sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "1"}
+           "sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "1",
+           "resource_id": "0123456789abcdef0123456789abcdef", "resource_name": "shop", "trace_name": "stop",
+           "user": "devuser", "time": "2026-12-07T10:00:00Z"}
 """Values that satisfy every command field, used to validate templates at load time."""
+Event = SourceEvent | cts.CtsEvent
+PIPELINE_WHEN = ("repository", "workflow", "branch", "branch_not")
 
 
 class When(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: Literal["github", "gitlab", "any"]
-    kind: Literal["cancelled", "started"]
+    source: Literal["github", "gitlab", "any", "cts"]
+    kind: Literal["cancelled", "started"] | None = None
     repository: str | None = Field(None, min_length=1)
     workflow: str | None = Field(None, min_length=1)
     branch: str | None = Field(None, min_length=1)
     branch_not: tuple[str, ...] = ()
+    service_type: str | None = Field(None, min_length=1)
+    resource_type: str | None = Field(None, min_length=1)
+    trace_name: str | None = Field(None, min_length=1)
+    resource_name: str | None = Field(None, min_length=1)
+    resource_id: str | None = Field(None, min_length=1)
+    user: str | None = Field(None, min_length=1)
+    trace_status: str | None = Field(None, min_length=1)
 
     @field_validator("branch_not", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fields_of_its_source(self) -> When:
+        if self.source == "cts":
+            wrong = [n for n in ("kind", *PIPELINE_WHEN) if getattr(self, n)]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: not for source cts (it matches {', '.join(cts.MATCH_FIELDS)})")
+        else:
+            if self.kind is None:
+                raise ValueError("kind: required for a github, gitlab or any rule (cancelled or started)")
+            wrong = [n for n in cts.MATCH_FIELDS if getattr(self, n) is not None]
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)}: only for source cts")
+        return self
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        return cts.PLACEHOLDERS if self.source == "cts" else PLACEHOLDERS
 
 
 class Rule(BaseModel):
@@ -52,12 +83,11 @@ class Rule(BaseModel):
     when: When
     then: Annotated[tuple[dict[str, Any], ...], Field(min_length=1, max_length=20)]
 
-    @field_validator("then")
-    @classmethod
-    def _templates(cls, commands: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
-        for i, command in enumerate(commands):
-            _check_template(command, f"then.{i}")
-        return commands
+    @model_validator(mode="after")
+    def _templates(self) -> Rule:
+        for i, command in enumerate(self.then):
+            _check_template(command, f"then.{i}", self.when.placeholders)
+        return self
 
 
 class RulesFile(BaseModel):
@@ -75,22 +105,23 @@ class RulesFile(BaseModel):
         return self
 
 
-def _check_template(command: dict[str, Any], where: str) -> None:
-    """Unknown placeholders, and every field without one, are checked now (section 11.2)."""
+def _check_template(command: dict[str, Any], where: str, placeholders: tuple[str, ...] = PLACEHOLDERS) -> None:
+    """Unknown placeholders, and every field without one, are checked now."""
     from stopline.models import parse_command
 
     templated = set()
     for key, value in command.items():
         if isinstance(value, str):
             names = _PLACEHOLDER.findall(value)
-            unknown = [n for n in names if n not in PLACEHOLDERS]
+            unknown = [n for n in names if n not in placeholders]
             if unknown:
                 raise ValueError(f"{where}.{key}: unknown placeholder {{{unknown[0]}}}; "
-                                 f"use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+                                 f"use {', '.join('{' + p + '}' for p in placeholders)}")
             if names:
                 templated.add(key)
     if "action" not in command:
-        raise ValueError(f"{where}.action: required (stop_build, delete_build_task or stop_dataarts_job)")
+        raise ValueError(f"{where}.action: required (stop_build, delete_build_task, stop_dataarts_job or "
+                         "stop_pipeline_run)")
     try:
         parse_command(render(command, _SAMPLE))
     except InvalidCommand as exc:
@@ -119,18 +150,47 @@ class Fired:
 
 
 @dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What the rules make of one event: the rules that fired, their commands, and the rules that would
+    have matched but need a field the event lacks (they do not fire; the sender is not refused)."""
+
+    matched: list[Rule]
+    fired: list[Fired]
+    warnings: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     """A loaded rules file."""
 
     path: str
     rules: tuple[Rule, ...]
 
-    def matching(self, event: SourceEvent) -> list[Rule]:
+    def evaluate(self, event: Event) -> Evaluation:
+        """Every rule in file order: those that match fire; one that needs a field the event lacks is a
+        warning instead (GitLab counts every 4xx answer against its hook, so an event is never refused
+        for what a rule wants of it)."""
+        matched: list[Rule] = []
+        fired: list[Fired] = []
+        warnings: list[str] = []
+        for rule in self.rules:
+            try:
+                if not _matches(rule, event):
+                    continue
+                made = self.fire(event, [rule])
+            except InvalidCommand as exc:
+                warnings.append(f"rule {rule.name!r} did not fire: {exc.message}")
+                continue
+            matched.append(rule)
+            fired.extend(made)
+        return Evaluation(matched, fired, warnings)
+
+    def matching(self, event: Event) -> list[Rule]:
         """Every rule whose ``when`` matches, in file order. Raises InvalidCommand (422) naming the payload
         field when a rule would need one the event lacks."""
         return [rule for rule in self.rules if _matches(rule, event)]
 
-    def fire(self, event: SourceEvent, rules: list[Rule]) -> list[Fired]:
+    def fire(self, event: Event, rules: list[Rule]) -> list[Fired]:
         """The commands the matched rules generate, placeholders filled in."""
         values = event.fields()
         out: list[Fired] = []
@@ -144,7 +204,7 @@ class Rules:
         return out
 
 
-def _need(event: SourceEvent, name: str, rule: Rule) -> str:
+def _need(event: Event, name: str, rule: Rule) -> str:
     value = event.fields().get(name)
     if value is None or value == "":
         origin = event.origin.get(name, name)
@@ -154,8 +214,12 @@ def _need(event: SourceEvent, name: str, rule: Rule) -> str:
     return str(value)
 
 
-def _matches(rule: Rule, event: SourceEvent) -> bool:
+def _matches(rule: Rule, event: Event) -> bool:
     when = rule.when
+    if isinstance(event, cts.CtsEvent) or when.source == "cts":
+        return when.source == event.source and all(
+            fnmatch.fnmatchcase(_need(event, name, rule), getattr(when, name))
+            for name in cts.MATCH_FIELDS if getattr(when, name) is not None)
     if when.source not in ("any", event.source) or when.kind != event.kind:
         return False
     if when.workflow is not None and (event.source != "github"

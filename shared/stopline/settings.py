@@ -80,6 +80,8 @@ class Settings(BaseModel):
     codearts_build_endpoint: str | None = None
     dataarts_endpoint: str | None = None
     iam_endpoint: str | None = None
+    codearts_pipeline_endpoint: str | None = None
+    codearts_project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9]{32}$")
     timeout_s: float = Field(10.0, gt=0, le=300)
     sender_wait_s: float = Field(10.0, gt=0.5, le=3600)
     max_attempts: int = Field(4, ge=1, le=20)
@@ -96,6 +98,7 @@ class Settings(BaseModel):
     allowed_actions: CommaList = tuple(a.value for a in Action)
     allowed_job_ids: CommaList = ()
     allowed_project_ids: CommaList = ()
+    allowed_pipeline_ids: CommaList = ()
     dry_run: bool = False
 
     idempotency_url: str = "memory://"
@@ -114,7 +117,8 @@ class Settings(BaseModel):
         return {**_from_environment(cls.model_fields), **data}
 
     _split_lists = field_validator(
-        "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", mode="before"
+        "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", "allowed_pipeline_ids",
+        mode="before"
     )(_split)
 
     @field_validator("webhook_secrets", "github_secrets", "gitlab_tokens", "gitlab_signing_secrets", mode="before")
@@ -137,7 +141,12 @@ class Settings(BaseModel):
             raise ValueError(f"unknown actions {unknown}; use {', '.join(a.value for a in Action)}")
         return value
 
-    @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint")
+    @field_validator("codearts_project_id", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint", "codearts_pipeline_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

@@ -163,3 +163,23 @@ def parse_retry_after(value: str | None, *, cap: float = RETRY_AFTER_CAP_S) -> f
     if seconds != seconds:  # NaN
         return None
     return max(0.0, min(seconds, cap))
+
+
+def epoch_ms(value: Any) -> int | None:
+    """A record's start time in epoch milliseconds: the cloud documents integers (milliseconds by the look
+    of them); seconds, digit strings and ``yyyy-MM-dd HH:mm:ss`` (UTC) strings are tolerated. None when
+    there is none."""
+    if isinstance(value, bool) or value in (None, "", 0):
+        return None
+    if isinstance(value, int | float):
+        return int(value if value > 10**11 else value * 1000)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return epoch_ms(int(text))
+        try:
+            parsed = datetime.fromisoformat(text.replace(" ", "T", 1))
+        except ValueError:
+            return None
+        return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+    return None

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from stopline.invoker import invoke_file
+from stopline.cli.invoker import invoke_file
 
 from ..conftest import ROOT
 

@@ -14,13 +14,14 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 from stopline.auth import signer
+from stopline.emulator import pipelines
 from stopline.emulator.faults import FaultRule, Faults
+from stopline.emulator.replies import EmuReply, EmuRequest, cloud_error, gateway_error, json_reply
 from stopline.emulator.state import CloudState
 
 SIGNATURE_WINDOW_S = 15 * 60
@@ -36,40 +37,6 @@ CODE_INSTANCE_MISSING = "DLF.0137"        # 400, job instance does not exist [do
 CODE_WORKSPACE_MISSING = "DLF.0819"       # 400, workspace does not exist [documented]
 RECORD_TIME = "%Y-%m-%d %H:%M:%S"
 _STATUS_TEXT = {"running": "Running", "queued": "InQueue", "finished": "SUCCESS", "stopped": "ABORTED"}
-
-
-@dataclass
-class EmuRequest:
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class EmuReply:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    delay_s: float = 0.0
-    drop: bool = False
-    dribble_s: float = 0.0
-    """Send the headers now and then the body one byte per ``dribble_s`` (the ``dribble`` fault)."""
-    dribble_head: bool = False
-    """With ``dribble_s``: the status line and headers trickle out too (the ``dribble_head`` fault)."""
-
-
-def _json(status: int, data: Any, **headers: str) -> EmuReply:
-    return EmuReply(status, {"Content-Type": "application/json", **headers}, json.dumps(data).encode())
-
-
-def _cloud_error(status: int, code: str, msg: str, **headers: str) -> EmuReply:
-    return _json(status, {"error_code": code, "error_msg": msg}, **headers)
-
-
-def _gateway_error(status: int, code: str, msg: str, request_id: str, **headers: str) -> EmuReply:
-    return _json(status, {"error_code": code, "error_msg": msg, "request_id": request_id}, **headers)
 
 
 def _build_no_of(request: EmuRequest) -> int | None:
@@ -123,7 +90,17 @@ class Router:
             ("POST", re.compile(r"^/v1/(?P<project_id>[^/]+)/jobs/(?P<job_name>[^/]+)/instances/"
                                 r"(?P<instance_id>[^/]+)/stop$"), self._stop_instance),
             ("POST", re.compile(r"^/v1/(?P<project_id>[^/]+)/jobs/(?P<job_name>[^/]+)/stop$"), self._stop_job),
+            *((method, pattern, self._pipeline_view(name)) for method, pattern, name in pipelines.ROUTES),
         ]
+
+    def _pipeline_view(self, name: str) -> Callable[..., EmuReply]:
+        """A CodeArts Pipeline call (emulator/pipelines.py) behind the same authentication."""
+        call = getattr(pipelines, name)
+
+        def view(request: EmuRequest, request_id: str, project: str | None, **params: str) -> EmuReply:
+            return call(self.state, request, **params)  # type: ignore[no-any-return]
+
+        return view
 
     # -- entry -------------------------------------------------------------------------------------
     def handle(self, request: EmuRequest) -> EmuReply:
@@ -156,6 +133,7 @@ class Router:
                 "request_id": request_id, "time": started,
                 "fault": fault.kind if fault is not None else None,
                 "workspace": request.headers.get("workspace"), "build_no": build_no,
+                "body": request.body.decode("utf-8", "replace") if 0 < len(request.body) <= 2048 else None,
             })
         return reply
 
@@ -173,11 +151,11 @@ class Router:
             return EmuReply(fault.status, headers, body)
         extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         if fault.kind == "throttle":
-            return _gateway_error(429, fault.error_code or "APIGW.0308",
+            return gateway_error(429, fault.error_code or "APIGW.0308",
                                   fault.error_msg or "The throttling threshold has been reached: policy user "
                                   "over ratelimit,limit:10,time:1 second", request_id, **extra)
         code = fault.error_code or ("APIGW.0201" if fault.status in (502, 504) else "CB.00060101")
-        return _cloud_error(fault.status, code, fault.error_msg or "Injected fault", **extra)
+        return cloud_error(fault.status, code, fault.error_msg or "Injected fault", **extra)
 
     def _dispatch(self, request: EmuRequest, request_id: str) -> tuple[EmuReply, str]:
         for method, pattern, view in self._routes:
@@ -191,7 +169,7 @@ class Router:
             if problem is not None:
                 return problem, auth_kind
             return view(request, request_id, project=project, **params), auth_kind
-        return _gateway_error(404, "APIGW.0101", "The API does not exist or has not been published in the "
+        return gateway_error(404, "APIGW.0101", "The API does not exist or has not been published in the "
                               "environment.", request_id), "none"
 
     # -- authentication ------------------------------------------------------------------------------
@@ -199,22 +177,22 @@ class Router:
         token = request.headers.get("x-auth-token")
         if token:
             if not self.state.token_valid(token):
-                return "token", _gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
+                return "token", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                                "decrypt token fail", request_id), None
             issued = self.state.tokens.get(token)
             return "token", None, issued.project_id if issued else None
         authorization = request.headers.get("authorization")
         if not authorization:
-            return "none", _gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
+            return "none", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "no token or AK/SK signature", request_id), None
         parsed = signer.parse_authorization(authorization)
         if parsed is None:
-            return "aksk", _gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
+            return "aksk", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "unsupported authorization", request_id), None
         access_key = parsed[0]
         credential = self.state.credentials.get(access_key)
         if credential is None:
-            return "aksk", _gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
+            return "aksk", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           f"Get secretKey failed,ak:{access_key},err:ak not exist",
                                           request_id), None
         date = request.headers.get("x-sdk-date", "")
@@ -223,15 +201,15 @@ class Router:
         except ValueError:
             signed_at = 0.0
         if abs(time.time() - signed_at) > SIGNATURE_WINDOW_S:
-            return "aksk", _gateway_error(401, "APIGW.0303", "Incorrect app authentication information.",
+            return "aksk", gateway_error(401, "APIGW.0303", "Incorrect app authentication information.",
                                           request_id), None
         if not signer.verify(secret_key=credential.sk, method=request.method, path=request.path,
                              query=request.query, headers=request.headers, body=request.body):
-            return "aksk", _gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
+            return "aksk", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "verify aksk signature fail", request_id), None
         if credential.security_token is not None and \
                 request.headers.get("x-security-token") != credential.security_token:
-            return "aksk", _gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
+            return "aksk", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "security token mismatch", request_id), None
         return "aksk", None, request.headers.get("x-project-id") or credential.project_id
 
@@ -243,10 +221,10 @@ class Router:
             scope = auth.get("scope", {}).get("project", {})
             name, password, domain = user["name"], user["password"], user["domain"]["name"]
         except (ValueError, KeyError, TypeError):
-            return _cloud_error(400, "IAM.0011", "Request body is invalid.")
+            return cloud_error(400, "IAM.0011", "Request body is invalid.")
         token = self.state.issue_token(domain, name, password, scope.get("id"))
         if token is None:
-            return _json(401, {"error": {"code": 401, "message": "The username or password is wrong.",
+            return json_reply(401, {"error": {"code": 401, "message": "The username or password is wrong.",
                                          "title": "Unauthorized"}})
         now = datetime.now(UTC)
         expires = datetime.fromtimestamp(now.timestamp() + 24 * 3600, UTC)
@@ -255,17 +233,17 @@ class Router:
                           "methods": ["password"],
                           "project": {"id": scope.get("id") or "", "name": scope.get("name") or ""},
                           "user": {"name": name, "domain": {"name": domain}}}}
-        return _json(201, body, **{"X-Subject-Token": token})
+        return json_reply(201, body, **{"X-Subject-Token": token})
 
     # -- CodeArts Build ------------------------------------------------------------------------------------
     def _stop_answer(self, job_id: str, build_no: int, missing_code: str, success: EmuReply) -> EmuReply:
         result = self.state.stop_build(job_id, build_no)
         if result == "missing":
-            return _cloud_error(422, missing_code, "The job does not exist or has been deleted.")
+            return cloud_error(422, missing_code, "The job does not exist or has been deleted.")
         if result == "no_build":
-            return _cloud_error(403, CODE_NO_BUILD, "任务尚未构建或历史已删除\uff0c不存在构建历史")
+            return cloud_error(403, CODE_NO_BUILD, "任务尚未构建或历史已删除\uff0c不存在构建历史")
         if result == "not_running":
-            return _cloud_error(400, CODE_BUILD_NOT_RUNNING, "任务状态已刷新,请刷新页面后重试")
+            return cloud_error(400, CODE_BUILD_NOT_RUNNING, "任务状态已刷新,请刷新页面后重试")
         return success
 
     def _stop_build_v3(self, request: EmuRequest, request_id: str, project: str | None) -> EmuReply:
@@ -273,36 +251,36 @@ class Router:
             data = json.loads(request.body)
             job_id, build_no = str(data["job_id"]), int(str(data["build_no"]))
         except (ValueError, KeyError, TypeError):
-            return _cloud_error(400, "CB.00060200", "Invalid parameter.")
+            return cloud_error(400, "CB.00060200", "Invalid parameter.")
         if not re.fullmatch(r"[A-Za-z0-9]{32}", job_id):
-            return _cloud_error(400, CODE_BAD_JOB_ID, "Invalid job ID.")
-        return self._stop_answer(job_id, build_no, CODE_TASK_MISSING_V3, _json(200, {"result": True}))
+            return cloud_error(400, CODE_BAD_JOB_ID, "Invalid job ID.")
+        return self._stop_answer(job_id, build_no, CODE_TASK_MISSING_V3, json_reply(200, {"result": True}))
 
     def _stop_build_v1(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
         # The SDK sends build_no in the query, the API reference in the body: both are read.
         build_no = _build_no_of(request)
         if build_no is None:
-            return _cloud_error(400, "CB.00060200", "Invalid parameter: build_no.")
-        return self._stop_answer(job_id, build_no, CODE_TASK_MISSING_V1, _json(200, {"status": "success"}))
+            return cloud_error(400, "CB.00060200", "Invalid parameter: build_no.")
+        return self._stop_answer(job_id, build_no, CODE_TASK_MISSING_V1, json_reply(200, {"status": "success"}))
 
     def _delete_task(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
         task = self.state.delete_task(job_id)
         if task is None:
-            return _cloud_error(422, CODE_TASK_MISSING_V3, "The job does not exist or has been deleted.")
-        return _json(200, {"status": "success", "result": {"job_id": task.job_id, "project_id": task.project_id}})
+            return cloud_error(422, CODE_TASK_MISSING_V3, "The job does not exist or has been deleted.")
+        return json_reply(200, {"status": "success", "result": {"job_id": task.job_id, "project_id": task.project_id}})
 
     def _records(self, request: EmuRequest, job_id: str, missing_code: str) -> EmuReply:
         query = dict(request.query)
         start, end = _record_time(query.get("start_time")), _record_time(query.get("end_time"))
         page, size = _int_param(query, "page_index", 0), _int_param(query, "page_size", 10)
         if start is None or end is None or page is None or size is None or not 1 <= size <= 100 or end < start:
-            return _cloud_error(400, "CB.00060200", "Invalid parameter: start_time, end_time, page_index "
+            return cloud_error(400, "CB.00060200", "Invalid parameter: start_time, end_time, page_index "
                                 "(>= 0) and page_size (1-100) are required.")
         if end - start > 31 * 24 * 3600 * 1000:
-            return _cloud_error(400, CODE_WINDOW_TOO_LONG, "The time range cannot exceed 31 days.")
+            return cloud_error(400, CODE_WINDOW_TOO_LONG, "The time range cannot exceed 31 days.")
         records = self.state.records(job_id, start, end)
         if records is None:
-            return _cloud_error(422, missing_code, "The job does not exist or has been deleted.")
+            return cloud_error(422, missing_code, "The job does not exist or has been deleted.")
         total_pages = (len(records) + size - 1) // size
         chunk = records[page * size:(page + 1) * size]
         states = [{
@@ -312,9 +290,9 @@ class Router:
             "trigger_type": "Manual", "cost_time": 0, "commit_id": b.commit_id, "build_type": "branch",
             "code_branch": b.branch, "scm_type": "codehub", "scm_web_url": "", "commit_detail_url": "",
         } for n, b in chunk]
-        return _json(200, {"result": {"health_score": "100", "page_index": str(page), "total_page": str(total_pages),
-                                      "total_record": str(len(records)), "job_build_states": states},
-                           "error": None, "status": "success"})
+        result = {"health_score": "100", "page_index": str(page), "total_page": str(total_pages),
+                  "total_record": str(len(records)), "job_build_states": states}
+        return json_reply(200, {"result": result, "error": None, "status": "success"})
 
     def _records_v3(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
         return self._records(request, job_id, CODE_TASK_MISSING_V3)
@@ -325,11 +303,11 @@ class Router:
     def _running_status(self, request: EmuRequest, request_id: str, project: str | None, job_id: str) -> EmuReply:
         task = self.state.task(job_id)
         if task is None:
-            return _cloud_error(422, CODE_TASK_MISSING_V1, "The job does not exist or has been deleted.")
+            return cloud_error(422, CODE_TASK_MISSING_V1, "The job does not exist or has been deleted.")
         with self.state.lock:
             last = max(task.builds) if task.builds else None
             build = task.builds[last] if last is not None else None
-        return _json(200, {"result": {"last_job_id": job_id, "last_build_no": str(last or ""),
+        return json_reply(200, {"result": {"last_job_id": job_id, "last_build_no": str(last or ""),
                                       "last_build_status": _STATUS_TEXT[build.state] if build else "",
                                       "is_running": bool(build and build.state in ("running", "queued"))},
                            "error": None, "status": "success"})
@@ -338,10 +316,10 @@ class Router:
     def _dataarts_scope(self, request: EmuRequest, request_id: str, project: str | None,
                         project_id: str) -> EmuReply | None:
         if project is not None and project != project_id:
-            return _gateway_error(403, "APIGW.0302", "The IAM user is not authorized to access the API.",
+            return gateway_error(403, "APIGW.0302", "The IAM user is not authorized to access the API.",
                                   request_id)
         if not self.state.workspace_exists(project_id, request.headers.get("workspace")):
-            return _cloud_error(400, CODE_WORKSPACE_MISSING, "The workspace does not exist.")
+            return cloud_error(400, CODE_WORKSPACE_MISSING, "The workspace does not exist.")
         return None
 
     def _stop_job(self, request: EmuRequest, request_id: str, project: str | None, project_id: str,
@@ -351,9 +329,9 @@ class Router:
             return refused
         result = self.state.stop_job(project_id, request.headers.get("workspace"), job_name)
         if result == "missing":
-            return _cloud_error(400, "DLF.0100", "The job does not exists.")
+            return cloud_error(400, "DLF.0100", "The job does not exists.")
         if result == "not_running":
-            return _cloud_error(400, CODE_JOB_NOT_RUNNING, "The job instance does not exist.")
+            return cloud_error(400, CODE_JOB_NOT_RUNNING, "The job instance does not exist.")
         return EmuReply(204)
 
     def _list_instances(self, request: EmuRequest, request_id: str, project: str | None,
@@ -367,7 +345,7 @@ class Router:
         limit, offset = _int_param(query, "limit", 10), _int_param(query, "offset", 0)
         low, high = _int_param(query, "minPlanTime", midnight), _int_param(query, "maxPlanTime", now_ms)
         if limit is None or offset is None or low is None or high is None or not 1 <= limit <= 1000:
-            return _cloud_error(400, "DLF.0002", "The parameter is invalid.")
+            return cloud_error(400, "DLF.0002", "The parameter is invalid.")
         name = query.get("jobName") or None
         exact = query.get("preciseQuery") == "jobName"
         found = self.state.instances(project_id, request.headers.get("workspace"), name if exact else None,
@@ -377,7 +355,7 @@ class Router:
         if query.get("status"):
             found = [(n, i) for n, i in found if i.status == query["status"]]
         page = found[offset:offset + limit]
-        return _json(200, {"total": len(found), "instances": [{
+        return json_reply(200, {"total": len(found), "instances": [{
             "jobName": n, "status": i.status, "planTime": i.plan_ms, "startTime": i.plan_ms, "endTime": None,
             "executeTime": i.plan_ms, "submitTime": i.plan_ms, "instanceId": i.instance_id, "jobId": 0,
             "jobInstanceName": f"{n}_{i.instance_id}", "instanceType": 0, "version": 1, "ignoreSuccess": False,
@@ -389,10 +367,10 @@ class Router:
         if refused is not None:
             return refused
         if not instance_id.isdigit():
-            return _cloud_error(400, CODE_INSTANCE_MISSING, "The job instance does not exist.")
+            return cloud_error(400, CODE_INSTANCE_MISSING, "The job instance does not exist.")
         result = self.state.stop_instance(project_id, request.headers.get("workspace"), job_name, int(instance_id))
         if result == "missing":
-            return _cloud_error(400, CODE_INSTANCE_MISSING, "The job instance does not exist.")
+            return cloud_error(400, CODE_INSTANCE_MISSING, "The job instance does not exist.")
         # An instance that is no longer in flight: the cloud's answer is unknown; this answers 204 (no effect).
         return EmuReply(204)
 
@@ -402,33 +380,33 @@ class Router:
         try:
             body = json.loads(request.body) if request.body else {}
         except ValueError:
-            return _json(400, {"ok": False, "error": "body is not JSON"})
+            return json_reply(400, {"ok": False, "error": "body is not JSON"})
         try:
             if route == ("GET", "/_emulator/health"):
-                return _json(200, {"ok": True})
+                return json_reply(200, {"ok": True})
             if route == ("POST", "/_emulator/reset"):
                 self.reset()
-                return _json(200, {"ok": True})
+                return json_reply(200, {"ok": True})
             if route == ("POST", "/_emulator/seed"):
                 self.state.seed(body)
-                return _json(200, {"ok": True})
+                return json_reply(200, {"ok": True})
             if route == ("GET", "/_emulator/calls"):
                 with self.state.lock:
-                    return _json(200, {"calls": list(self.calls)})
+                    return json_reply(200, {"calls": list(self.calls)})
             if route == ("GET", "/_emulator/state"):
-                return _json(200, {**self.state.snapshot(), "faults_injected": dict(self.faults.injected),
+                return json_reply(200, {**self.state.snapshot(), "faults_injected": dict(self.faults.injected),
                                    "max_in_flight": self.max_in_flight})
             if route == ("POST", "/_emulator/faults"):
                 self.faults.add(FaultRule.from_json(body))
-                return _json(200, {"ok": True, "faults": [r.to_json() for r in self.faults.rules]})
+                return json_reply(200, {"ok": True, "faults": [r.to_json() for r in self.faults.rules]})
             if route == ("DELETE", "/_emulator/faults"):
                 self.faults.clear()
-                return _json(200, {"ok": True})
+                return json_reply(200, {"ok": True})
             if route == ("GET", "/_emulator/faults"):
-                return _json(200, {"faults": [r.to_json() for r in self.faults.rules]})
+                return json_reply(200, {"faults": [r.to_json() for r in self.faults.rules]})
         except (ValueError, KeyError, TypeError) as exc:
-            return _json(400, {"ok": False, "error": str(exc)})
-        return _json(404, {"ok": False, "error": f"no control route {request.method} {request.path}"})
+            return json_reply(400, {"ok": False, "error": str(exc)})
+        return json_reply(404, {"ok": False, "error": f"no control route {request.method} {request.path}"})
 
     def done(self) -> None:
         """The server or transport finished answering one cloud call (after any delay)."""

@@ -1,4 +1,4 @@
-"""The ``demo`` seed: fixed credentials, build tasks with running builds, and DataArts jobs."""
+"""The ``demo`` seed: fixed credentials, build tasks with running builds, DataArts jobs and a pipeline."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ DEMO_EVENT_COMMIT = "5779607b49aab1200488439f02372c57b4f75444"
 build 24 (running, main) is that run's CodeArts build."""
 DEMO_DATAARTS_JOB = "daily_etl"
 DEMO_INSTANCE_ID = 34765
+DEMO_CODEARTS_PROJECT_ID = "93d8e0553c20411fba06bb112b5b59af"
+"""The demo's CodeArts project (the path of every pipeline call; not the IAM project)."""
+DEMO_PIPELINE_ID = "794514e0a3184e5db0a4740112deee0f"
+DEMO_RUN_ID = "de6c9098f45a4ac58a6efc9c1b81df82"
+"""A running run of the demo pipeline, on main at DEMO_EVENT_COMMIT."""
+DEMO_OLD_RUN_ID = "0ba3c1e7d2f94f6aa5b8c7d6e5f40312"
+"""An older running run of the demo pipeline, on feature/x at DEMO_COMMIT."""
 
 
 def demo() -> dict[str, Any]:
@@ -54,6 +61,17 @@ def demo() -> dict[str, Any]:
              "instances": [{"instance_id": DEMO_INSTANCE_ID, "status": "running", "age_s": 120},
                            {"instance_id": DEMO_INSTANCE_ID - 1, "status": "success", "age_s": 86400}]},
         ],
+        "pipelines": [
+            {"codearts_project_id": DEMO_CODEARTS_PROJECT_ID, "pipeline_id": DEMO_PIPELINE_ID,
+             "runs": [
+                 {"pipeline_run_id": "5f0c2d9e8b7a46139e2d1c0b9a8f7e6d", "status": "COMPLETED", "branch": "main",
+                  "commit_id": DEMO_MAIN_COMMIT, "age_s": 7200},
+                 {"pipeline_run_id": DEMO_OLD_RUN_ID, "status": "RUNNING", "branch": "feature/x",
+                  "commit_id": DEMO_COMMIT, "age_s": 500},
+                 {"pipeline_run_id": DEMO_RUN_ID, "status": "RUNNING", "branch": "main",
+                  "commit_id": DEMO_EVENT_COMMIT, "age_s": 25},
+             ]},
+        ],
     }
 
 
@@ -63,6 +81,8 @@ def demo_environment(url: str) -> dict[str, str]:
         "STOPLINE_CODEARTS_BUILD_ENDPOINT": url,
         "STOPLINE_DATAARTS_ENDPOINT": url,
         "STOPLINE_IAM_ENDPOINT": url,
+        "STOPLINE_CODEARTS_PIPELINE_ENDPOINT": url,
+        "STOPLINE_CODEARTS_PROJECT_ID": DEMO_CODEARTS_PROJECT_ID,
         "HUAWEICLOUD_SDK_AK": DEMO_AK,
         "HUAWEICLOUD_SDK_SK": DEMO_SK,
         "HUAWEICLOUD_SDK_PROJECT_ID": DEMO_PROJECT_ID,

@@ -17,7 +17,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from stopline.emulator.routes import EmuReply, EmuRequest, Router
+from stopline.emulator.replies import EmuReply, EmuRequest
+from stopline.emulator.routes import Router
 
 MAX_BODY = 1024 * 1024
 

@@ -21,6 +21,8 @@ ACTIVE_BUILD_STATES = ("running", "queued")
 INSTANCE_STATES = ("waiting", "running", "success", "forceSuccess", "ignoreSuccess", "freeze", "skip-by-depend",
                    "waiting-confirm", "fail", "running-exception", "pause", "manual-stop")
 ACTIVE_INSTANCE_STATES = ("running", "waiting", "waiting-confirm", "pause")
+RUN_STATES = ("RUNNING", "COMPLETED", "FAILED", "CANCELED", "PAUSED", "SUSPEND", "IGNORED")
+ACTIVE_RUN_STATES = ("RUNNING", "PAUSED", "SUSPEND")
 
 
 @dataclass
@@ -56,6 +58,18 @@ class DataArtsJob:
     instances: dict[int, Instance] = field(default_factory=dict)
 
 
+@dataclass
+class PipelineRun:
+    """One run of a CodeArts Pipeline (huaweicloud-apis.md 11.2)."""
+
+    run_id: str
+    status: str
+    commit_id: str
+    branch: str
+    start_ms: int
+    run_number: int
+
+
 def _default_commit(job_id: str, build_no: int) -> str:
     return hashlib.sha1(f"{job_id}:{build_no}".encode()).hexdigest()  # noqa: S324 - a fake commit id
 
@@ -88,6 +102,8 @@ class CloudState:
             self.tokens: dict[str, IssuedToken] = {}
             self.build_tasks: dict[str, BuildTask] = {}
             self.dataarts_jobs: dict[tuple[str, str, str], DataArtsJob] = {}
+            self.pipelines: dict[tuple[str, str], dict[str, PipelineRun]] = {}
+            """(CodeArts project id, pipeline id) -> run id -> run."""
             self.effects: list[dict[str, Any]] = []
             self.token_requests = 0
 
@@ -132,6 +148,24 @@ class CloudState:
                     found.instances[int(i["instance_id"])] = Instance(
                         int(i["instance_id"]), status,
                         int(plan) if plan is not None else now_ms - int(float(i.get("age_s", 300)) * 1000))
+            for pipeline in data.get("pipelines", []):
+                self._seed_pipeline(pipeline)
+
+    def _seed_pipeline(self, pipeline: dict[str, Any]) -> None:
+        key = (pipeline["codearts_project_id"], pipeline["pipeline_id"])
+        found = self.pipelines.setdefault(key, {})
+        now_ms = int(time.time() * 1000)
+        for number, r in enumerate(pipeline.get("runs", []), start=len(found) + 1):
+            status = str(r.get("status", "RUNNING")).upper()
+            if status not in RUN_STATES:
+                raise ValueError(f"pipeline run status must be one of {', '.join(RUN_STATES)}, not {status!r}")
+            started = r.get("start_time")
+            if started is None:
+                started = now_ms - int(float(r.get("age_s", 60)) * 1000)
+            run_id = str(r["pipeline_run_id"])
+            found[run_id] = PipelineRun(run_id, status, str(r.get("commit_id") or _default_commit(run_id, number)),
+                                        str(r.get("branch") or "master"), int(started),
+                                        int(r.get("run_number", number)))
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -147,6 +181,13 @@ class CloudState:
                      "instances": [{"instance_id": i.instance_id, "status": i.status}
                                    for i in sorted(j.instances.values(), key=lambda i: i.instance_id)]}
                     for (p, w, n), j in self.dataarts_jobs.items()
+                ],
+                "pipelines": [
+                    {"codearts_project_id": p, "pipeline_id": q,
+                     "runs": [{"pipeline_run_id": r.run_id, "status": r.status, "commit_id": r.commit_id,
+                               "branch": r.branch, "run_number": r.run_number}
+                              for r in sorted(found.values(), key=lambda r: r.run_number)]}
+                    for (p, q), found in self.pipelines.items()
                 ],
                 "effects": list(self.effects),
                 "token_requests": self.token_requests,
@@ -256,4 +297,33 @@ class CloudState:
             instance.status = "manual-stop"
             self.effects.append({"effect": "instance_stopped", "project_id": project_id, "workspace": key[1],
                                  "job_name": job_name, "instance_id": instance_id})
+            return "stopped"
+
+    # -- CodeArts Pipeline ------------------------------------------------------------------------
+    def pipeline_runs(self, project: str, pipeline_id: str) -> list[PipelineRun] | None:
+        """The pipeline's runs, newest first; None when the pipeline does not exist in that project."""
+        with self.lock:
+            found = self.pipelines.get((project, pipeline_id))
+            if found is None:
+                return None
+            return sorted((PipelineRun(**vars(r)) for r in found.values()), key=lambda r: -r.start_ms)
+
+    def pipeline_exists(self, project: str, pipeline_id: str) -> bool:
+        with self.lock:
+            return (project, pipeline_id) in self.pipelines
+
+    def project_exists(self, project: str) -> bool:
+        with self.lock:
+            return any(p == project for p, _ in self.pipelines)
+
+    def stop_run(self, project: str, pipeline_id: str, run_id: str) -> Literal["stopped", "not_running", "missing"]:
+        with self.lock:
+            run = self.pipelines.get((project, pipeline_id), {}).get(run_id)
+            if run is None:
+                return "missing"
+            if run.status not in ACTIVE_RUN_STATES:
+                return "not_running"
+            run.status = "CANCELED"
+            self.effects.append({"effect": "pipeline_run_stopped", "codearts_project_id": project,
+                                 "pipeline_id": pipeline_id, "pipeline_run_id": run_id})
             return "stopped"

@@ -1,5 +1,5 @@
-"""Huawei FunctionGraph: detect the trigger (APIG, DMS Kafka, DMS RabbitMQ, SMN, timer) and run the
-pipeline on what it carries (event shapes in huaweicloud-apis.md section 7).
+"""Huawei FunctionGraph: detect the trigger (APIG, DMS Kafka, DMS RabbitMQ, SMN, timer, CTS) and run the
+pipeline on what it carries (event shapes in events/README.md).
 
 APIG requests go through the HTTP target's checks and get APIG's response shape. Queue triggers run
 every message, answer per-message results, and fail the invocation only when a message failed
@@ -51,6 +51,8 @@ def detect(event: Any) -> str:
     if isinstance(records, list) and records and isinstance(records[0], dict) and (
             records[0].get("event_source") == "smn" or "smn" in records[0]):
         return "smn"
+    if isinstance(event.get("cts"), dict):
+        return "cts"
     if "action" in event or "commands" in event:
         return "direct"
     return "unknown"
@@ -204,9 +206,11 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     kind = detect(event)
     if kind == "apig":
         return _apig(event, context)
+    if kind == "cts":
+        return _cts(event, context)
     trigger = f"functiongraph:{kind}"
     if kind == "unknown":
-        error = BadRequest("unrecognized event: expected an APIG, Kafka, RabbitMQ, SMN or timer event, "
+        error = BadRequest("unrecognized event: expected an APIG, Kafka, RabbitMQ, SMN, timer or CTS event, "
                            "or a command", details=[{"field": "event", "message": "unknown trigger"}])
         return {"ok": False, "trigger": kind, "results": [failed(Delivery(None, trigger), error)
                                                           .to_json(with_status=True)]}
@@ -243,3 +247,25 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
     raise_for_redelivery(results)
     return {"ok": all(r.ok for r in results), "trigger": kind,
             "results": [r.to_json(with_status=True) for r in results]}
+
+
+def _cts(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A Cloud Trace Service record: the rules (``source: cts``) decide what it stops. Each command is keyed
+    ``cts:<trace_id>:<rule>:<index>``, so a record delivered twice runs nothing twice."""
+    from stopline import cts
+    from stopline.entry import get_runtime
+
+    trigger = "functiongraph:cts"
+    try:
+        runtime = get_runtime()
+        pipeline = _pipeline_chooser(context)(runtime)
+        record = cts.normalise(event)
+        rules = runtime.rules
+    except StoplineError as exc:
+        results = [failed(Delivery(None, trigger), exc)]
+        raise_for_redelivery(results)
+        return {"ok": False, "trigger": "cts", "results": [r.to_json(with_status=True) for r in results]}
+    delivery = Delivery(record.trace_id, trigger, namespace="cts", platform_ends=deadline_of(context))
+    results, answer = http.run_rules(pipeline, rules, record, delivery)
+    raise_for_redelivery(results)
+    return {"trigger": "cts", **answer}

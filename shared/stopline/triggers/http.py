@@ -28,6 +28,7 @@ from stopline.models import Result
 from stopline.pipeline import Delivery, Pipeline
 
 if TYPE_CHECKING:
+    from stopline.cts import CtsEvent
     from stopline.entry import Runtime
     from stopline.rules import Rules
     from stopline.sources import Ignored, Source, SourceEvent
@@ -42,6 +43,7 @@ TARGET_ACTIONS: dict[str, str | None] = {
     "stop_build": "stop_build",
     "delete_build_task": "delete_build_task",
     "stop_dataarts_job": "stop_dataarts_job",
+    "stop_pipeline_run": "stop_pipeline_run",
     "webhook": None,
     "github": None,
     "gitlab": None,
@@ -273,16 +275,27 @@ def source_reply(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | I
         log.info("%s event ignored: %s", delivery.trigger, event.reason,
                  extra={"target": delivery.trigger, "event_id": delivery.event_id, "outcome": "ignored"})
         return HttpReply(200, {"ok": True, "ignored": event.reason, "results": []})
-    matched = rules.matching(event) if rules is not None else []
-    fired = rules.fire(event, matched) if rules is not None else []
+    return HttpReply(200, run_rules(pipeline, rules, event, delivery)[1])
+
+
+def run_rules(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | CtsEvent,
+              delivery: Delivery) -> tuple[list[Result], dict[str, Any]]:
+    """Evaluate the rules on a source's event and run what they make, like a batch keyed
+    ``<delivery id>:<rule>:<index>``: the results, and the answer with ``event``, ``matched``, ``results``
+    (and ``warnings``)."""
+    evaluation = rules.evaluate(event) if rules is not None else None
+    matched, fired = (evaluation.matched, evaluation.fired) if evaluation is not None else ([], [])
+    warnings = evaluation.warnings if evaluation is not None else []
+    for warning in warnings:
+        log.info("%s", warning, extra={"target": delivery.trigger, "event_id": delivery.event_id})
     if not fired:
         log.info("%s %s event matched no rule", event.source, event.kind,
                  extra={"target": delivery.trigger, "event_id": delivery.event_id, "outcome": "no_rule",
                         "rules_loaded": rules is not None})
     results = pipeline.handle_each([(f.command, delivery, f"{f.rule}:{f.index}") for f in fired])
-    return HttpReply(200, {"ok": all(r.ok for r in results), "event": event.fields(),
-                           "matched": [r.name for r in matched],
-                           "results": [r.to_json(with_status=True) for r in results]})
+    return results, {"ok": all(r.ok for r in results), "event": event.fields(), "matched": [r.name for r in matched],
+                     "results": [r.to_json(with_status=True) for r in results],
+                     **({"warnings": warnings} if warnings else {})}
 
 
 def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpReply:

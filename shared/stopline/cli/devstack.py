@@ -26,14 +26,15 @@ TARGETS = (
     ("on_event", "cloudevent"),
     ("github", "http"),
     ("gitlab", "http"),
+    ("stop_pipeline_run", "http"),  # last: the ports of the others stay where the docs say
 )
-DEMO_RULES = Path(__file__).resolve().parent / "data" / "demo-rules.yaml"
+DEMO_RULES = Path(__file__).resolve().parents[1] / "data" / "demo-rules.yaml"
 
 
 def find_functions_source() -> Path | None:
     """``functions/main.py`` of the checkout: the working directory's, else the one beside the package."""
     for candidate in (Path.cwd() / "functions" / "main.py",
-                      Path(__file__).resolve().parents[2] / "functions" / "main.py"):
+                      Path(__file__).resolve().parents[3] / "functions" / "main.py"):
         if candidate.is_file():
             return candidate
     return None
@@ -68,7 +69,7 @@ def launcher() -> str:
 
 def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = False,
             github_secret: str = "", gitlab_token: str = "") -> str:
-    from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_TASK_ID, demo_environment
+    from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PIPELINE_ID, DEMO_RUN_ID, DEMO_TASK_ID, demo_environment
 
     hook, event = urls["webhook"], urls["on_event"]
     run = launcher()
@@ -89,6 +90,8 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
         f"  {run} send stop_dataarts_job --job-name myJob --workspace ws1 --url {hook} --secret {secret}",
         f"  {run} send delete_build_task --job-id {DEMO_TASK_ID} --url {urls['delete_build_task']} "
         f"--secret {secret}",
+        f"  {run} send stop_pipeline_run --pipeline-id {DEMO_PIPELINE_ID} --pipeline-run-id {DEMO_RUN_ID} "
+        f"--url {hook} --secret {secret}",
         # functions-framework converts a raw push body only in Flask mode; under ASGI send it as Eventarc does
         (f"  curl -s -X POST {event} -H 'Content-Type: application/json' -H 'ce-specversion: 1.0' "
          "-H 'ce-id: demo-1' -H 'ce-source: //pubsub.googleapis.com/projects/demo/topics/stopline' "
@@ -108,9 +111,12 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
         "Or set these once and drop --url/--secret from `stopline send`:",
         f"  export STOPLINE_URL={hook} STOPLINE_WEBHOOK_SECRET={secret}",
         "",
-        "The direct commands (stopline running / stop-build / stop-job) talk to the emulator with these:",
+        "The direct commands (stopline running / stop-build / stop-job / stop-pipeline) talk to the emulator "
+        "with these:",
         "  env " + " ".join(f"{k}={v}" for k, v in demo_environment(emulator_url).items())
         + f" {run} running {DEMO_JOB_ID}",
+        "  env " + " ".join(f"{k}={v}" for k, v in demo_environment(emulator_url).items())
+        + f" {run} running --pipeline {DEMO_PIPELINE_ID}",
         "",
     ]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-HTTP_TARGETS = ("stop_build", "delete_build_task", "stop_dataarts_job", "webhook")
+HTTP_TARGETS = ("stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run", "webhook")
 
 
 class LocalContext:

@@ -1,0 +1,5 @@
+"""``python -m stopline.cli``."""
+
+from stopline.cli import main
+
+main()
