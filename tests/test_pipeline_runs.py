@@ -46,7 +46,7 @@ def seed_pipeline(emulator: Emulator, runs: list[dict[str, Any]], pipeline: str 
 def run_status(emulator: Emulator, pipeline: str, run: str) -> str:
     for found in emulator.state.snapshot()["pipelines"]:
         if found["pipeline_id"] == pipeline:
-            return next(r["status"] for r in found["runs"] if r["pipeline_run_id"] == run)
+            return str(next(r["status"] for r in found["runs"] if r["pipeline_run_id"] == run))
     raise AssertionError(f"no pipeline {pipeline}")
 
 
@@ -77,7 +77,7 @@ def test_unknown_run_and_unknown_pipeline_are_not_found(client: Client, demo_env
 def test_resolution_stops_the_running_runs_that_match(client: Client, demo_env: Emulator) -> None:
     old_commit = "3f2a9c1"
     result = client.stop_pipeline_run(DEMO_PIPELINE_ID, commit_id=old_commit)
-    assert str(result.outcome) == "stopped"
+    assert str(result.outcome) == "stopped" and result.resolved is not None
     assert result.resolved == ("runs", [{"pipeline_run_id": DEMO_OLD_RUN_ID, "outcome": "stopped",
                                          "upstream_request_id": result.resolved[1][0]["upstream_request_id"]}])
     assert run_status(demo_env, DEMO_PIPELINE_ID, DEMO_RUN_ID) == "RUNNING"  # another commit: left running
@@ -135,8 +135,10 @@ def test_superseding_out_of_order_never_stops_the_newer_run(client: Client, demo
 
 
 def test_filters_cannot_be_empty_or_combined_with_a_run_id(client: Client, demo_env: Emulator) -> None:
-    for kwargs, field in (({"branch": ""}, "branch"), ({"pipeline_run_id": DEMO_RUN_ID, "branch": "main"}, "branch"),
-                          ({"started_before": "2026-12-07T10:00:00"}, "started_before")):
+    cases: tuple[tuple[dict[str, Any], str], ...] = (
+        ({"branch": ""}, "branch"), ({"pipeline_run_id": DEMO_RUN_ID, "branch": "main"}, "branch"),
+        ({"started_before": "2026-12-07T10:00:00"}, "started_before"))
+    for kwargs, field in cases:
         result = client.stop_pipeline_run(DEMO_PIPELINE_ID, **kwargs)
         assert result.status == 422 and result.error is not None, kwargs
         assert result.error.details[0]["field"] == field
