@@ -32,7 +32,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(params=["flask", "asgi"])
 def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Popen[str], str, int]:
     emulator_port, base = free_port(), free_port()
-    while any(not port_free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
+    while any(not port_free(p) for p in range(base, base + 8)) or emulator_port in range(base, base + 8):
         base = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
     mode = ["--flask"] if request.param == "flask" else []  # ASGI is the default
@@ -46,7 +46,7 @@ def dev(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[subprocess.Pope
         if not line:
             break
         banner.append(line)
-        if "stopline running" in line:  # the banner's last command
+        if "stopline running --pipeline" in line:  # the banner's last command
             break
     return proc, "".join(banner), emulator_port
 
@@ -69,6 +69,8 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
         paths = [c["path"] for c in calls]
         assert "/v3/jobs/stop" in paths and any(p.endswith("/jobs/myJob/stop") for p in paths)
         assert any(p.endswith("/delete") for p in paths) and any(p.endswith("/jobs/nightly/stop") for p in paths)
+        assert any("/pipeline-runs/" in p and p.endswith("/stop") for p in paths)  # the pipeline run's stop
+        assert any(p.endswith("/pipeline-runs/list") for p in paths)  # `stopline running --pipeline`
         assert all(c["status"] in (200, 204) for c in calls)
         exported = re.search(r"export STOPLINE_URL=(\S+) STOPLINE_WEBHOOK_SECRET=(\S+)", banner)
         assert exported is not None and exported.group(2).startswith("whsec_")
@@ -78,7 +80,7 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
         assert github_url is not None and github_secret is not None
         _run_pipelines_block(github_url.group(1), github_secret.group(1))
         children = child_pids(proc.pid)
-        assert len(children) == 7
+        assert len(children) == 8
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -158,7 +160,7 @@ def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
         mode = ["--flask"] if cycle % 2 else []
         terminal = cycle % 4 < 2
         emulator_port, base = free_port(), free_port()
-        while any(not port_free(p) for p in range(base, base + 7)) or emulator_port in range(base, base + 7):
+        while any(not port_free(p) for p in range(base, base + 8)) or emulator_port in range(base, base + 8):
             base = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
                                  "--port", str(base), *mode], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -181,4 +183,4 @@ def test_twenty_starts_and_stops_leave_no_port_and_no_process() -> None:
             _reap_stack(proc)
         time.sleep(0.1)
         assert [pid for pid in family if _alive(pid)] == [], (cycle, "survivors")
-        assert [p for p in (emulator_port, *range(base, base + 7)) if not port_free(p)] == [], (cycle, "ports held")
+        assert [p for p in (emulator_port, *range(base, base + 8)) if not port_free(p)] == [], (cycle, "ports held")

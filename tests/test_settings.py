@@ -14,7 +14,7 @@ def test_defaults() -> None:
     assert (s.region, s.timeout_s, s.max_attempts, s.webhook_tolerance_s, s.idempotency_url,
             s.idempotency_ttl_s, s.log_level, s.build_stop_api) == (
         "cn-north-4", 10.0, 4, 300, "memory://", 3600, "INFO", "auto")
-    assert s.allowed_actions == ("stop_build", "delete_build_task", "stop_dataarts_job")
+    assert s.allowed_actions == ("stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run")
     assert s.not_running_codes == DEFAULT_NOT_RUNNING_CODES and not s.allow_unsigned and not s.dry_run
 
 

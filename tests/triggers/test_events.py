@@ -17,6 +17,7 @@ EXPECTED = {
     "http-stop_build.json": ("stop_build", ["stopped"]),
     "http-delete_build_task.json": ("delete_build_task", ["deleted"]),
     "http-stop_dataarts_job.json": ("stop_dataarts_job", ["stopped"]),
+    "http-stop_pipeline_run.json": ("stop_pipeline_run", ["stopped"]),
     "http-webhook.json": ("webhook", ["stopped"]),
     "http-webhook-batch.json": ("webhook", ["stopped", "stopped", "stopped", "deleted"]),
     "cloudevent-stop_build.json": ("on_event", ["stopped"]),
@@ -28,6 +29,10 @@ EXPECTED = {
     "functiongraph-smn.json": ("functiongraph", ["stopped"]),
     "functiongraph-timer.json": ("functiongraph", ["stopped"]),
     "functiongraph-timer-list.json": ("functiongraph", ["stopped", "deleted"]),
+    # CTS records go through the demo rules (--emulate brings them): a stopped pipeline stops the DataArts
+    # instance and main's two running builds; FunctionGraph's own template record matches no rule
+    "functiongraph-cts-pipeline-stop.json": ("functiongraph", ["stopped", "stopped"]),
+    "functiongraph-cts-console-template.json": ("functiongraph", []),
 }
 
 

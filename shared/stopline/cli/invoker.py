@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,7 @@ def invoke_file(target: str, path: Path, *, emulate: bool = False) -> tuple[int,
         from stopline.emulator import mock_huaweicloud
 
         manager = mock_huaweicloud("demo")
-    with manager:
+    with manager, _demo_rules(emulate):
         if not emulate:
             from stopline.entry import get_runtime
 
@@ -143,3 +144,23 @@ def invoke_file(target: str, path: Path, *, emulate: bool = False) -> tuple[int,
                 raise ValueError(f"{path}: a CloudEvent or Pub/Sub envelope must be a JSON object")
             return _on_event(event)
         return _functiongraph(event)
+
+
+@contextlib.contextmanager
+def _demo_rules(emulate: bool) -> Iterator[None]:
+    """With ``--emulate`` and no STOPLINE_RULES, the demo state comes with the demo rules (a GitHub, GitLab
+    or CTS event then stops what the dev stack would); the environment is restored afterwards."""
+    from stopline.entry import reset_runtime
+
+    if not emulate or os.environ.get("STOPLINE_RULES"):
+        yield
+        return
+    from stopline.cli.devstack import DEMO_RULES
+
+    os.environ["STOPLINE_RULES"] = str(DEMO_RULES)
+    reset_runtime()
+    try:
+        yield
+    finally:
+        os.environ.pop("STOPLINE_RULES", None)
+        reset_runtime()

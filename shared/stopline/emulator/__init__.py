@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from stopline import transport as _transport
 from stopline.emulator.faults import FaultKind, FaultRule, Faults
 from stopline.emulator.routes import Router
-from stopline.emulator.seeds import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK, demo
+from stopline.emulator.seeds import DEMO_AK, DEMO_CODEARTS_PROJECT_ID, DEMO_PROJECT_ID, DEMO_SK, demo
 from stopline.emulator.server import EmulatorServer, EmulatorTransport
 from stopline.emulator.state import CloudState
 
@@ -40,6 +40,7 @@ _CREDENTIAL_ENV = (
     "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN", "HUAWEICLOUD_SDK_PROJECT_ID",
     "STOPLINE_AUTH_TOKEN", "STOPLINE_IAM_USERNAME", "STOPLINE_IAM_PASSWORD", "STOPLINE_IAM_DOMAIN",
     "STOPLINE_CODEARTS_BUILD_ENDPOINT", "STOPLINE_DATAARTS_ENDPOINT", "STOPLINE_IAM_ENDPOINT",
+    "STOPLINE_CODEARTS_PIPELINE_ENDPOINT", "STOPLINE_CODEARTS_PROJECT_ID",
 )
 
 
@@ -128,6 +129,8 @@ class mock_huaweicloud:
                 for name in _CREDENTIAL_ENV:
                     os.environ.pop(name, None)
                 os.environ.update(HUAWEICLOUD_SDK_AK=ak, HUAWEICLOUD_SDK_SK=sk, HUAWEICLOUD_SDK_PROJECT_ID=project)
+                if self._seed == "demo":  # the demo pipeline's CodeArts project, as for the IAM one
+                    os.environ["STOPLINE_CODEARTS_PROJECT_ID"] = DEMO_CODEARTS_PROJECT_ID
                 emulator.seed(credentials=[{"ak": ak, "sk": sk, "project_id": project}])
             if self._seed is not None:
                 emulator.seed(self._seed)
