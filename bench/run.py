@@ -258,7 +258,7 @@ def batch(reps: int, size: int) -> tuple[str, dict[str, Any]]:
 # -- 3b. resolution fan-out --------------------------------------------------------------------------------
 def resolve(reps: int, running: int) -> tuple[str, dict[str, Any]]:
     """`stop_build` without a build number: one look-up plus `running` concurrent stops, 50 ms upstream
-    latency on every route, against one call by build number (interface.md section 10.1)."""
+    latency on every route, against one call by build number (docs/commands.md)."""
     from stopline.entry import get_runtime, reset_runtime
     from stopline.pipeline import Delivery
 

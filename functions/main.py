@@ -1,4 +1,4 @@
-"""functions-framework targets (interface.md section 3): `functions-framework --target NAME --source functions/main.py`.
+"""functions-framework targets (docs/commands.md): `functions-framework --target NAME --source functions/main.py`.
 
 Each target is a plain function named as its target and hands its request to stopline. Importing this
 file loads functions_framework and stopline's stdlib-only entry module; the first request imports the

@@ -176,10 +176,10 @@ def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
             proc.wait()
 
 
-def readme_bash_block(heading: str, nth: int = 0) -> list[str]:
-    """The commands of the ``nth`` ```bash block after ``heading`` in README.md, as a user pastes them:
-    continuation lines joined, comments and blank lines dropped."""
-    text = (ROOT / "README.md").read_text()
+def readme_bash_block(heading: str, nth: int = 0, doc: str = "README.md") -> list[str]:
+    """The commands of the ``nth`` ```bash block after ``heading`` in ``doc`` (README.md or a page of
+    docs/), as a user pastes them: continuation lines joined, comments and blank lines dropped."""
+    text = (ROOT / doc).read_text()
     start = text.index(heading)
     for _ in range(nth + 1):
         start = text.index("```bash", start) + len("```bash")

@@ -1,4 +1,4 @@
-"""interface.md section 13 row by row, over real HTTP: the served emulator is told (control API ``respond``
+"""docs/cloud-answers.md row by row, over real HTTP: the served emulator is told (control API ``respond``
 rules) to answer each variant the cloud is known to send, and the client's reading of it is checked --
 plus the emulator's own default answers, which must be the cloud's codes."""
 

@@ -117,8 +117,8 @@ def _run_readme_block(url: str, secret: str, emulator_port: int) -> None:
 
 
 def _run_pipelines_block(url: str, secret: str) -> None:
-    """README "Cancel CodeArts builds when a GitHub or GitLab pipeline is cancelled", run as written."""
-    outputs = _run_readme_lines("## Cancel CodeArts builds when a GitHub or GitLab pipeline is cancelled",
+    """README "Cancel CodeArts work when a GitHub or GitLab pipeline is cancelled", run as written."""
+    outputs = _run_readme_lines("## Cancel CodeArts work when a GitHub or GitLab pipeline is cancelled",
                                 {"STOPLINE_GITHUB_URL": url, "STOPLINE_GITHUB_SECRET": secret})
     assert "cancel-github-ci" in outputs[0] and "cancel-github-ci" in outputs[1]  # check, then explain
     assert outputs[2].startswith("HTTP 200") and "rules matched: cancel-github-ci" in outputs[2]

@@ -64,7 +64,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
 
 
 def contract_status(status: int, error: dict[str, Any] | None) -> bool:
-    """Below 500, or 503, or 502 reporting the cloud's 401/403 (interface.md section 3)."""
+    """Below 500, or 503, or 502 reporting the cloud's 401/403 (docs/commands.md)."""
     if status < 500 or status == 503:
         return True
     upstream = (error or {}).get("upstream") or {}

@@ -1,4 +1,4 @@
-"""The exactly-once protocol (interface.md sections 9 and 12) on both stores: memory:// and a real
+"""The exactly-once protocol (docs/exactly-once.md) on both stores: memory:// and a real
 redis-server. Store contract first (atomic claim, fenced complete/release, expiry, bounded memory), then
 the protocol of :class:`Idempotency` (twins, conflicts while waiting, release on transient failures and
 on exceptions, lease takeover, ghost claims after a store timeout), then the URL errors."""

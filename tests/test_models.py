@@ -1,4 +1,4 @@
-"""Command field rules (interface.md section 1): every bad field is named, good input normalizes."""
+"""Command field rules (docs/commands.md): every bad field is named, good input normalizes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Idempotency keys are namespaced (interface.md section 12, issue 11 defect 7): equal ids from
+"""Idempotency keys are namespaced (docs/exactly-once.md, issue 11 defect 7): equal ids from
 different senders never collide, a batch member never collides with a delivery whose id looks like
 ``<id>:<index>``, and an explicit ``idempotency_key`` is one namespace across every trigger."""
 

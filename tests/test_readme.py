@@ -1,5 +1,6 @@
-"""The README's Python recipes run verbatim: the library example as a script, the test recipe under
-pytest, each in a fresh process from the repository root (where a user's own tests would run)."""
+"""The documented recipes run verbatim: docs/commands.md's library example as a script and its test recipe
+under pytest, each in a fresh process from the repository root (where a user's own tests would run); the
+README's library snippet; docs/commands.md's command-line blocks against a served emulator."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from typing import Any
 from .conftest import ROOT, as_user_runs, readme_bash_block
 
 MARKER = "<!-- tested: tests/test_readme.py runs this block and the next verbatim -->"
+DOC = "docs/commands.md"
 
 
 def recipes() -> list[str]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "commands.md").read_text()
     after = text[text.index(MARKER):]
     return re.findall(r"```python\n(.*?)```", after, re.S)[:2]
 
@@ -61,23 +63,44 @@ def run_lines(lines: list[str], port: int) -> list[tuple[int, str]]:
 
 
 def test_calling_the_cloud_directly_works_as_written(served: Any) -> None:
-    """README "Calling the cloud directly" and "Stop what is running", against a served emulator."""
+    """docs/commands.md "Calling the cloud directly", "Stop what is running" and "CodeArts Pipeline runs",
+    against a served emulator."""
     port = served[1].port
-    direct = readme_bash_block("## Calling the cloud directly")
+    direct = readme_bash_block("## Calling the cloud directly", doc=DOC)
     assert direct[0].startswith("uv run stopline emulator")  # the test serves its own emulator instead
     results = run_lines(direct[1:], port)
     codes = [code for code, _ in results]
     outputs = [out for _, out in results]
-    assert codes == [0, 0, 0, 0, 1], results
+    assert codes == [0, 0, 0, 0, 1, 0], results
     assert outputs[0].startswith("stopped") and outputs[1].startswith("already_stopped")
     assert outputs[2].startswith("deleted") and outputs[3].startswith("stopped")
-    assert outputs[4].startswith("not_found")
+    assert outputs[4].startswith("not_found") and outputs[5].startswith("stopped: stop_pipeline_run")
     export = next(line for line in direct if line.startswith("export "))
     served[0].reset()  # the block above deleted the demo task: start "Stop what is running" afresh
     served[0].seed("demo")
-    running = run_lines([export, *readme_bash_block("## Stop what is running")], port)
+    running = run_lines([export, *readme_bash_block("## Stop what is running", doc=DOC)], port)
     assert [code for code, _ in running] == [0, 0, 0, 0], running
     assert running[0][1].startswith("BUILD") and "3f2a9c1" in running[0][1]  # the demo's running builds
     assert "build 20: stopped" in running[1][1] and "build 21: stopped" in running[1][1]  # that commit's
     assert running[2][1].startswith("nothing_running")  # the branch's older builds were just stopped
     assert "instance 34765: stopped" in running[3][1]
+    served[0].reset()
+    served[0].seed("demo")
+    runs = run_lines([export, *readme_bash_block("### CodeArts Pipeline runs", doc=DOC)], port)
+    assert [code for code, _ in runs] == [0, 0, 0], runs
+    assert runs[0][1].startswith("RUN") and "feature/x" in runs[0][1] and "main" in runs[0][1]
+    assert "run 0ba3c1e7d2f94f6aa5b8c7d6e5f40312: stopped" in runs[1][1]  # the run of that commit
+    assert runs[2][1].startswith("stopped: stop_pipeline_run")
+
+
+def test_the_readme_library_snippet_runs(tmp_path: Path) -> None:
+    """The README's short example, against the in-process emulator (the only line added)."""
+    text = (ROOT / "README.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    script = tmp_path / "snippet.py"
+    script.write_text("from stopline.emulator import mock_huaweicloud\n\nwith mock_huaweicloud('demo'):\n"
+                      + "".join(f"    {line}\n" for line in snippet.splitlines()))
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=clean_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped True"

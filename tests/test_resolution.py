@@ -1,4 +1,4 @@
-"""interface.md section 10 over real HTTP: `stop_build` without a build number, DataArts scopes, and the
+"""docs/commands.md over real HTTP: `stop_build` without a build number, DataArts scopes, and the
 look-up APIs of the served emulator -- filters, paging, the time window, partial failure and redelivery,
 duplicates that replay the `builds` list."""
 
@@ -94,7 +94,7 @@ def test_every_page_is_read_and_the_window_applies(demo_env: Emulator) -> None:
 
 
 def test_v1_record_route_when_v3_lists_nothing(demo_env: Emulator) -> None:
-    """In some tenants only the v1 record route lists builds (huaweicloud-apis.md 10.2)."""
+    """In some tenants only the v1 record route lists builds (docs/cloud-answers.md)."""
     demo_env.inject(r"/build-info-records$", "respond", status=200)  # no body rule: an empty 200
     demo_env.faults.rules[-1].body = {"result": {"total_page": "0", "total_record": "0", "job_build_states": []}}
     out = run({"action": "stop_build", "job_id": DEMO_JOB_ID, "commit_id": DEMO_COMMIT})

@@ -1,4 +1,4 @@
-"""Rules files (interface.md section 11.2): every validation error names the file, rule and field;
+"""Rules files (docs/rules.md): every validation error names the file, rule and field;
 globs, branch_not, placeholders, several rules on one event; `stopline rules check` / `explain`."""
 
 from __future__ import annotations

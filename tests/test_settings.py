@@ -1,4 +1,4 @@
-"""Settings: defaults of interface.md section 5, comma lists, and errors that name the variable."""
+"""Settings: defaults of docs/configuration.md, comma lists, and errors that name the variable."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GitHub and GitLab verification and normalisation (interface.md section 11.1), in process: the documented
+"""GitHub and GitLab verification and normalisation (docs/sources.md), in process: the documented
 test vector, rotation, every refusal, GitLab tokens and signing tokens (signed by the `standardwebhooks`
 library), delivery ids, and each event kind of events/ read as it is."""
 

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stopline")
 
-# interface.md section 13: what the cloud really answers.
+# docs/cloud-answers.md: what the cloud really answers.
 TRANSIENT_CODES = frozenset({"CB.00060211", "CB.00060100", "CB.00060101", "APIGW.0308"})
 TASK_MISSING_CODES = frozenset({"DEVCB.00031006", "CB.00031006"})
 NO_BUILD_HISTORY = "CB.00031059"
@@ -57,7 +57,7 @@ API_NOT_FOUND = "APIGW.0101"
 JSON_HEADERS = {"Content-Type": "application/json"}
 USER_AGENT = "stopline/0.1"
 
-# interface.md section 10: finding what runs.
+# docs/commands.md: finding what runs.
 RUNNING_BUILD_STATES = frozenset({"running", "inqueue", "queued", "building", "waiting"})
 RUNNING_INSTANCE_STATES = frozenset({"running", "waiting", "waiting-confirm", "pause"})
 RECORD_PAGE_SIZE = 100
@@ -229,7 +229,7 @@ class ClientCore:
             base = self.endpoints.codearts_build
             if self._use_v1:
                 # build_no in the query (the official SDK's stop_the_job) and in the body (the API
-                # reference and terraform): they disagree, so send both (interface.md section 13).
+                # reference and terraform): they disagree, so send both (docs/cloud-answers.md).
                 return Call.build(
                     "POST", base, f"/v1/job/{command.job_id}/stop", api="v1",
                     query=(("build_no", str(command.build_no)),), headers=headers,
@@ -517,7 +517,7 @@ class ClientCore:
                     continue
                 raise
             if page == 0 and not found.items and not tried_v1:
-                # In some tenants only the v1 record route lists builds (huaweicloud-apis.md 10.2).
+                # In some tenants only the v1 record route lists builds (docs/cloud-answers.md).
                 tried_v1 = True
                 with self._lock:
                     self._records_v1 = True
@@ -711,7 +711,7 @@ class ClientCore:
 
 
 def credentials_from(settings: Settings, endpoints: Endpoints, *, agency: Credentials | None = None) -> Credentials:
-    """Pick the credential source, first match wins (interface.md section 5)."""
+    """Pick the credential source, first match wins (docs/configuration.md)."""
     mode = settings.credential_mode()
     if mode == "aksk":
         assert settings.ak is not None and settings.sk is not None

@@ -1,7 +1,7 @@
 """The failures stopline can report, one class per externally visible kind.
 
 Every failure a user can see is a :class:`StoplineError`. Its class fixes the HTTP status that the
-function targets answer with (interface.md section 3), the ``error.type`` string in the response body,
+function targets answer with (docs/commands.md), the ``error.type`` string in the response body,
 and whether the failure is *transient* -- the single bit every queue adapter uses to choose between
 acknowledging a message and failing the invocation so the platform redelivers it.
 
@@ -71,10 +71,10 @@ class StoplineError(Exception):
         self.retry_after = retry_after
         self.attempts = 0
         self.resolved: tuple[str, list[dict[str, Any]]] | None = None
-        """For a resolving command (interface.md section 10): what it found and did, failures included."""
+        """For a resolving command (docs/commands.md): what it found and did, failures included."""
 
     def to_json(self) -> dict[str, Any]:
-        """The ``error`` object of interface.md section 3."""
+        """The ``error`` object of docs/commands.md."""
         body: dict[str, Any] = {"type": self.type, "message": self.message, "details": self.details}
         if self.upstream is not None:
             body["upstream"] = self.upstream.to_json()

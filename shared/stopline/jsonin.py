@@ -1,4 +1,4 @@
-"""Reading JSON that strangers send: one decoder for every trigger (interface.md section 14).
+"""Reading JSON that strangers send: one decoder for every trigger (docs/commands.md, "HTTP status codes").
 
 ``json.loads`` alone accepts what stopline must refuse: duplicate keys (the last one wins, so a proxy
 that reads the first sees another command), lone surrogates (valid JSON escapes that no UTF-8 encoder

@@ -1,4 +1,4 @@
-"""JSON-lines logging on stderr (interface.md section 6), with secrets scrubbed as a last line of defence.
+"""JSON-lines logging on stderr (docs/operations.md), with secrets scrubbed as a last line of defence.
 
 stopline never passes a secret to a logger; :func:`register_secret` still lets the runtime name its
 secrets so that any value that slips into a message or field is replaced by ``***`` before writing.

@@ -1,4 +1,4 @@
-"""Commands (interface.md section 1), outcomes (section 2) and the result of handling one command.
+"""Commands and outcomes (docs/commands.md) and the result of handling one command.
 
 Action and outcome strings are spelled here and nowhere else. Parsing a command never raises
 anything but :class:`~stopline.errors.InvalidCommand`, whose ``details`` name every bad field, so every
@@ -67,7 +67,7 @@ def _commit(value: object) -> object:
 
 def _no_dot_segment(value: str) -> str:
     # httpx (like every URL library) collapses "." and ".." segments: the request would go to, and be
-    # signed for, another path (interface.md section 14).
+    # signed for, another path (docs/sources.md).
     if value in (".", ".."):
         raise ValueError("'.' and '..' are not job names")
     if any(unicodedata.category(ch) == "Cc" for ch in value):
@@ -83,7 +83,7 @@ JobId = Annotated[
     ),
 ]
 BuildNo = Annotated[int, BeforeValidator(_build_no), Field(ge=1, le=2**31 - 1, strict=True)]
-# A slash would be signed as two path segments but sent as one (huaweicloud-apis.md section 3.4, "Edge").
+# A slash would be signed as two path segments but sent as one (the official SDK's signer does the same).
 JobName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
                     AfterValidator(_no_dot_segment)]
 CommitSha = Annotated[str, BeforeValidator(_commit), Field(
@@ -118,7 +118,7 @@ class _Command(BaseModel):
         return self.model_dump(exclude={"action", "idempotency_key"}, exclude_none=True)
 
     def fingerprint(self) -> str:
-        """A hash of the normalized command, stored with an idempotency claim (interface.md section 9)."""
+        """A hash of the normalized command, stored with an idempotency claim (docs/exactly-once.md)."""
         canon = json.dumps(
             {"action": self.action, **self.target()}, sort_keys=True, separators=(",", ":")  # type: ignore[attr-defined]
         )
@@ -284,7 +284,7 @@ def parse_command(data: object, *, action: str | None = None, where: str = "") -
 class Result:
     """How one command ended: an outcome, or a failure carrying its error.
 
-    ``to_json`` renders the response object of interface.md section 3 (and section 9's extras).
+    ``to_json`` renders the response object of docs/commands.md.
     """
 
     action: str | None

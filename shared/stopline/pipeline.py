@@ -37,7 +37,7 @@ None for a delivery of one command. The idempotency key falls back to ``<deliver
 class Delivery:
     """Where a command came from.
 
-    ``namespace`` scopes the delivery id (interface.md section 12): Standard Webhooks ids, CloudEvent
+    ``namespace`` scopes the delivery id (docs/exactly-once.md): Standard Webhooks ids, CloudEvent
     ``source``+``id``, Pub/Sub message ids, GitHub and GitLab deliveries and FunctionGraph record ids are
     separate, so equal ids from different senders never collide. ``platform_ends`` is when the platform
     stops the invocation (``time.monotonic()`` seconds; FunctionGraph tells), or None; ``arrived`` is when

@@ -1,4 +1,4 @@
-"""Every environment variable of interface.md section 5, read and validated once.
+"""Every environment variable of docs/configuration.md, read and validated once.
 
 Variable names are spelled here and nowhere else. Loading never raises anything but
 :class:`~stopline.errors.ConfigurationError`, whose message names the offending variables -- never
@@ -18,7 +18,7 @@ from stopline.models import Action
 CredentialMode = Literal["aksk", "token", "iam"]
 
 DEFAULT_NOT_RUNNING_CODES = ("DEV.CB.032302", "CB.00060301", "DLF.0137")
-"""Error codes meaning "no longer running" (interface.md section 13): ``DEV.CB.032302`` is what CodeArts
+"""Error codes meaning "no longer running" (docs/cloud-answers.md): ``DEV.CB.032302`` is what CodeArts
 answers for a finished build in the field; the other two are earlier stand-ins kept so configurations
 that relied on them keep working. Users can replace the list."""
 
@@ -167,7 +167,7 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _replays_stay_duplicates(self) -> Settings:
-        # A replay inside the signature window must still find its key (interface.md section 14).
+        # A replay inside the signature window must still find its key (docs/sources.md).
         if self.idempotency_ttl_s < self.webhook_tolerance_s:
             raise ValueError(f"STOPLINE_IDEMPOTENCY_TTL_S ({self.idempotency_ttl_s}) must be at least "
                              f"STOPLINE_WEBHOOK_TOLERANCE_S ({self.webhook_tolerance_s}), or a replayed webhook "

@@ -1,4 +1,4 @@
-"""Pipeline sources (interface.md section 11.1): GitHub and GitLab webhooks, verified by their own schemes
+"""Pipeline sources (docs/sources.md): GitHub and GitLab webhooks, verified by their own schemes
 and normalised to one small event that rules match on.
 
 The payload models read leniently -- GitHub and GitLab add fields all the time, so unknown keys are

@@ -1,4 +1,4 @@
-"""Standard Webhooks signing and verification (interface.md section 4), standard library only.
+"""Standard Webhooks signing and verification (docs/sources.md), standard library only.
 
 ``sign`` and ``verify`` share :func:`_signature`, so the ``stopline send`` side cannot drift from the
 receiving side. Verification runs over the raw body before it is parsed, accepts any of several
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from stopline.errors import Unauthorized
 
 MIN_KEY_BYTES = 16
-"""Shorter keys are refused (interface.md section 14): an empty ``whsec_`` would verify signatures
+"""Shorter keys are refused (docs/sources.md): an empty ``whsec_`` would verify signatures
 anyone can make. The spec recommends 24 to 64 bytes."""
 
 

@@ -79,7 +79,7 @@ class RawReply:
 
 def _find_code(node: Any, depth: int = 0) -> tuple[str | None, str | None]:
     if isinstance(node, str) and depth <= 3 and node.lstrip().startswith(("{", '"')):
-        # CodeArts sometimes sends the error object as a JSON string holding JSON (huaweicloud-apis.md 10.1)
+        # CodeArts sometimes sends the error object as a JSON string holding JSON (docs/cloud-answers.md)
         try:
             return _find_code(json.loads(node), depth + 1)
         except (ValueError, RecursionError):
@@ -111,7 +111,7 @@ def decode_body(body: bytes) -> Any:
 
 
 def parse_error_body(body: bytes) -> tuple[str | None, str | None]:
-    """(error_code, error_msg) from any of the cloud's error shapes (interface.md section 13):
+    """(error_code, error_msg) from any of the cloud's error shapes (docs/cloud-answers.md):
     ``error_code``/``errorCode``/``code`` with their messages, a nested ``error`` object, or a JSON string
     holding one of these. A body that is not JSON yields its text as the message."""
     if not body:

@@ -1,4 +1,4 @@
-"""The four credential modes of interface.md section 5, in their documented order, against the emulator."""
+"""The four credential modes of docs/configuration.md, in their documented order, against the emulator."""
 
 from __future__ import annotations
 

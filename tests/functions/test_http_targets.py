@@ -1,5 +1,5 @@
 """HTTP targets served by real functions-framework processes (Flask and --asgi) against the served
-emulator: every status of interface.md section 3, signatures, duplicates, batches."""
+emulator: every status of docs/commands.md, signatures, duplicates, batches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exactly once on every Redis deployment stopline supports (interface.md section 12): TLS, a 3-master
+"""Exactly once on every Redis deployment stopline supports (docs/exactly-once.md): TLS, a 3-master
 cluster, a master behind Sentinel. Two functions-framework processes (Flask and ASGI) share the store;
 20 + 20 concurrent deliveries of one event make one upstream call. A restart of the store mid-run (a
 persistent single server, every master of the cluster in turn) loses nothing and calls nothing twice."""

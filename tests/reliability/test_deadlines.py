@@ -1,4 +1,4 @@
-"""Leases are bounds, not guesses (interface.md section 12, issue 11 defects 1 and 5).
+"""Leases are bounds, not guesses (docs/exactly-once.md, issue 11 defects 1 and 5).
 
 A served emulator that sends its headers at once and then one byte every 0.5 s keeps every httpx read
 short, so only an overall deadline per request stops the client. With STOPLINE_TIMEOUT_S=1 the delivery

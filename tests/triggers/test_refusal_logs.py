@@ -1,5 +1,5 @@
 """Refused requests are each logged once at WARNING with status, error type, target and event id
-(interface.md section 14; a 401 used to leave no trace), while a refused queue message, which nobody
+(docs/sources.md; a 401 used to leave no trace), while a refused queue message, which nobody
 reads the answer of, is logged at ERROR for the operator."""
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Authentication: the SDK-HMAC-SHA256 signer and the credential sources of interface.md section 5."""
+"""Authentication: the SDK-HMAC-SHA256 signer and the credential sources of docs/configuration.md."""

@@ -1,4 +1,4 @@
-"""The credential sources of interface.md section 5 and the IAM token cache.
+"""The credential sources of docs/configuration.md and the IAM token cache.
 
 No I/O here: :class:`IamPasswordToken` builds the IAM request and reads its reply, while the client's
 sync and async drivers do the sending under their own locks. Secrets stay ``SecretStr`` until the

@@ -1,4 +1,4 @@
-"""SDK-HMAC-SHA256 request signing, as huaweicloudsdkcore 3.1.219 does it (huaweicloud-apis.md section 3).
+"""SDK-HMAC-SHA256 request signing, as huaweicloudsdkcore 3.1.219 (the official SDK) does it.
 
 Written by hand, standard library only, so the function path does not pay for the official SDK at
 cold start. Pure functions, no I/O: the client signs with :func:`sign`; the emulator checks with

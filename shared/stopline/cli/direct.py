@@ -38,7 +38,7 @@ def _summary(result: Any) -> str:
 
 
 def _member_lines(result: Any) -> list[str]:
-    """One line per build (or DataArts instance) a resolving command touched (interface.md section 10)."""
+    """One line per build (or DataArts instance) a resolving command touched (docs/commands.md)."""
     if result.resolved is None:
         return []
     kind, entries = result.resolved

@@ -1,4 +1,5 @@
-"""A moto-style fake of Huawei Cloud IAM, CodeArts Build and DataArts Studio (interface.md section 8).
+"""A moto-style fake of Huawei Cloud IAM, CodeArts Build, DataArts Studio and CodeArts Pipeline
+(docs/cloud-answers.md).
 
 In process::
 

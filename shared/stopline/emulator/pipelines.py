@@ -1,8 +1,7 @@
 """The emulator's CodeArts Pipeline calls: list a pipeline's runs, stop one, read one's detail.
 
-Written from the documented shapes (huaweicloud-apis.md 11.2, in the project's words in
-docs/cloud-answers.md). Where the cloud's answer is not documented the emulator uses a **stand-in**
-that says so in its code: ``DEVPIPE.EMULATOR.RUN_NOT_FOUND`` (an unknown run id) and
+Written from the documented shapes (docs/cloud-answers.md). Where the cloud's answer is not documented
+the emulator uses a **stand-in** that says so in its code: ``DEVPIPE.EMULATOR.RUN_NOT_FOUND`` (an unknown run id) and
 ``DEVPIPE.EMULATOR.RUN_NOT_RUNNING`` (a stop of a run that is no longer running), both HTTP 400. The
 client never depends on them: a refused stop is settled by the run's detail.
 """

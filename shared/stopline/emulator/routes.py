@@ -25,7 +25,7 @@ from stopline.emulator.replies import EmuReply, EmuRequest, cloud_error, gateway
 from stopline.emulator.state import CloudState
 
 SIGNATURE_WINDOW_S = 15 * 60
-# The cloud's own codes (huaweicloud-apis.md 10.1; README "Emulator" says which are seen in the field).
+# The cloud's own codes (docs/cloud-answers.md says which are seen in the field).
 CODE_TASK_MISSING_V3 = "CB.00031006"      # 422, v3 routes [field]
 CODE_TASK_MISSING_V1 = "DEVCB.00031006"   # 422, v1 routes [field]
 CODE_NO_BUILD = "CB.00031059"             # 403, no such build in the history [field, history-details route]

@@ -31,7 +31,7 @@ DEMO_OLD_RUN_ID = "0ba3c1e7d2f94f6aa5b8c7d6e5f40312"
 
 
 def demo() -> dict[str, Any]:
-    """A fresh copy of the demo state (interface.md section 8 seed shape)."""
+    """A fresh copy of the demo state (the control API's seed shape, docs/cloud-answers.md)."""
     return {
         "credentials": [{"ak": DEMO_AK, "sk": DEMO_SK, "project_id": DEMO_PROJECT_ID}],
         "iam_users": [dict(DEMO_IAM)],

@@ -27,7 +27,7 @@ ACTIVE_RUN_STATES = ("RUNNING", "PAUSED", "SUSPEND")
 
 @dataclass
 class Build:
-    """One build of a task, as its build record shows it (huaweicloud-apis.md 10.2)."""
+    """One build of a task, as its build record shows it (docs/cloud-answers.md)."""
 
     state: str
     commit_id: str
@@ -45,7 +45,7 @@ class BuildTask:
 
 @dataclass
 class Instance:
-    """One run of a DataArts job (huaweicloud-apis.md 10.3)."""
+    """One run of a DataArts job (docs/cloud-answers.md)."""
 
     instance_id: int
     status: str
@@ -60,7 +60,7 @@ class DataArtsJob:
 
 @dataclass
 class PipelineRun:
-    """One run of a CodeArts Pipeline (huaweicloud-apis.md 11.2)."""
+    """One run of a CodeArts Pipeline (docs/cloud-answers.md)."""
 
     run_id: str
     status: str
@@ -109,7 +109,7 @@ class CloudState:
 
     # -- seeding -------------------------------------------------------------------------------
     def seed(self, data: dict[str, Any]) -> None:
-        """Add state in the shape of interface.md section 8 (``POST /_emulator/seed``)."""
+        """Add state in the shape of docs/cloud-answers.md (``POST /_emulator/seed``)."""
         with self.lock:
             for c in data.get("credentials", []):
                 self.credentials[c["ak"]] = Credential(c["ak"], c["sk"], c.get("project_id"),

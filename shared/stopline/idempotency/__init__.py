@@ -1,4 +1,4 @@
-"""Exactly-once bookkeeping (interface.md sections 9 and 12), owned by one component.
+"""Exactly-once bookkeeping (docs/exactly-once.md), owned by one component.
 
 :class:`~stopline.idempotency.handler.Idempotency` holds the whole protocol -- claim, wait for a twin,
 replay, release, complete -- and the stores only keep records: ``memory://`` per instance, and Redis

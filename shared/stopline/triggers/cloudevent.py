@@ -30,7 +30,7 @@ def delivery_of(attributes: Mapping[str, Any], data: Any) -> Delivery:
     action = event_type[len(TYPE_PREFIX):] if event_type.startswith(TYPE_PREFIX) else None
     message = _envelope(data)
     message_id = message.get("messageId") or message.get("message_id") if message else None
-    if message_id:  # Pub/Sub ids are unique per project: one namespace (interface.md section 12)
+    if message_id:  # Pub/Sub ids are unique per project: one namespace (docs/exactly-once.md)
         return Delivery(str(message_id), "on_event", action, namespace="pubsub")
     event_id = attributes.get("id")
     # CloudEvent ids are unique per source only (CloudEvents spec), so the source is part of the namespace.

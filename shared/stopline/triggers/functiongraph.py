@@ -35,7 +35,7 @@ log = logging.getLogger("stopline")
 
 
 def detect(event: Any) -> str:
-    """Which trigger sent ``event`` (huaweicloud-apis.md 7.7), or ``direct`` / ``unknown``."""
+    """Which trigger sent ``event`` (events/README.md), or ``direct`` / ``unknown``."""
     if not isinstance(event, dict):
         return "unknown"
     if "httpMethod" in event and "requestContext" in event:

@@ -1,4 +1,4 @@
-"""HTTP targets, independent of the web framework (interface.md sections 3, 4 and 9).
+"""HTTP targets, independent of the web framework (docs/commands.md).
 
 Checks run in the contract's order: 405 method -> 413 size (before the body is read) -> 415 content
 type -> 401 signature over the raw body -> 400 JSON -> 422 fields -> 403 allowlists -> dedupe -> call.
@@ -49,7 +49,7 @@ TARGET_ACTIONS: dict[str, str | None] = {
     "gitlab": None,
 }
 SOURCE_TARGETS = ("github", "gitlab")
-"""Pipeline sources (interface.md section 11): their own verification, and rules instead of commands."""
+"""Pipeline sources (docs/sources.md): their own verification, and rules instead of commands."""
 
 
 @dataclass(slots=True)
@@ -228,7 +228,7 @@ def _internal_error(exc: Exception) -> HttpReply:
 
 def refusal(exc: StoplineError, target: str, event_id: str | None = None) -> HttpReply:
     """A request refused before the pipeline: logged once -- configuration problems at ERROR for the
-    operator, refused requests at WARNING with the reason (interface.md section 14)."""
+    operator, refused requests at WARNING with the reason (docs/sources.md)."""
     fields = {"status": exc.status, "error_type": exc.type, "target": target, "event_id": event_id}
     if exc.status >= 500:
         log.error("configuration error: %s", exc.message, extra=fields)
