@@ -24,6 +24,8 @@ def test_serverless_yml_handlers_and_variables() -> None:
     config = yaml.safe_load((ROOT / "serverless.yml").read_text())
     assert config["provider"]["name"] == "huawei" and "serverless-huawei-functions" in config["plugins"]
     variables = set(config["provider"]["environment"]["variables"])
+    for function in config["functions"].values():
+        variables |= set(function.get("environment", {}).get("variables", {}))
     assert variables <= READ_VARIABLES, variables - READ_VARIABLES
     assert "HUAWEICLOUD_SDK_SK" not in variables  # credentials come from the agency, never the file
     triggers = set()
@@ -38,7 +40,7 @@ def test_serverless_yml_handlers_and_variables() -> None:
         # the plugin's own keys for FunctionGraph's initializer (read from its source, function.service.ts)
         assert function["initializerHandler"] == "functiongraph.initializer" and function["initializerTimeout"] > 0
         triggers |= {event["triggerTypeCode"] for event in function.get("events", [])}
-    assert triggers == {"DEDICATEDGATEWAY", "KAFKA", "SMN", "TIMER"}
+    assert triggers == {"DEDICATEDGATEWAY", "KAFKA", "SMN", "TIMER", "CTS"}
     assert "stopline-rabbitmq" in config["functions"]
     for value in config["provider"]["environment"]["variables"].values():
         assert "whsec_" not in str(value)  # secrets are taken from the deploying environment
@@ -60,17 +62,34 @@ def test_google_package_folder_loads_every_target(tmp_path: Path) -> None:
                    capture_output=True, timeout=120)
     assert {p.name for p in folder.iterdir()} >= {"main.py", "requirements.txt", "stopline"}
     shipped = {p.name for p in (folder / "stopline").iterdir()}
-    assert not shipped & {"emulator", "cli.py", "devstack.py", "invoker.py", "sender.py", "data"}, shipped
+    assert not shipped & {"emulator", "cli", "data"}, shipped
     probe = ("import importlib.util as u, sys; s=u.spec_from_file_location('main', 'main.py'); m=u.module_from_spec(s);"
              "s.loader.exec_module(m); import stopline; assert stopline.__file__.startswith(sys.argv[1]);"
              "print(*[t for t in ('stop_build','delete_build_task','stop_dataarts_job','webhook','on_event',"
-             "'github','gitlab') if callable(getattr(m, t))])")
+             "'github','gitlab','stop_pipeline_run') if callable(getattr(m, t))])")
     env = {**os.environ, "PYTHONPATH": str(folder)}
     done = subprocess.run([sys.executable, "-c", probe, str(folder)], cwd=folder, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["stop_build", "delete_build_task", "stop_dataarts_job", "webhook", "on_event",
-                                   "github", "gitlab"]
+                                   "github", "gitlab", "stop_pipeline_run"]
+
+
+def test_functiongraph_package_ships_the_rules_and_no_web_server(tmp_path: Path) -> None:
+    """The FunctionGraph package: the handler, stopline and its runtime dependencies for CPython 3.12, the
+    rules file named by STOPLINE_RULES, and none of what only functions-framework needs."""
+    folder = tmp_path / "fg"
+    env = {**os.environ, "STOPLINE_RULES": str(ROOT / "shared" / "stopline" / "data" / "demo-rules.yaml")}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "package"), "fg", str(folder)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    names = {p.name.lower() for p in folder.iterdir()}
+    assert {"functiongraph.py", "stopline", "stopline-rules.yaml", "pydantic", "httpx", "redis"} <= names
+    heavy = {n for n in names if n.split("-")[0] in ("flask", "gunicorn", "uvicorn", "starlette", "watchdog",
+                                                       "werkzeug", "functions_framework", "click")}
+    assert heavy == set(), heavy
+    assert (folder / "stopline-rules.yaml").read_text() == Path(env["STOPLINE_RULES"]).read_text()
+    assert re.search(r"built .*: \S+, \d+ files", done.stdout), done.stdout  # size and file count printed
 
 
 def test_package_ships_bytecode_compiled_by_the_runtime_python(tmp_path: Path) -> None:

@@ -247,11 +247,21 @@ def _read(path: Path) -> Any:
     raise ValueError("the file name must end in .yaml, .yml or .json")
 
 
+def _locate(path: str) -> Path:
+    """The rules file: as given, or -- for a relative path that is not there -- beside the stopline package,
+    where `scripts/package` puts it, whatever the platform's working directory is."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = Path(__file__).resolve().parents[1] / given
+    return shipped if shipped.exists() else given
+
+
 def load(path: str, *, variable: str = "STOPLINE_RULES") -> Rules:
     """Read and validate a rules file; ConfigurationError names the file, rule (index and name) and field."""
     where = f"{variable} ({path})" if variable else path
     try:
-        data = _read(Path(path))
+        data = _read(_locate(path))
     except FileNotFoundError:
         raise ConfigurationError(f"{where}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
