@@ -10,7 +10,7 @@ import pytest
 
 from stopline import transport
 from stopline.client import ClientCore, core_from
-from stopline.driver import Client
+from stopline.driver import Client, retry_wait
 from stopline.emulator import Emulator, EmulatorServer, mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PROJECT_ID, DEMO_TASK_ID
 from stopline.errors import (
@@ -179,7 +179,7 @@ def test_retry_after_is_honoured_and_attempts_are_bounded(log_lines: LogCapture)
         with pytest.raises(Transient) as info:
             c.execute(cmd(**STOP20))
         assert info.value.attempts == 3 and len(cloud.calls) == 3
-        assert c.core.retry_wait(info.value) == 7.0
+        assert retry_wait(info.value) == 7.0
     assert [r["retry_after_s"] for r in log_lines.records if r["level"] == "WARNING"] == [7.0, 7.0]
 
 

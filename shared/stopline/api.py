@@ -131,8 +131,8 @@ class Client:
             InvalidCommand: an argument is invalid (the details name it).
             StoplineError: the look-up failed (its type says how, as for a failed result).
         """
-        from stopline.client import running_rows
         from stopline.models import StopBuild, parse_command
+        from stopline.resolution import running_rows
 
         raw = {"action": "stop_build", "job_id": job_id, "commit_id": commit_id, "branch": branch}
         command = parse_command({k: v for k, v in raw.items() if v is not None})

@@ -33,9 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stopline.auth.credentials import IamPasswordToken
-from stopline.client import FAN_OUT, ClientCore, Member, NeedToken, Reply, Resolving, Step, describe
+from stopline.client import FAN_OUT, ClientCore
 from stopline.errors import StoplineError, Transient
 from stopline.models import Command, StopBuild, StopDataArtsJob, StopPipelineRun
+from stopline.operations import Member, NeedToken, Reply, Resolving, Step, describe
+from stopline.resolution import combine, job_member
 from stopline.wire import Call, RawReply
 
 if TYPE_CHECKING:
@@ -167,7 +169,7 @@ def _retrying(core: ClientCore, deadline: Deadline | None = None) -> Any:
     if left is not None and left <= 0:
         attempts, left = 1, None
     return stamina.retry_context(
-        on=core.retry_wait, attempts=attempts, timeout=left,
+        on=retry_wait, attempts=attempts, timeout=left,
         wait_initial=0.1, wait_max=5.0, wait_jitter=0.5,
     )
 
@@ -179,6 +181,46 @@ def _warn_retry(what: Any, exc: Transient, attempt: int, core: ClientCore) -> No
             extra={"action": getattr(what, "action", None), "attempt": attempt, "retry_after_s": exc.retry_after,
                    "upstream_status": exc.upstream.status if exc.upstream else None},
         )
+
+
+MIN_ATTEMPT_S = 0.05
+"""An attempt is not worth starting with less time than this before the deadline."""
+
+
+def attempt_budget(timeout_s: float, what: str, deadline: Deadline | None) -> float:
+    """How long an attempt starting now may take: one timeout, cut at the delivery's deadline. None may
+    start with less than one timeout left before the hard end (the process may not be there to see it
+    through), nor once the deadline has passed: a transient failure, so the claim is released and a
+    redelivery (or a pending retry) runs it."""
+    if deadline is None:
+        return timeout_s
+    budget = deadline.room_for_attempt(timeout_s)
+    if budget >= MIN_ATTEMPT_S:
+        return budget
+    hard_left = max(0.0, deadline.hard - time.monotonic())
+    if hard_left < timeout_s:
+        reason = (f"{hard_left:.1f} s are left of this delivery's time, less than one request timeout "
+                  f"({timeout_s:g} s)")
+    else:
+        reason = "the delivery's deadline has passed (the sender stops waiting for the answer then)"
+    raise Transient(f"{what}: not sent: {reason}", retry_after=1)
+
+def overdue(what: str, budget_s: float) -> Transient:
+    """An exchange abandoned (its connection closed) because it was still going when its bound -- the
+    timeout, or what was left of the delivery's deadline -- ran out."""
+    return Transient(f"{what}: the exchange was still going after {budget_s:.3g} s (STOPLINE_TIMEOUT_S or "
+                     "the delivery's deadline); abandoned", retry_after=1)
+
+def transport_failure(what: str, exc: Exception) -> Transient:
+    """A timeout or dropped connection, as the transient failure it is."""
+    kind = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
+    return Transient(f"{what}: the request {kind} ({type(exc).__name__})")
+
+def retry_wait(exc: Exception) -> bool | float:
+    """stamina's ``on=`` hook: retry transient failures only, honouring Retry-After."""
+    if isinstance(exc, Transient):
+        return exc.retry_after if exc.retry_after is not None else True
+    return False
 
 
 def _with_attempts(reply: Reply, attempt: int) -> Reply:
@@ -222,10 +264,10 @@ class Client:
         if members:
             pool = self._pool()
             done = list(zip(members, pool.map(lambda m: self._member(m, deadline), members), strict=True))
-        job = self.core.job_member(command) if isinstance(command, StopDataArtsJob) else None
+        job = job_member(command) if isinstance(command, StopDataArtsJob) else None
         if job is not None:
             done.append((job, self._member(job, deadline)))
-        return self.core.combine(command, done)
+        return combine(command, done)
 
     def running(self, command: StopBuild | StopPipelineRun) -> list[dict[str, Any]]:
         """The build records of the task (or the runs of the pipeline) that run or wait now and match the
@@ -295,7 +337,7 @@ class Client:
         """One exchange, bounded as a whole by the timeout and the deadline, whichever ends first."""
         import httpx
 
-        budget = self.core.attempt_budget(what, deadline)
+        budget = attempt_budget(self.core.timeout_s, what, deadline)
         ends = time.monotonic() + budget
         _exchange.ends = ends
         try:
@@ -313,13 +355,13 @@ class Client:
                 for chunk in response.stream:  # type: ignore[union-attr]
                     chunks.append(chunk)
                     if time.monotonic() > ends:  # a transport without sockets (the in-process emulator)
-                        raise self.core.overdue(what, budget)
+                        raise overdue(what, budget)
             finally:
                 response.close()
         except httpx.TransportError as exc:
             if time.monotonic() >= ends:
-                raise self.core.overdue(what, budget) from None
-            raise self.core.transport_failure(what, exc) from None
+                raise overdue(what, budget) from None
+            raise transport_failure(what, exc) from None
         finally:
             _exchange.ends = None
         return RawReply(response.status_code, response.headers, b"".join(chunks))
@@ -327,5 +369,5 @@ class Client:
     def _token(self, deadline: Deadline | None) -> str:
         creds = self.core.credentials
         assert isinstance(creds, IamPasswordToken)
-        self.core.attempt_budget("IAM token", deadline)
+        attempt_budget(self.core.timeout_s, "IAM token", deadline)
         return creds.fetch(lambda call: self._send("IAM token", call, deadline), wait_s=self.core.timeout_s)

@@ -143,7 +143,7 @@ def running(job_id: str | None, pipeline_id: str | None, codearts_project_id: st
 
 
 def _print_builds(job_id: str, records: list[dict[str, Any]], as_json: bool) -> None:
-    from stopline.client import running_rows
+    from stopline.resolution import running_rows
 
     rows = running_rows(records)
     if as_json:

@@ -1,0 +1,107 @@
+"""The vocabulary the client's parts share: what a flow asks the driver for, what a resolved command runs,
+and how each is described in messages a user can quote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from stopline.errors import UpstreamMisconfigured, UpstreamRejected
+from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
+from stopline.wire import Call
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful upstream answer, reduced to what a result needs."""
+
+    outcome: Outcome
+    request_id: str | None
+    api: str
+    attempts: int = 1
+    resolved: tuple[str, list[dict[str, Any]]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NeedToken:
+    """Flow step: the driver must supply a valid IAM token (fetching it under its lock)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopInstance:
+    """One member of a DataArts ``scope: instances`` command: a running job instance to stop."""
+
+    project_id: str
+    job_name: str
+    workspace: str | None
+    instance_id: int
+    action: str = "stop_dataarts_job"
+
+
+class ApiGone(UpstreamMisconfigured):
+    """The gateway says the API path does not exist (404 APIGW.0101)."""
+
+
+class RunNotStopped(UpstreamRejected):
+    """A pipeline run stop answered ``{"success": false}``: the run's detail says why."""
+
+
+Member = StopBuild | StopDataArtsJob | StopInstance | StopPipelineRun
+"""What a resolved command runs: one build stop, the job (schedule) stop, one instance or run stop."""
+Resolving = StopBuild | StopDataArtsJob | StopPipelineRun
+Operation = Command | StopInstance
+Step = Call | NeedToken
+Flow = Generator[Step, Any, Reply]
+
+
+def describe(command: Operation) -> str:
+    if isinstance(command, StopBuild):
+        if command.build_no is None:
+            return f"running builds of {command.job_id}"
+        return f"build {command.job_id}#{command.build_no}"
+    if isinstance(command, DeleteBuildTask):
+        return f"build task {command.job_id}"
+    if isinstance(command, StopInstance):
+        return f"DataArts job {command.job_name!r} instance {command.instance_id}"
+    if isinstance(command, StopPipelineRun):
+        if command.pipeline_run_id is None:
+            return f"running runs of pipeline {command.pipeline_id}"
+        return f"pipeline {command.pipeline_id} run {command.pipeline_run_id}"
+    return f"DataArts job {command.job_name!r}"
+
+
+def said(status: int, code: str | None, msg: str | None, request_id: str | None) -> str:
+    """The cloud's answer in words a user can quote to support: status, code, message, request id."""
+    text = f"HTTP {status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
+    return text + (f"; request id {request_id}" if request_id else "")
+
+
+def window(hours_back: float, hours_ahead: float) -> tuple[float, float]:
+    now = time.time()
+    return now - hours_back * 3600, now + hours_ahead * 3600
+
+
+def cloud_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def build_no(record: dict[str, Any]) -> int:
+    """A build record's number (``number``; 0 when it has none)."""
+    try:
+        return int(record.get("number", record.get("build_no")))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+def commit_matches(commit: Any, prefix: str) -> bool:
+    return isinstance(commit, str) and commit.strip().lower().startswith(prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One look-up page read: what it holds and whether another page follows."""
+
+    items: list[dict[str, Any]]
+    more: bool
