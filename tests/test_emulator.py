@@ -157,3 +157,49 @@ def test_official_sdk_parses_the_look_up_apis(served: tuple[Emulator, EmulatorSe
     with pytest.raises(ClientRequestException) as info:
         dgc.stop_job_instance(StopJobInstanceRequest(job_name=DEMO_DATAARTS_JOB, instance_id=1))
     assert (info.value.status_code, info.value.error_code) == (400, "DLF.0137")
+
+
+def test_the_emulator_shares_no_code_with_the_client_it_checks() -> None:
+    """Its signature check is its own: nothing under emulator/ imports stopline's signer, client, driver,
+    pipeline or triggers (only the transport seam it plugs into)."""
+    import ast
+    from pathlib import Path
+
+    import stopline.emulator
+
+    allowed = ("stopline.emulator", "stopline.transport")
+    folder = Path(stopline.emulator.__file__).parent
+    for source in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("stopline"):
+                names = [node.module] if node.module != "stopline" else [f"stopline.{a.name}" for a in node.names]
+                for name in names:
+                    assert name.startswith(allowed), f"{source.name} imports {name}"
+
+
+def test_a_signer_bug_does_not_pass_the_emulator(served: tuple[Emulator, EmulatorServer]) -> None:
+    """A signature made over the wrong canonical path (the trailing slash the algorithm adds left out, as a
+    buggy signer might) is refused, although the request is otherwise exactly what the SDK sends."""
+    import hashlib
+    import hmac
+    from datetime import UTC, datetime
+
+    _, server = served
+    host = server.url.removeprefix("http://")
+    date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    body = json.dumps({"job_id": DEMO_JOB_ID, "build_no": "21"}).encode()
+    headers = {"content-type": "application/json", "host": host, "x-project-id": DEMO_PROJECT_ID, "x-sdk-date": date}
+    names = sorted(headers)
+
+    def signature(path: str) -> str:
+        canonical = "\n".join(["POST", path, "", "".join(f"{n}:{headers[n]}\n" for n in names), ";".join(names),
+                               hashlib.sha256(body).hexdigest()])
+        to_sign = f"SDK-HMAC-SHA256\n{date}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        return hmac.new(DEMO_SK.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+
+    def send(path: str) -> httpx.Response:
+        auth = f"SDK-HMAC-SHA256 Access={DEMO_AK}, SignedHeaders={';'.join(names)}, Signature={signature(path)}"
+        return httpx.post(f"{server.url}/v3/jobs/stop", content=body, headers={**headers, "authorization": auth})
+
+    assert send("/v3/jobs/stop").status_code == 401  # the bug: no trailing slash in the canonical path
+    assert send("/v3/jobs/stop/").status_code == 200  # the algorithm as documented

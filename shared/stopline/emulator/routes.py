@@ -3,8 +3,9 @@
 The moto "responses" half: it reads parameters, checks authentication as the API gateway would
 (``X-Auth-Token`` against issued tokens, AK/SK signatures with the gateway's 15-minute clock window),
 calls :class:`~stopline.emulator.state.CloudState`, and answers with the cloud's status codes, error
-bodies and ``X-Request-Id``. It never imports stopline's client, pipeline or triggers: the only
-shared piece is the signer's canonicalization, pinned by the SDK-equality tests.
+bodies and ``X-Request-Id``. It imports nothing of stopline's client, signer, pipeline or triggers:
+signatures are checked by the emulator's own ``gateway_auth``, and the control API lives in
+``control``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from stopline.auth import signer
-from stopline.emulator import pipelines
+from stopline.emulator import control, gateway_auth, pipelines
 from stopline.emulator.faults import FaultRule, Faults
 from stopline.emulator.replies import EmuReply, EmuRequest, cloud_error, gateway_error, json_reply
 from stopline.emulator.state import CloudState
@@ -185,7 +185,7 @@ class Router:
         if not authorization:
             return "none", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "no token or AK/SK signature", request_id), None
-        parsed = signer.parse_authorization(authorization)
+        parsed = gateway_auth.parse(authorization)
         if parsed is None:
             return "aksk", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "unsupported authorization", request_id), None
@@ -197,13 +197,13 @@ class Router:
                                           request_id), None
         date = request.headers.get("x-sdk-date", "")
         try:
-            signed_at = datetime.strptime(date, signer.DATE_FORMAT).replace(tzinfo=UTC).timestamp()
+            signed_at = datetime.strptime(date, gateway_auth.DATE_FORMAT).replace(tzinfo=UTC).timestamp()
         except ValueError:
             signed_at = 0.0
         if abs(time.time() - signed_at) > SIGNATURE_WINDOW_S:
             return "aksk", gateway_error(401, "APIGW.0303", "Incorrect app authentication information.",
                                           request_id), None
-        if not signer.verify(secret_key=credential.sk, method=request.method, path=request.path,
+        if not gateway_auth.verify(secret_key=credential.sk, method=request.method, path=request.path,
                              query=request.query, headers=request.headers, body=request.body):
             return "aksk", gateway_error(401, "APIGW.0301", "Incorrect IAM authentication information: "
                                           "verify aksk signature fail", request_id), None
@@ -376,37 +376,7 @@ class Router:
 
     # -- control API -----------------------------------------------------------------------------------------
     def _control(self, request: EmuRequest) -> EmuReply:
-        route = (request.method, request.path.rstrip("/"))
-        try:
-            body = json.loads(request.body) if request.body else {}
-        except ValueError:
-            return json_reply(400, {"ok": False, "error": "body is not JSON"})
-        try:
-            if route == ("GET", "/_emulator/health"):
-                return json_reply(200, {"ok": True})
-            if route == ("POST", "/_emulator/reset"):
-                self.reset()
-                return json_reply(200, {"ok": True})
-            if route == ("POST", "/_emulator/seed"):
-                self.state.seed(body)
-                return json_reply(200, {"ok": True})
-            if route == ("GET", "/_emulator/calls"):
-                with self.state.lock:
-                    return json_reply(200, {"calls": list(self.calls)})
-            if route == ("GET", "/_emulator/state"):
-                return json_reply(200, {**self.state.snapshot(), "faults_injected": dict(self.faults.injected),
-                                   "max_in_flight": self.max_in_flight})
-            if route == ("POST", "/_emulator/faults"):
-                self.faults.add(FaultRule.from_json(body))
-                return json_reply(200, {"ok": True, "faults": [r.to_json() for r in self.faults.rules]})
-            if route == ("DELETE", "/_emulator/faults"):
-                self.faults.clear()
-                return json_reply(200, {"ok": True})
-            if route == ("GET", "/_emulator/faults"):
-                return json_reply(200, {"faults": [r.to_json() for r in self.faults.rules]})
-        except (ValueError, KeyError, TypeError) as exc:
-            return json_reply(400, {"ok": False, "error": str(exc)})
-        return json_reply(404, {"ok": False, "error": f"no control route {request.method} {request.path}"})
+        return control.handle(self, request)
 
     def done(self) -> None:
         """The server or transport finished answering one cloud call (after any delay)."""

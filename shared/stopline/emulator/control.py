@@ -1,0 +1,47 @@
+"""The emulator's control API, under ``/_emulator/``: health, reset, seed, calls, state and faults."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from stopline.emulator.faults import FaultRule
+from stopline.emulator.replies import EmuReply, EmuRequest, json_reply
+
+if TYPE_CHECKING:
+    from stopline.emulator.routes import Router
+
+
+def handle(router: Router, request: EmuRequest) -> EmuReply:
+    """One ``/_emulator/`` call (docs/cloud-answers.md lists them)."""
+    route = (request.method, request.path.rstrip("/"))
+    try:
+        body = json.loads(request.body) if request.body else {}
+    except ValueError:
+        return json_reply(400, {"ok": False, "error": "body is not JSON"})
+    try:
+        if route == ("GET", "/_emulator/health"):
+            return json_reply(200, {"ok": True})
+        if route == ("POST", "/_emulator/reset"):
+            router.reset()
+            return json_reply(200, {"ok": True})
+        if route == ("POST", "/_emulator/seed"):
+            router.state.seed(body)
+            return json_reply(200, {"ok": True})
+        if route == ("GET", "/_emulator/calls"):
+            with router.state.lock:
+                return json_reply(200, {"calls": list(router.calls)})
+        if route == ("GET", "/_emulator/state"):
+            return json_reply(200, {**router.state.snapshot(), "faults_injected": dict(router.faults.injected),
+                               "max_in_flight": router.max_in_flight})
+        if route == ("POST", "/_emulator/faults"):
+            router.faults.add(FaultRule.from_json(body))
+            return json_reply(200, {"ok": True, "faults": [r.to_json() for r in router.faults.rules]})
+        if route == ("DELETE", "/_emulator/faults"):
+            router.faults.clear()
+            return json_reply(200, {"ok": True})
+        if route == ("GET", "/_emulator/faults"):
+            return json_reply(200, {"faults": [r.to_json() for r in router.faults.rules]})
+    except (ValueError, KeyError, TypeError) as exc:
+        return json_reply(400, {"ok": False, "error": str(exc)})
+    return json_reply(404, {"ok": False, "error": f"no control route {request.method} {request.path}"})
