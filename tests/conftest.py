@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import stamina
@@ -227,3 +228,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
+
+
+def raising(reply: Any) -> Any:
+    """A driver reply with its failure raised: the driver returns failures as values (``reply.error``)."""
+    if reply.error is not None:
+        raise reply.error
+    return reply

@@ -24,7 +24,7 @@ from stopline.errors import (
 from stopline.models import Command, Outcome, parse_command
 from stopline.settings import load_settings
 
-from .conftest import LogCapture
+from .conftest import LogCapture, raising
 
 
 def cmd(**fields: object) -> Command:
@@ -66,10 +66,10 @@ def test_outcomes_against_the_emulator() -> None:
     assert c.execute(cmd(action="stop_dataarts_job", job_name="myJob", workspace="ws1")).outcome is \
         Outcome.ALREADY_STOPPED
     with pytest.raises(NotFound) as info:
-        c.execute(cmd(action="stop_dataarts_job", job_name="noSuchJob"))
+        raising(c.execute(cmd(action="stop_dataarts_job", job_name="noSuchJob")))
     assert info.value.upstream is not None and info.value.upstream.error_code == "DLF.0100"
     with pytest.raises(NotFound):
-        c.execute(cmd(action="stop_build", job_id="0" * 32, build_no=1))
+        raising(c.execute(cmd(action="stop_build", job_id="0" * 32, build_no=1)))
 
 
 def test_workspace_header_only_when_given() -> None:
@@ -154,8 +154,8 @@ def test_failure_mapping(status: int, body: object, action: str, error: type[Sto
     APIGW.0101 on a delete is a configuration problem, not `already_deleted`."""
     fields = FIELDS[action]
     with pytest.raises(error) as info:
-        _odd_client(_replying(status, body), build_stop_api="v3").execute(
-            parse_command({"action": action, **fields}))
+        raising(_odd_client(_replying(status, body), build_stop_api="v3").execute(
+            parse_command({"action": action, **fields})))
     assert type(info.value) is error or issubclass(type(info.value), error)
     assert info.value.upstream is not None and info.value.upstream.status == status
 
@@ -176,18 +176,16 @@ def test_retry_after_is_honoured_and_attempts_are_bounded(log_lines: LogCapture)
     with mock_huaweicloud("demo") as cloud:
         cloud.inject(r"^/v3/jobs/stop$", "throttle", retry_after=7)
         c = client(max_attempts=3)
-        with pytest.raises(Transient) as info:
-            c.execute(cmd(**STOP20))
-        assert info.value.attempts == 3 and len(cloud.calls) == 3
-        assert retry_wait(info.value) == 7.0
+        reply = c.execute(cmd(**STOP20))
+        assert isinstance(reply.error, Transient) and reply.attempts == 3 and len(cloud.calls) == 3
+        assert retry_wait(reply.error) == 7.0
     assert [r["retry_after_s"] for r in log_lines.records if r["level"] == "WARNING"] == [7.0, 7.0]
 
 
 def test_permanent_failures_are_not_retried() -> None:
     with mock_huaweicloud("demo") as cloud:
-        with pytest.raises(NotFound) as info:
-            client().execute(cmd(action="stop_dataarts_job", job_name="nope"))
-        assert info.value.attempts == 1 and len(cloud.calls) == 1
+        reply = client().execute(cmd(action="stop_dataarts_job", job_name="nope"))
+        assert isinstance(reply.error, NotFound) and reply.attempts == 1 and len(cloud.calls) == 1
 
 
 def test_dropped_connections_and_timeouts_are_transient() -> None:
@@ -197,9 +195,9 @@ def test_dropped_connections_and_timeouts_are_transient() -> None:
         assert client().execute(cmd(**STOP20)).attempts == 2
         cloud.clear_faults()
         cloud.inject(r"stop", "latency", delay_ms=2000)
-        with pytest.raises(Transient) as info:
-            client(timeout_s=0.05, max_attempts=2).execute(cmd(action="stop_build", job_id=DEMO_JOB_ID, build_no=21))
-        assert "abandoned" in info.value.message and info.value.attempts == 2
+        reply = client(timeout_s=0.05, max_attempts=2).execute(cmd(action="stop_build", job_id=DEMO_JOB_ID,
+                                                                    build_no=21))
+        assert isinstance(reply.error, Transient) and "abandoned" in reply.error.message and reply.attempts == 2
 
 
 def test_auto_switches_to_v1_stop_api_and_remembers(log_lines: LogCapture) -> None:
@@ -222,7 +220,7 @@ def test_v3_pinned_does_not_switch() -> None:
     with mock_huaweicloud("demo") as cloud:
         cloud.inject(r"^/v3/jobs/stop$", "error", status=404, error_code="APIGW.0101", retry_after=None)
         with pytest.raises(UpstreamMisconfigured):
-            client(build_stop_api="v3").execute(cmd(**STOP20))
+            raising(client(build_stop_api="v3").execute(cmd(**STOP20)))
         assert client(build_stop_api="v1").execute(cmd(**STOP20)).api == "v1"
 
 
@@ -285,7 +283,7 @@ def test_https_endpoints_are_verified() -> None:
                                               codearts_build_endpoint=url, max_attempts=1)))
         _open.append(made)
         with pytest.raises(Transient):
-            made.execute(cmd(**STOP20))
+            raising(made.execute(cmd(**STOP20)))
         assert seen == [], "a request went to a server whose certificate was not verified"
     finally:
         server.shutdown()
@@ -345,6 +343,6 @@ def test_a_dribbled_head_from_the_served_emulator_is_abandoned(served: tuple[Emu
         max_attempts=1, codearts_build_endpoint=server.url, dataarts_endpoint=server.url, iam_endpoint=server.url)))
     _open.append(c)
     with pytest.raises(Transient, match="abandoned"):
-        c.execute(cmd(**STOP20))
+        raising(c.execute(cmd(**STOP20)))
     assert emulator.faults.injected == {"dribble_head": 1}
     assert c.execute(cmd(**STOP20)).outcome is Outcome.ALREADY_STOPPED  # the first stop had taken effect

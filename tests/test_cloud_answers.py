@@ -19,6 +19,8 @@ from stopline.errors import StoplineError
 from stopline.models import Outcome, parse_command
 from stopline.settings import load_settings
 
+from .conftest import raising
+
 STOP = {"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}
 DELETE = {"action": "delete_build_task", "job_id": DEMO_JOB_ID}
 JOB = {"action": "stop_dataarts_job", "job_name": "nightly"}
@@ -124,7 +126,7 @@ def test_section_13_table(cloud: Emulator, name: str, path: str, command: dict[s
             assert client.execute(parse_command(command)).outcome == Outcome(expected)
             return
         with pytest.raises(StoplineError) as info:
-            client.execute(parse_command(command))
+            raising(client.execute(parse_command(command)))
         err = info.value
         assert (err.type, err.status) == expected
         if err.upstream is not None and err.upstream.error_code:
@@ -145,7 +147,7 @@ def test_v1_stop_reads_status(cloud: Emulator) -> None:
         assert call["query"] == "build_no=20"
         _respond(_server_url(cloud), V1_STOP, 200, body={"status": "failed"})
         with pytest.raises(StoplineError) as info:
-            client.execute(parse_command({**STOP, "build_no": 21}))
+            raising(client.execute(parse_command({**STOP, "build_no": 21})))
         assert (info.value.type, info.value.status) == ("upstream_rejected", 422)
     finally:
         client.close()

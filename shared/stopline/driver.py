@@ -36,7 +36,7 @@ from stopline.auth.credentials import IamPasswordToken
 from stopline.client import FAN_OUT, ClientCore
 from stopline.errors import StoplineError, Transient
 from stopline.models import Command, StopBuild, StopDataArtsJob, StopPipelineRun
-from stopline.operations import Member, NeedToken, Reply, Resolving, Step, describe
+from stopline.operations import Member, NeedToken, Reply, Resolving, Step, describe, failed
 from stopline.resolution import combine, job_member
 from stopline.wire import Call, RawReply
 
@@ -246,21 +246,22 @@ class Client:
             self._transport.close()
 
     def execute(self, command: Command, *, deadline: Deadline | None = None) -> Reply:
-        """Run ``command`` with retries; raise a :class:`StoplineError` carrying ``attempts``.
+        """Run ``command`` with retries; its reply, a failure included (``reply.error``) -- never raised.
 
         ``deadline`` is the delivery's (:mod:`stopline.deadline`): no exchange outlives it, and no attempt
         starts without one timeout left before its hard end. A command that names no build (or
-        DataArts instances) is resolved first: the look-up, then every match stopped concurrently, each
-        with its own retries.
+        DataArts instances, or pipeline run) is resolved first: the look-up, then every match stopped
+        concurrently, each with its own retries.
         """
         if isinstance(command, StopBuild | StopDataArtsJob | StopPipelineRun) and command.resolves:
             return self._resolve(command, deadline)
-        reply, attempt = self._retried(command, lambda: self.core.flow(command), deadline)
-        return _with_attempts(reply, attempt)
+        return self._member(command, deadline)
 
     def _resolve(self, command: Resolving, deadline: Deadline | None) -> Reply:
-        members, _ = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
-        done: list[tuple[Member, Reply | StoplineError]] = []
+        members, attempt = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
+        if isinstance(members, StoplineError):
+            return failed(members, attempt)
+        done: list[tuple[Member, Reply]] = []
         if members:
             pool = self._pool()
             done = list(zip(members, pool.map(lambda m: self._member(m, deadline), members), strict=True))
@@ -271,18 +272,19 @@ class Client:
 
     def running(self, command: StopBuild | StopPipelineRun) -> list[dict[str, Any]]:
         """The build records of the task (or the runs of the pipeline) that run or wait now and match the
-        command's filters."""
+        command's filters. Raises the look-up's failure (there is no outcome to report it in)."""
         if isinstance(command, StopPipelineRun):
             found, _ = self._retried(command, lambda: self.core.runs_flow(command), None)
-            return found
-        records, _ = self._retried(command, lambda: self.core.running_flow(command), None)
-        return records
+        else:
+            found, _ = self._retried(command, lambda: self.core.running_flow(command), None)
+        if isinstance(found, StoplineError):
+            raise found
+        return found
 
-    def _member(self, member: Member, deadline: Deadline | None) -> Reply | StoplineError:
-        try:
-            reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
-        except StoplineError as exc:
-            return exc
+    def _member(self, member: Member | Command, deadline: Deadline | None) -> Reply:
+        reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
+        if isinstance(reply, StoplineError):
+            return failed(reply, attempt)
         return _with_attempts(reply, attempt)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -293,8 +295,8 @@ class Client:
         return self._fan_out
 
     def _retried(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
-                 deadline: Deadline | None) -> tuple[_R, int]:
-        """Drive ``flow`` with retries: (its value, the attempt that produced it).
+                 deadline: Deadline | None) -> tuple[_R | StoplineError, int]:
+        """Drive ``flow`` with retries: (its value, or the failure it ended in; the attempts it took).
 
         The first attempt runs outside the retry loop (tenacity's bookkeeping costs ~0.1 ms a call);
         only a transient failure enters it, replayed as attempt 1 so stamina computes the wait.
@@ -304,8 +306,7 @@ class Client:
         except Transient as exc:
             first: Transient = exc
         except StoplineError as exc:
-            exc.attempts = 1
-            raise
+            return exc, 1
         attempt = 0
         try:
             for retry in _retrying(self.core, deadline):
@@ -319,8 +320,7 @@ class Client:
                         _warn_retry(what, exc, attempt, self.core)
                         raise
         except StoplineError as exc:
-            exc.attempts = attempt
-            raise
+            return exc, attempt
         raise AssertionError("unreachable: stamina either returns or raises")
 
     def _drive(self, what: Any, flow: Generator[Step, Any, _R], deadline: Deadline | None) -> _R:

@@ -69,9 +69,6 @@ class StoplineError(Exception):
         self.details = details or []
         self.upstream = upstream
         self.retry_after = retry_after
-        self.attempts = 0
-        self.resolved: tuple[str, list[dict[str, Any]]] | None = None
-        """For a resolving command (docs/commands.md): what it found and did, failures included."""
 
     def to_json(self) -> dict[str, Any]:
         """The ``error`` object of docs/commands.md."""

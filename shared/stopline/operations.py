@@ -8,20 +8,23 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from stopline.errors import UpstreamMisconfigured, UpstreamRejected
+from stopline.errors import StoplineError, UpstreamMisconfigured, UpstreamRejected
 from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
 from stopline.wire import Call
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A successful upstream answer, reduced to what a result needs."""
+    """An upstream answer (or the failure that stood for one), reduced to what a result needs."""
 
     outcome: Outcome
     request_id: str | None
     api: str
     attempts: int = 1
     resolved: tuple[str, list[dict[str, Any]]] | None = None
+    error: StoplineError | None = None
+    """A failed command's error (``outcome`` is then ``failed``): failures are values here, never raised
+    past the driver, so what a failure found (``resolved``) and cost (``attempts``) travels with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +108,10 @@ class Found:
 
     items: list[dict[str, Any]]
     more: bool
+
+
+def failed(error: StoplineError, attempts: int, *, api: str = "",
+           resolved: tuple[str, list[dict[str, Any]]] | None = None) -> Reply:
+    """The reply standing for a failure: the error, the attempts it took, what it found."""
+    request_id = error.upstream.request_id if error.upstream is not None else None
+    return Reply(Outcome.FAILED, request_id, api, attempts, resolved, error)

@@ -182,14 +182,9 @@ class Pipeline:
         command = work.command
         if client is None:  # dry run: validated, allowed, deduplicated, nothing called
             return Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
-        try:
-            reply = client.execute(command, deadline=deadline)
-        except StoplineError as exc:
-            return Result(command.action, Outcome.FAILED, command.target(), work.delivery.event_id,
-                          exc.upstream.request_id if exc.upstream else None, exc.attempts, error=exc,
-                          resolved=exc.resolved)
+        reply = client.execute(command, deadline=deadline)
         return Result(command.action, reply.outcome, command.target(), work.delivery.event_id, reply.request_id,
-                      reply.attempts, api=reply.api, resolved=reply.resolved)
+                      reply.attempts, api=reply.api or None, resolved=reply.resolved, error=reply.error)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
         """A webhook batch: member i is keyed ``<delivery id>:i`` unless it has its own key."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from stopline.errors import StoplineError
 from stopline.models import Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
-from stopline.operations import Member, Reply, Resolving, StopInstance, build_no, commit_matches, describe
+from stopline.operations import Member, Reply, Resolving, StopInstance, build_no, commit_matches, describe, failed
 from stopline.wire import epoch_ms
 
 RUNNING_BUILD_STATES = frozenset({"running", "inqueue", "queued", "building", "waiting"})
@@ -59,9 +59,8 @@ def select_instances(command: StopDataArtsJob, items: list[dict[str, Any]], proj
 # -- flows ----------------------------------------------------------------------------------------------
 
 
-def combine(command: Resolving,
-            done: list[tuple[Member, Reply | StoplineError]]) -> Reply:
-    """The command's outcome from its members' (section 10.1): ``stopped`` when one was stopped and
+def combine(command: Resolving, done: list[tuple[Member, Reply]]) -> Reply:
+    """The command's outcome from its members' (docs/commands.md): ``stopped`` when one was stopped and
     none failed, ``nothing_running`` when none matched, else the failure (transient wins)."""
     key = ("builds" if isinstance(command, StopBuild) else
            "runs" if isinstance(command, StopPipelineRun) else "instances")
@@ -69,12 +68,13 @@ def combine(command: Resolving,
     failures: list[StoplineError] = []
     outcomes: list[Outcome] = []
     request_id, attempts, api = None, 1, {"builds": "records", "runs": "pipeline-runs"}.get(key, key)
-    job_reply: Reply | StoplineError | None = None
+    job_reply: Reply | None = None
     for member, answer in done:
+        attempts = max(attempts, answer.attempts)
         if isinstance(member, StopDataArtsJob):
             job_reply = answer
-            if isinstance(answer, StoplineError):
-                failures.append(answer)
+            if answer.error is not None:
+                failures.append(answer.error)
             else:
                 outcomes.append(answer.outcome)
             continue
@@ -82,13 +82,13 @@ def combine(command: Resolving,
             {"build_no": member.build_no} if isinstance(member, StopBuild)
             else {"pipeline_run_id": member.pipeline_run_id} if isinstance(member, StopPipelineRun)
             else {"instance_id": member.instance_id})
-        if isinstance(answer, StoplineError):
-            entry.update(outcome=str(Outcome.FAILED), status=answer.status, error=answer.to_json())
-            failures.append(answer)
+        if answer.error is not None:
+            entry.update(outcome=str(Outcome.FAILED), status=answer.error.status, error=answer.error.to_json())
+            failures.append(answer.error)
         else:
             entry.update(outcome=str(answer.outcome), upstream_request_id=answer.request_id)
             outcomes.append(answer.outcome)
-            request_id, attempts, api = answer.request_id, max(attempts, answer.attempts), answer.api
+            request_id, api = answer.request_id, answer.api
         entries.append(entry)
     resolved = (key, entries)
     if failures:
@@ -99,12 +99,10 @@ def combine(command: Resolving,
                             f"first: {first.message}", details=first.details, upstream=first.upstream,
                             retry_after=max((f.retry_after or 0 for f in failures if f.transient), default=None)
                             or first.retry_after)
-        error.attempts = max([f.attempts for f in failures] + [attempts])
-        error.resolved = resolved
-        raise error
-    if isinstance(job_reply, Reply) and not entries:
+        return failed(error, attempts, api=api, resolved=resolved)
+    if job_reply is not None and not entries:
         return Reply(job_reply.outcome, job_reply.request_id, job_reply.api, job_reply.attempts, resolved)
-    if isinstance(job_reply, Reply):
+    if job_reply is not None:
         request_id, api = job_reply.request_id, job_reply.api
     if not outcomes:
         return Reply(Outcome.NOTHING_RUNNING, None, api, attempts, resolved)

@@ -18,7 +18,7 @@ from stopline.errors import ConfigurationError, UpstreamAuth
 from stopline.models import Command, Outcome, parse_command
 from stopline.settings import Settings, load_settings
 
-from ..conftest import LogCapture
+from ..conftest import LogCapture, raising
 
 IAM = {"iam_username": DEMO_IAM["username"], "iam_password": DEMO_IAM["password"],
        "iam_domain": DEMO_IAM["domain"], "project_id": DEMO_PROJECT_ID}
@@ -56,7 +56,7 @@ def test_ready_token_mode_over_http(served: tuple[Emulator, EmulatorServer], end
     client.close()
     bad = Client(core_from(load_settings(auth_token="MIInot-a-token", **endpoints)))
     with pytest.raises(UpstreamAuth) as info:
-        bad.execute(stop(2))
+        raising(bad.execute(stop(2)))
     assert info.value.upstream is not None and info.value.upstream.error_code == "APIGW.0301"
     bad.close()
 
@@ -74,7 +74,7 @@ def test_aksk_with_security_token_agency_style(served: tuple[Emulator, EmulatorS
     wrong = AkSk("TEMPAK", SecretStr("tempsk"), DEMO_PROJECT_ID, SecretStr("other"), kind="agency")
     client = Client(core_from(load_settings(**endpoints), agency=wrong))
     with pytest.raises(UpstreamAuth):
-        client.execute(stop(4))
+        raising(client.execute(stop(4)))
     client.close()
 
 
@@ -133,7 +133,7 @@ def test_wrong_password_is_a_configuration_failure_without_the_password(
         endpoints: dict[str, str], log_lines: LogCapture) -> None:
     client = Client(core_from(load_settings(**{**IAM, "iam_password": "hunter2-wrong"}, **endpoints)))
     with pytest.raises(UpstreamAuth) as info:
-        client.execute(stop(1))
+        raising(client.execute(stop(1)))
     assert "hunter2-wrong" not in repr(info.value) and "hunter2-wrong" not in info.value.message
     assert info.value.status == 502
     client.close()
