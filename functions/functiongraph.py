@@ -3,12 +3,13 @@ and timer triggers. Does not import functions_framework, which FunctionGraph doe
 
 from typing import Any
 
+from stopline.entry import get_runtime
 from stopline.triggers.functiongraph import handle, initialize
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Run the trigger's commands; raises (so FunctionGraph retries) only on transient failures."""
-    return handle(event, context)
+    return handle(event, context, runtime=get_runtime)
 
 
 def initializer(context: Any) -> None:

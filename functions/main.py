@@ -13,9 +13,10 @@ from stopline.entry import warm_if_asked
 
 
 def _serve(target: str, request: Any) -> Any:
+    from stopline.entry import get_runtime
     from stopline.triggers.frameworks import serve_http  # on the first request: pydantic, httpx
 
-    return serve_http(target, request)
+    return serve_http(target, request, get_runtime)
 
 
 @functions_framework.http
@@ -72,9 +73,10 @@ def _nested_too_deep(error: RecursionError) -> Any:
 @functions_framework.cloud_event
 def on_event(event: Any) -> None:
     """A CloudEvent carrying a command, or a Pub/Sub push envelope; raises to ask for redelivery."""
+    from stopline.entry import get_runtime
     from stopline.triggers import cloudevent
 
-    cloudevent.handle(event.get_attributes(), event.get_data())
+    cloudevent.handle(event.get_attributes(), event.get_data(), runtime=get_runtime)
 
 
 warm_if_asked()  # STOPLINE_PREWARM=1: set up now, at instance start, instead of in the first request

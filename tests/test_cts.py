@@ -15,7 +15,7 @@ from stopline import cts
 from stopline.cli.devstack import DEMO_RULES
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_INSTANCE_ID, DEMO_JOB_ID
-from stopline.entry import reset_runtime
+from stopline.entry import get_runtime, reset_runtime
 from stopline.errors import ConfigurationError
 from stopline.rules import load
 
@@ -40,7 +40,7 @@ def with_rules(demo_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
 def test_a_stopped_pipeline_fires_its_rule_once(with_rules: Emulator) -> None:
     from stopline.triggers.functiongraph import handle
 
-    answer = handle(cts_event(), None)
+    answer = handle(cts_event(), None, runtime=get_runtime)
     assert answer["ok"] and answer["trigger"] == "cts" and answer["matched"] == ["pipeline-stopped"]
     assert answer["event"]["resource_id"] == "794514e0a3184e5db0a4740112deee0f"
     assert answer["event"]["time"] == "2026-12-07T10:02:11Z"  # GMT+08:00 read and given as UTC
@@ -49,7 +49,7 @@ def test_a_stopped_pipeline_fires_its_rule_once(with_rules: Emulator) -> None:
     assert effects == {("instance_stopped", DEMO_INSTANCE_ID), ("build_stopped", 22), ("build_stopped", 24)}
     assert all(e.get("job_id") in (None, DEMO_JOB_ID) for e in with_rules.effects)
     calls = len(with_rules.calls)
-    again = handle(cts_event(), None)  # the platform delivers the same record again
+    again = handle(cts_event(), None, runtime=get_runtime)  # the platform delivers the same record again
     assert [r["outcome"] for r in again["results"]] == ["duplicate", "duplicate"]
     assert len(with_rules.calls) == calls
 
@@ -58,7 +58,8 @@ def test_a_record_of_another_operation_fires_nothing(with_rules: Emulator) -> No
     from stopline.triggers.functiongraph import handle
 
     for changes in ({"trace_name": "run"}, {"resource_id": "0" * 32}, {"service_type": "CodeArtsBuild"}):
-        answer = handle(cts_event(trace_id=f"other-{len(changes)}-{next(iter(changes.values()))}", **changes), None)
+        answer = handle(cts_event(trace_id=f"other-{len(changes)}-{next(iter(changes.values()))}", **changes), None,
+            runtime=get_runtime)
         assert answer["ok"] and answer["matched"] == [] and answer["results"] == [], changes
     assert with_rules.calls == []
 
@@ -68,7 +69,7 @@ def test_a_record_without_the_field_a_rule_needs_is_a_warning(with_rules: Emulat
     not fire, and says why; nothing is refused."""
     from stopline.triggers.functiongraph import handle
 
-    answer = handle(cts_event(resource_id={}, trace_id="no-resource-id"), None)
+    answer = handle(cts_event(resource_id={}, trace_id="no-resource-id"), None, runtime=get_runtime)
     assert answer["ok"] and answer["matched"] == [] and answer["results"] == []
     assert "pipeline-stopped" in answer["warnings"][0] and "resource_id" in answer["warnings"][0]
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from stopline import webhooks
 from stopline.emulator import Emulator, mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID
-from stopline.entry import reset_runtime
+from stopline.entry import get_runtime, reset_runtime
 from stopline.triggers import cloudevent, http
 from stopline.triggers.functiongraph import handle as fg_handle
 from stopline.triggers.queue import RedeliveryRequested
@@ -106,7 +106,8 @@ def test_http_targets(target: str, cloud: Emulator, request: pytest.FixtureReque
             key = "other-wrong-secret-value" if signing == "wrong" else SECRET
             headers.update(webhooks.sign(key, msg_id, payload, ts))
         before = len(cloud.calls)
-        reply = http.handle(target, method, {k.lower(): v for k, v in headers.items()}, lambda n: payload[: n + 1])
+        reply = http.handle(target, method, {k.lower(): v for k, v in headers.items()}, lambda n: payload[: n + 1],
+            runtime=get_runtime)
         check_reply(reply.status, reply.body, before, cloud)
         json.dumps(reply.body)  # every answer is JSON, whatever the input echoed
         declared = length_value.strip()
@@ -134,7 +135,7 @@ def test_on_event(cloud: Emulator, request: pytest.FixtureRequest) -> None:
     def run(event_type: str, event_id: str, data: Any) -> None:
         before = len(cloud.calls)
         try:
-            result = cloudevent.handle({"type": event_type, "id": event_id}, data)
+            result = cloudevent.handle({"type": event_type, "id": event_id}, data, runtime=get_runtime)
         except RedeliveryRequested:
             return  # transient: the platform redelivers
         if result.error is not None and result.error.upstream is None:
@@ -161,7 +162,7 @@ def test_functiongraph_handler(cloud: Emulator, request: pytest.FixtureRequest) 
     @given(event=events)
     def run(event: Any) -> None:
         try:
-            answer = fg_handle(event, object())
+            answer = fg_handle(event, object(), runtime=get_runtime)
         except RedeliveryRequested:
             return
         if "statusCode" in answer:
@@ -221,7 +222,7 @@ def test_source_targets(source: str, cloud: Emulator, monkeypatch: pytest.Monkey
             headers = {"x-gitlab-event": kind, "x-gitlab-token": SECRET, "idempotency-key": delivery}
         headers["content-type"] = "application/json"
         before = len(cloud.calls)
-        reply = http.handle(source, "POST", headers, lambda n: body[: n + 1])
+        reply = http.handle(source, "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
         json.dumps(reply.body)
         check_reply(reply.status, reply.body, before, cloud)
         assert reply.status in (200, 400, 422, 503) or reply.status == 502, (reply.status, reply.body)

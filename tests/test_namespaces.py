@@ -38,13 +38,16 @@ def test_equal_ids_from_different_senders_are_different_events(demo_env: Emulato
     pipeline = get_runtime().pipeline
     outcomes = [
         pipeline.handle(stop(1), Delivery("abc", "webhook")),
-        cloudevent.handle({"id": "abc", "source": "//ci/a", "type": "stopline.stop_build"}, stop(2)),
-        cloudevent.handle({"id": "abc", "source": "//ci/b", "type": "stopline.stop_build"}, stop(3)),
+        cloudevent.handle({"id": "abc", "source": "//ci/a", "type": "stopline.stop_build"}, stop(2),
+                          runtime=get_runtime),
+        cloudevent.handle({"id": "abc", "source": "//ci/b", "type": "stopline.stop_build"}, stop(3),
+                          runtime=get_runtime),
         pipeline.handle(stop(4), Delivery("abc", "github", namespace="github")),
         pipeline.handle(stop(5), Delivery("abc", "functiongraph:smn", namespace="fg:smn")),
     ]
     assert [str(r.outcome) for r in outcomes] == ["stopped"] * 5
-    again = cloudevent.handle({"id": "abc", "source": "//ci/a", "type": "stopline.stop_build"}, stop(2))
+    again = cloudevent.handle({"id": "abc", "source": "//ci/a", "type": "stopline.stop_build"}, stop(2),
+                              runtime=get_runtime)
     assert str(again.outcome) == "duplicate"  # the same source and id is the same event
 
 
@@ -53,7 +56,7 @@ def test_an_explicit_key_is_one_command_across_triggers(demo_env: Emulator) -> N
     pipeline = get_runtime().pipeline
     first = pipeline.handle(stop(6, idempotency_key="release-42"), Delivery("w-1", "webhook"))
     second = cloudevent.handle({"id": "ce-1", "source": "//ci", "type": "stopline.stop_build"},
-                               stop(6, idempotency_key="release-42"))
+                               stop(6, idempotency_key="release-42"), runtime=get_runtime)
     assert str(first.outcome) == "stopped" and str(second.outcome) == "duplicate"
     assert len(demo_env.effects) == 1
 

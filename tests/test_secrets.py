@@ -12,7 +12,7 @@ from functions_framework import create_app
 from stopline import webhooks
 from stopline.emulator import mock_huaweicloud
 from stopline.emulator.seeds import DEMO_IAM, DEMO_JOB_ID, DEMO_PROJECT_ID
-from stopline.entry import reset_runtime
+from stopline.entry import get_runtime, reset_runtime
 from stopline.triggers import cloudevent
 from stopline.triggers.functiongraph import handle as fg_handle
 
@@ -57,9 +57,9 @@ def test_secret_scan_across_the_matrix(monkeypatch: pytest.MonkeyPatch, log_line
         send({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 22}, "m7")            # refresh on 401
         event = {"message": {"data": base64.b64encode(b'{"action":"stop_dataarts_job","job_name":"nightly"}')
                              .decode(), "messageId": "p1"}}
-        responses.append(json.dumps(cloudevent.handle({"id": "x", "type": "t"}, event).to_json()))
+        responses.append(json.dumps(cloudevent.handle({"id": "x", "type": "t"}, event, runtime=get_runtime).to_json()))
         responses.append(json.dumps(fg_handle(json.loads((ROOT / "events/functiongraph-timer.json").read_text()),
-                                              object())))
+                                              object(), runtime=get_runtime)))
         tokens = first_tokens + list(cloud.state.tokens)
         assert cloud.state.token_requests == 2 and len(tokens) == 3  # the demo token + two issued
     statuses = [json.loads(r.split("}{")[0] + "}").get("ok") for r in responses[:1]]

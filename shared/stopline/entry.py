@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
+RuntimeSource = Callable[[], "Runtime"]
+"""How an entry point hands the trigger adapters the runtime: ``get_runtime`` (the process's one), called
+only once a request has passed the checks that need no configuration (405, 413)."""
 
 
 class Runtime:

@@ -16,6 +16,7 @@ import pytest
 
 from stopline.emulator import Emulator, EmulatorServer
 from stopline.emulator.seeds import DEMO_EVENT_COMMIT, DEMO_JOB_ID, demo_environment
+from stopline.entry import get_runtime
 
 from ..conftest import ROOT, configured_secret
 from .harness import FunctionProcess, start_all
@@ -235,6 +236,6 @@ def test_functiongraph_apig_routes_github_events(stack: Stack, monkeypatch: pyte
                          "x-hub-signature-256": "sha256=" + hmac.new(GH_SECRET.encode(), body,
                                                                      hashlib.sha256).hexdigest()},
              "body": body.decode()}
-    answer = handle(event, None)
+    answer = handle(event, None, runtime=get_runtime)
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["matched"] == ["cancel-ci"]
     assert stack.stops() == [24]

@@ -91,10 +91,10 @@ def test_functiongraph_ends_before_its_context_does(monkeypatch: pytest.MonkeyPa
     try:
         context = TwoSecondsLeft()
         with pytest.raises(RedeliveryRequested, match=r"abandoned"):  # ended by stopline, not by the platform
-            handle(event, context)
+            handle(event, context, runtime=get_runtime)
         stops = [c for c in emulator.calls if c["path"] == "/v3/jobs/stop"]
         assert len(stops) == 1  # no retry was started that could not finish in time
-        redelivered = handle(event, TwoSecondsLeft())
+        redelivered = handle(event, TwoSecondsLeft(), runtime=get_runtime)
         assert redelivered["ok"] and redelivered["results"][0]["outcome"] == "already_stopped"
         assert len(emulator.effects) == 1
     finally:
@@ -110,7 +110,8 @@ def test_no_request_is_sent_with_less_than_one_timeout_left(monkeypatch: pytest.
         monkeypatch.setenv(name, value)
     reset_runtime()
     with pytest.raises(RedeliveryRequested, match="less than one request timeout"):
-        handle(kafka_event({"action": "stop_build", "job_id": JOB, "build_no": 1}), TwoSecondsLeft())
+        handle(kafka_event({"action": "stop_build", "job_id": JOB, "build_no": 1}), TwoSecondsLeft(),
+            runtime=get_runtime)
     assert emulator.calls == [] and emulator.effects == []
     server.stop()
 
@@ -183,7 +184,7 @@ def test_a_waiting_duplicate_keeps_its_own_short_deadline(monkeypatch: pytest.Mo
 
     def first() -> None:
         try:
-            handle(event, LongContext())
+            handle(event, LongContext(), runtime=get_runtime)
         except RedeliveryRequested as exc:
             outcomes.append(f"first: {exc}")
 
@@ -192,7 +193,7 @@ def test_a_waiting_duplicate_keeps_its_own_short_deadline(monkeypatch: pytest.Mo
         starter.start()
         time.sleep(0.2)  # the first delivery holds the key now
         with pytest.raises(RedeliveryRequested, match="less than one request timeout"):
-            handle(event, TwoSecondsLeft())
+            handle(event, TwoSecondsLeft(), runtime=get_runtime)
         starter.join()
         stops = [c for c in emulator.calls if c["path"] == "/v3/jobs/stop"]
         assert len(stops) == 1 and stops[0]["fault"] == "error"  # only the first delivery's call

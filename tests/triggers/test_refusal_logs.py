@@ -12,7 +12,7 @@ import pytest
 from stopline import webhooks
 from stopline.emulator import mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID
-from stopline.entry import reset_runtime
+from stopline.entry import get_runtime, reset_runtime
 from stopline.triggers import http
 from stopline.triggers.functiongraph import handle as fg_handle
 
@@ -27,7 +27,7 @@ def post(body: bytes, *, method: str = "POST", content_type: str = "application/
     headers = {"content-type": content_type, "content-length": str(len(body))}
     if sign:
         headers.update(webhooks.sign(SECRET, msg_id, body))
-    return http.handle(target, method, headers, lambda n: body[: n + 1])
+    return http.handle(target, method, headers, lambda n: body[: n + 1], runtime=get_runtime)
 
 
 def stop(n: int, **more: Any) -> bytes:
@@ -78,7 +78,7 @@ def test_a_conflict_is_one_warning(configured: Any, log_lines: LogCapture) -> No
 def test_a_refused_queue_message_is_an_error_for_the_operator(configured: Any, log_lines: LogCapture) -> None:
     event = {"trigger_type": "KAFKA", "instance_id": "k", "records": [
         {"topic_id": "t", "messages": [json.dumps({"action": "stop_build", "job_id": "short", "build_no": 1})]}]}
-    answer = fg_handle(event, object())
+    answer = fg_handle(event, object(), runtime=get_runtime)
     assert answer["results"][0]["status"] == 422
     failed = [r for r in log_lines.records if r.get("status") == 422]
     assert [r["level"] for r in failed] == ["ERROR"]

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stopline.entry import get_runtime
+
 HTTP_TARGETS = ("stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run", "webhook")
 
 
@@ -66,7 +68,7 @@ def _http(target: str, body: bytes) -> tuple[int, Any]:
 
     headers = {"content-type": "application/json", "content-length": str(len(body)),
                **sign(_signing_secret(), f"invoke_{uuid.uuid4().hex}", body)}
-    reply = http.handle(target, "POST", headers, lambda limit: body[: limit + 1])
+    reply = http.handle(target, "POST", headers, lambda limit: body[: limit + 1], runtime=get_runtime)
     ok = 200 <= reply.status < 300 and bool(reply.body.get("ok"))
     return (0 if ok else 1), {"status": reply.status, "headers": reply.all_headers(), "body": reply.body}
 
@@ -86,7 +88,7 @@ def _on_event(event: dict[str, Any]) -> tuple[int, Any]:
                       "type": "google.cloud.pubsub.topic.v1.messagePublished"}
         data = event
     try:
-        result = cloudevent.handle(attributes, data)
+        result = cloudevent.handle(attributes, data, runtime=get_runtime)
     except RedeliveryRequested as exc:
         return 1, {"acknowledged": False, "redeliver": True, "reason": str(exc)}
     return (0 if result.ok else 1), {"acknowledged": True, **result.to_json(with_status=True)}
@@ -110,7 +112,7 @@ def _functiongraph(event: Any) -> tuple[int, Any]:
     if detect(event) == "apig":
         event = _resign_apig(event)
     try:
-        answer = handle(event, LocalContext())
+        answer = handle(event, LocalContext(), runtime=get_runtime)
     except RedeliveryRequested as exc:
         return 1, {"invocation_failed": True, "reason": str(exc)}
     if "statusCode" in answer:

@@ -1,7 +1,7 @@
 """The ``on_event`` target: a CloudEvent whose data is a command, or a Pub/Sub push envelope.
 
 The event ``id`` (or the Pub/Sub ``messageId``) is the delivery id. A ``type`` of
-``stopline.<action>`` supplies a missing ``action``. Envelopes are read leniently (section 1).
+``stopline.<action>`` supplies a missing ``action``. Envelopes are read leniently.
 """
 
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stopline.errors import BadRequest, StoplineError
 from stopline.models import Result
 from stopline.pipeline import Delivery
 from stopline.triggers.queue import decode_message, failed, raise_for_redelivery
+
+if TYPE_CHECKING:
+    from stopline.entry import RuntimeSource
 
 TYPE_PREFIX = "stopline."
 
@@ -60,20 +63,18 @@ def unwrap(data: Any) -> Any:
     return decode_message(data)  # depth and text checks on what functions-framework decoded
 
 
-def handle(attributes: Mapping[str, Any], data: Any) -> Result:
+def handle(attributes: Mapping[str, Any], data: Any, *, runtime: RuntimeSource) -> Result:
     """Run one event; raise RedeliveryRequested on transient failure, return the Result otherwise."""
-    from stopline.entry import get_runtime
-
     delivery = delivery_of(attributes, data)
     try:
         raw = unwrap(data)
     except StoplineError as exc:
         return failed(delivery, exc)
     try:
-        runtime = get_runtime()
+        built = runtime()
     except StoplineError as exc:
         result = failed(delivery, exc)
     else:
-        result = runtime.pipeline.handle(raw, delivery)
+        result = built.pipeline.handle(raw, delivery)
     raise_for_redelivery([result])
     return result

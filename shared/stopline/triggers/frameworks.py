@@ -9,20 +9,23 @@ pipeline on a worker thread. Starlette is imported only in that mode.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stopline.errors import BadRequest
 from stopline.triggers import http
+
+if TYPE_CHECKING:
+    from stopline.entry import RuntimeSource
 
 
 def _flask_reply(reply: http.HttpReply) -> tuple[bytes, int, dict[str, str]]:
     return reply.content(), reply.status, reply.all_headers()
 
 
-def serve_http(target: str, request: Any) -> Any:
+def serve_http(target: str, request: Any, runtime: RuntimeSource) -> Any:
     """Answer one HTTP request for ``target`` in whichever mode functions-framework runs."""
     if hasattr(request, "scope"):  # Starlette (ASGI mode)
-        return _asgi_response(target, request)
+        return _pipeline_response_class()(target, request, runtime)
     headers = {k.lower(): v for k, v in request.headers.items()}
 
     def read_body(limit: int) -> bytes:
@@ -33,7 +36,7 @@ def serve_http(target: str, request: Any) -> Any:
             raise BadRequest("the request body could not be read (malformed chunked encoding?)",
                              details=[{"field": "body", "message": "unreadable"}]) from None
 
-    reply = http.handle(target, request.method, headers, read_body)
+    reply = http.handle(target, request.method, headers, read_body, runtime=runtime)
     return _closing(reply) if reply.body_unread else _flask_reply(reply)
 
 
@@ -47,10 +50,6 @@ def _closing(reply: http.HttpReply) -> Any:
                           headers={**reply.all_headers(), "Connection": "close"})
 
 
-def _asgi_response(target: str, request: Any) -> Any:
-    return _pipeline_response_class()(target, request)
-
-
 @functools.cache
 def _pipeline_response_class() -> type:
     """Defined on first ASGI request (Starlette is imported only in that mode), then reused."""
@@ -59,9 +58,9 @@ def _pipeline_response_class() -> type:
     class PipelineResponse(Response):
         """Runs the pipeline when Starlette sends the response: the body is read on the event loop."""
 
-        def __init__(self, target: str, request: Any) -> None:
+        def __init__(self, target: str, request: Any, runtime: RuntimeSource) -> None:
             super().__init__()
-            self.target, self.request = target, request
+            self.target, self.request, self.runtime = target, request, runtime
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             request = self.request
@@ -76,7 +75,7 @@ def _pipeline_response_class() -> type:
                         break
                 return b"".join(chunks)
 
-            reply = await http.ahandle(self.target, request.method, headers, read_body)
+            reply = await http.ahandle(self.target, request.method, headers, read_body, runtime=self.runtime)
             out = Response(reply.content(), status_code=reply.status, headers=reply.all_headers())
             await out(scope, receive, send)
 

@@ -29,7 +29,7 @@ from stopline.triggers.queue import RedeliveryRequested, decode_message, failed,
 
 if TYPE_CHECKING:
     from stopline.auth.credentials import AkSk
-    from stopline.entry import Runtime
+    from stopline.entry import Runtime, RuntimeSource
 
 log = logging.getLogger("stopline")
 
@@ -105,7 +105,7 @@ def _pipeline_chooser(context: Any) -> Callable[[Runtime], Pipeline]:
     return choose
 
 
-def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _apig(event: dict[str, Any], context: Any, runtime: RuntimeSource) -> dict[str, Any]:
     given = event.get("headers")
     headers = {str(k).lower(): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
     path = str(event.get("path") or "")
@@ -128,7 +128,7 @@ def _apig(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 return b"\xff"
         return raw.encode()
 
-    reply = http.handle(target, str(event.get("httpMethod") or "GET"), headers, read_body,
+    reply = http.handle(target, str(event.get("httpMethod") or "GET"), headers, read_body, runtime=runtime,
                         pipeline=_pipeline_chooser(context), trigger="functiongraph:apig",
                         platform_ends=deadline_of(context))
     return {"statusCode": reply.status, "isBase64Encoded": False, "headers": reply.all_headers(),
@@ -185,11 +185,11 @@ MAX_COMMANDS = 100
 """Commands one queue or timer event may carry, like an HTTP batch."""
 
 
-def handle(event: Any, context: Any) -> dict[str, Any]:
+def handle(event: Any, context: Any, *, runtime: RuntimeSource) -> dict[str, Any]:
     """FunctionGraph entry point behind every supported trigger. Raises only RedeliveryRequested (a
     transient failure: FunctionGraph retries the event); whatever else goes wrong is answered."""
     try:
-        return _handle(event, context)
+        return _handle(event, context, runtime)
     except RedeliveryRequested:
         raise
     except Exception as exc:  # a malformed event must never fail the invocation
@@ -200,14 +200,12 @@ def handle(event: Any, context: Any) -> dict[str, Any]:
                 "results": [Result(None, Outcome.FAILED, error=error).to_json(with_status=True)]}
 
 
-def _handle(event: Any, context: Any) -> dict[str, Any]:
-    from stopline.entry import get_runtime
-
+def _handle(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
     kind = detect(event)
     if kind == "apig":
-        return _apig(event, context)
+        return _apig(event, context, runtime)
     if kind == "cts":
-        return _cts(event, context)
+        return _cts(event, context, runtime)
     trigger = f"functiongraph:{kind}"
     if kind == "unknown":
         error = BadRequest("unrecognized event: expected an APIG, Kafka, RabbitMQ, SMN, timer or CTS event, "
@@ -216,8 +214,7 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
                                                           .to_json(with_status=True)]}
     results: list[Result] = []
     try:
-        runtime = get_runtime()
-        pipeline = _pipeline_chooser(context)(runtime)
+        pipeline = _pipeline_chooser(context)(runtime())
         if kind == "direct":
             raws = event["commands"] if isinstance(event.get("commands"), list) else [event]
             pairs: list[tuple[Any, str | None]] = [(raw, None) for raw in raws]
@@ -249,18 +246,17 @@ def _handle(event: Any, context: Any) -> dict[str, Any]:
             "results": [r.to_json(with_status=True) for r in results]}
 
 
-def _cts(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def _cts(event: dict[str, Any], context: Any, runtime: RuntimeSource) -> dict[str, Any]:
     """A Cloud Trace Service record: the rules (``source: cts``) decide what it stops. Each command is keyed
     ``cts:<trace_id>:<rule>:<index>``, so a record delivered twice runs nothing twice."""
     from stopline import cts
-    from stopline.entry import get_runtime
 
     trigger = "functiongraph:cts"
     try:
-        runtime = get_runtime()
-        pipeline = _pipeline_chooser(context)(runtime)
+        built = runtime()
+        pipeline = _pipeline_chooser(context)(built)
         record = cts.normalise(event)
-        rules = runtime.rules
+        rules = built.rules
     except StoplineError as exc:
         results = [failed(Delivery(None, trigger), exc)]
         raise_for_redelivery(results)

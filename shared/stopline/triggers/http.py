@@ -29,7 +29,7 @@ from stopline.pipeline import Delivery, Pipeline
 
 if TYPE_CHECKING:
     from stopline.cts import CtsEvent
-    from stopline.entry import Runtime
+    from stopline.entry import Runtime, RuntimeSource
     from stopline.rules import Rules
     from stopline.sources import Ignored, Source, SourceEvent
 
@@ -247,12 +247,10 @@ def _known_id(target: str, headers: Mapping[str, str]) -> str | None:
     return value[:200] if value else None
 
 
-def _runtime_for(target: str, method: str, headers: Mapping[str, str]) -> Runtime:
+def _runtime_for(target: str, method: str, headers: Mapping[str, str], runtime: RuntimeSource) -> Runtime:
     """The checks before the body is read, then the runtime (whose settings the parse needs)."""
-    from stopline.entry import get_runtime
-
     precheck(method, headers, target)
-    return get_runtime()
+    return runtime()
 
 
 def verifier_of(runtime: Runtime) -> Verifier:
@@ -298,13 +296,11 @@ def run_rules(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | CtsE
                      **({"warnings": warnings} if warnings else {})}
 
 
-def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpReply:
+def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery, rules: Rules | None) -> HttpReply:
     """Run the parsed command (or batch) and render its answer; both drivers end here."""
     try:
         if parsed.event is not None:
-            from stopline.entry import get_runtime
-
-            return source_reply(pipeline, get_runtime().rules, parsed.event, delivery)
+            return source_reply(pipeline, rules, parsed.event, delivery)
         if parsed.commands is not None:
             return batch_reply(pipeline.handle_batch(parsed.commands, delivery))
         return result_reply(pipeline.handle(parsed.command, delivery))
@@ -315,16 +311,16 @@ def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery) -> HttpRep
 
 
 def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
-           *, pipeline: Callable[[Runtime], Pipeline] | None = None, trigger: str | None = None,
-           platform_ends: float | None = None) -> HttpReply:
+           *, runtime: RuntimeSource, pipeline: Callable[[Runtime], Pipeline] | None = None,
+           trigger: str | None = None, platform_ends: float | None = None) -> HttpReply:
     """Synchronous HTTP target (Flask mode, FunctionGraph APIG, which may bring its own pipeline, its
     trigger name and when the platform ends the invocation)."""
     reading = False
     try:
-        runtime = _runtime_for(target, method, headers)
+        built = _runtime_for(target, method, headers, runtime)
         reading = True
-        parsed = _parse_with(runtime, target, headers, read_body(MAX_BODY))
-        chosen = pipeline(runtime) if pipeline is not None else runtime.pipeline
+        parsed = _parse_with(built, target, headers, read_body(MAX_BODY))
+        chosen = pipeline(built) if pipeline is not None else built.pipeline
     except StoplineError as exc:
         reply = refusal(exc, target, _known_id(target, headers))
         if drain := _drain_size(exc, headers):
@@ -334,20 +330,20 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
         return reply
     delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger,
                                                                           platform_ends=platform_ends)
-    return _dispatch(chosen, parsed, delivery)
+    return _dispatch(chosen, parsed, delivery, built.rules)
 
 
 async def ahandle(target: str, method: str, headers: Mapping[str, str],
-                  read_body: Callable[[int], Awaitable[bytes]]) -> HttpReply:
+                  read_body: Callable[[int], Awaitable[bytes]], *, runtime: RuntimeSource) -> HttpReply:
     """Asynchronous HTTP target (ASGI mode): the same checks; the body is read on the event loop, then the
     pipeline runs on a worker thread (see :mod:`stopline.pipeline` for why not httpx's async client)."""
     try:
-        runtime = _runtime_for(target, method, headers)
-        parsed = _parse_with(runtime, target, headers, await read_body(MAX_BODY))
+        built = _runtime_for(target, method, headers, runtime)
+        parsed = _parse_with(built, target, headers, await read_body(MAX_BODY))
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             await read_body(drain)
         return refusal(exc, target, _known_id(target, headers))
     from anyio import to_thread
 
-    return await to_thread.run_sync(_dispatch, runtime.pipeline, parsed, parsed.delivery)
+    return await to_thread.run_sync(_dispatch, built.pipeline, parsed, parsed.delivery, built.rules)
