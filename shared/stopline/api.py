@@ -1,17 +1,17 @@
 """stopline as a library: ``from stopline import Client``.
 
-The same validation, allowlists, client, retries and outcomes as the functions, behind three methods,
-for code that already knows what to stop (a release tool, a notebook, a test). Each method returns the
+The same validation, allowlists, client, retries and outcomes as the functions -- the same composition
+root (:class:`stopline.entry.Runtime`) without its log handler -- for code that already knows what to
+stop (a release tool, a notebook, a test). Each method returns the
 :class:`~stopline.models.Result` a function would have answered with: check ``result.ok``, read
 ``result.outcome`` or ``result.error``; ``result.to_json()`` is the function's JSON body. Bad arguments
 are a failed result of type ``invalid`` naming the field, exactly as over HTTP, and never reach the
-cloud. An ``idempotency_key`` makes a repeated call a ``duplicate`` for as long as this object lives
-(memory only: share a Redis through the functions when several processes must agree).
+cloud. An ``idempotency_key`` makes a repeated call a ``duplicate`` for as long as this object lives with
+``memory://``, or across processes with a shared Redis (``STOPLINE_IDEMPOTENCY_URL``).
 """
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from stopline.driver import Client as Driver
     from stopline.models import Result
-    from stopline.pipeline import Pipeline
     from stopline.settings import Settings
 
 Scope = Literal["job", "instances", "both"]
@@ -31,34 +30,21 @@ def _when(value: datetime | str | None) -> str | None:
 
 
 class Client:
-    """Stop CodeArts builds, delete build tasks and stop DataArts jobs from Python.
+    """Stop CodeArts builds and Pipeline runs, delete build tasks and stop DataArts jobs from Python.
 
-    Build it with :meth:`from_env` (the functions' environment variables, README "Configuration") or
+    Build it with :meth:`from_env` (the functions' environment variables, docs/configuration.md) or
     from a :class:`~stopline.settings.Settings`. Use it as a context manager, or call :meth:`close`, to
     release its connections. Thread-safe: one instance can serve many threads.
     """
 
     def __init__(self, settings: Settings) -> None:
-        import logging
-
         from stopline import transport
-        from stopline.idempotency.handler import Idempotency
-        from stopline.idempotency.memory import MemoryStore
-        from stopline.pipeline import Pipeline
+        from stopline.entry import Runtime
 
-        # A library leaves log output to its application: without a handler of its own (the functions
-        # add one), Python's last-resort handler would print every failed result to stderr.
-        logger = logging.getLogger("stopline")
-        if not logger.handlers:
-            logger.addHandler(logging.NullHandler())
         self.settings = settings
-        self._transport = transport.current()  # inside mock_huaweicloud(): the emulator
-        self._driver: Driver | None = None
-        self._lock = threading.Lock()
-        store = MemoryStore(max_entries=settings.idempotency_max_entries)
-        self._pipeline: Pipeline = Pipeline(
-            settings, Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s),
-            client=self._client)
+        # The functions' composition root, without their log handler; inside mock_huaweicloud() its
+        # transport is the emulator's.
+        self._runtime = Runtime(settings, transport_override=transport.current(), configure_logging=False)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Client:
@@ -72,14 +58,7 @@ class Client:
         return cls(load_settings(**overrides))
 
     def _client(self) -> Driver:
-        if self._driver is None:
-            from stopline.client import core_from
-            from stopline.driver import Client as Driver
-
-            with self._lock:  # one driver (one connection pool) however many threads ask first
-                if self._driver is None:
-                    self._driver = Driver(core_from(self.settings), transport=self._transport)
-        return self._driver
+        return self._runtime.client()
 
     def _run(self, command: dict[str, Any], *, named: str | None = None, all_running: bool = False) -> Result:
         from stopline.pipeline import Delivery
@@ -93,7 +72,7 @@ class Client:
                                    "that runs; give a filter, or all_running=True to mean it",
                                    details=[{"field": named, "message": "required unless all_running=True"}])
             return Result(raw["action"], Outcome.FAILED, error=error)
-        return self._pipeline.handle(raw, Delivery(None, "library"))
+        return self._runtime.pipeline.handle(raw, Delivery(None, "library"))
 
     def stop_build(self, job_id: str, build_no: int | None = None, *, commit_id: str | None = None,
                    branch: str | None = None, except_commit_id: str | None = None,
@@ -165,9 +144,7 @@ class Client:
                           "idempotency_key": idempotency_key})
 
     def close(self) -> None:
-        self._pipeline.shutdown()
-        if self._driver is not None:
-            self._driver.close()
+        self._runtime.close()
 
     def __enter__(self) -> Client:
         return self

@@ -36,7 +36,9 @@ only once a request has passed the checks that need no configuration (405, 413).
 class Runtime:
     """Everything an invocation needs, composed from settings (constructor injection throughout)."""
 
-    def __init__(self, settings: Settings, *, transport_override: Any = None) -> None:
+    def __init__(self, settings: Settings, *, transport_override: Any = None, configure_logging: bool = True) -> None:
+        """``configure_logging``: the functions write JSON lines to stderr; a library caller (the Python
+        API) leaves log output to its application."""
         from stopline import logs
         from stopline.errors import ConfigurationError
         from stopline.idempotency import open_store
@@ -50,7 +52,11 @@ class Runtime:
         self._core: ClientCore | None = None
         self._client: Client | None = None
         self._agency: dict[str, tuple[Client, Pipeline]] = {}
-        logs.configure(settings.log_level)
+        if configure_logging:
+            logs.configure(settings.log_level)
+        elif not logging.getLogger("stopline").handlers:
+            # without a handler Python's last-resort one would print every failed result to stderr
+            logging.getLogger("stopline").addHandler(logging.NullHandler())
         def plain(values: tuple[SecretStr, ...]) -> list[str]:
             return [v.get_secret_value() for v in values]
 
