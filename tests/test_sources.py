@@ -14,8 +14,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from stopline.errors import InvalidCommand, Unauthorized
-from stopline.sources import Ignored, SourceEvent, delivery_id, normalise, verify_github, verify_gitlab
-from stopline.triggers.http import Verifier, parse
+from stopline.senders import GitHub, GitLab, Source, StandardWebhooks
+from stopline.sources import Ignored, SourceEvent, normalise, verify_github, verify_gitlab
+from stopline.triggers.http import parse
 
 from .conftest import ROOT
 
@@ -91,13 +92,22 @@ def _dt(ts: int) -> Any:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def test_delivery_ids() -> None:
-    assert delivery_id("github", {"x-github-delivery": "72d3162e"}) == "72d3162e"
+def test_sender_delivery_ids_are_logged_never_keyed() -> None:
+    """The ids in unsigned headers are for the log; keys come from what the signature covers."""
+    assert GitHub.logged_id({"x-github-delivery": "72d3162e"}) == "72d3162e"
     gl = {"idempotency-key": "idem", "webhook-id": "wid", "x-gitlab-webhook-uuid": "hook", "x-gitlab-event-uuid": "ev"}
-    assert delivery_id("gitlab", gl) == "idem"
-    assert delivery_id("gitlab", {k: v for k, v in gl.items() if k != "idempotency-key"}) == "wid"
-    assert delivery_id("gitlab", {"x-gitlab-webhook-uuid": "hook", "x-gitlab-event-uuid": "ev"}) == "hook"
-    assert delivery_id("gitlab", {"x-gitlab-event-uuid": "ev"}) is None
+    assert GitLab.logged_id(gl) == "idem"
+    assert GitLab.logged_id({k: v for k, v in gl.items() if k != "idempotency-key"}) == "wid"
+    assert GitLab.logged_id({"x-gitlab-webhook-uuid": "hook", "x-gitlab-event-uuid": "ev"}) == "hook"
+    assert GitLab.logged_id({"x-gitlab-event-uuid": "ev"}) is None
+    run = json.loads((EVENTS / "github-workflow_run-cancelled.json").read_text())
+    key = GitHub(()).key(None, run)
+    wr = run["workflow_run"]
+    assert key == f"workflow_run:{wr['id']}:{wr['run_attempt']}:completed:cancelled"
+    pipeline = json.loads((EVENTS / "gitlab-pipeline-canceled.json").read_text())
+    attrs = pipeline["object_attributes"]
+    assert GitLab(()).key(None, pipeline) == f"pipeline:{attrs['id']}:{attrs['status']}"
+    assert GitLab(()).key("msg_signed", pipeline) == "msg_signed"  # a signing token signs webhook-id
 
 
 @pytest.mark.parametrize(("source", "event_type", "file", "expected"), [
@@ -155,17 +165,18 @@ def test_parse_checks_in_the_contract_order(tmp_path: Path) -> None:
     """415 before 401 before 400, for the source targets too."""
     from stopline.errors import BadRequest, UnsupportedMediaType
 
-    verifier = Verifier(github_keys=(GITHUB_SECRET,))
+    verifier: dict[str, Source] = {"github": GitHub((GITHUB_SECRET,)), "gitlab": GitLab(()),
+                                   "webhook": StandardWebhooks(())}
     with pytest.raises(UnsupportedMediaType):
-        parse("github", {"content-type": "application/x-www-form-urlencoded"}, b"payload=1", verifier=verifier)
+        parse("github", {"content-type": "application/x-www-form-urlencoded"}, b"payload=1", sources=verifier)
     with pytest.raises(Unauthorized):
-        parse("github", {"content-type": "application/json"}, b"not json", verifier=verifier)
+        parse("github", {"content-type": "application/json"}, b"not json", sources=verifier)
     import hashlib
     import hmac
 
     sig = "sha256=" + hmac.new(GITHUB_SECRET, b"not json", hashlib.sha256).hexdigest()
     with pytest.raises(BadRequest):
         parse("github", {"content-type": "application/json", "x-hub-signature-256": sig}, b"not json",
-              verifier=verifier)
+              sources=verifier)
     with pytest.raises(Unauthorized):  # nothing configured and unsigned not allowed
-        parse("gitlab", {"content-type": "application/json"}, b"{}", verifier=Verifier())
+        parse("gitlab", {"content-type": "application/json"}, b"{}", sources=verifier)

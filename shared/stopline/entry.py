@@ -73,8 +73,16 @@ class Runtime:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         # GitHub and GitLab secret tokens are whatever the user typed into the hook's form: used as bytes.
-        self.github_keys = tuple(s.encode() for s in plain(settings.github_secrets))
-        self.gitlab_tokens = tuple(s.encode() for s in plain(settings.gitlab_tokens))
+        github_keys = tuple(s.encode() for s in plain(settings.github_secrets))
+        gitlab_tokens = tuple(s.encode() for s in plain(settings.gitlab_tokens))
+        from stopline.senders import GitHub, GitLab, Source, StandardWebhooks
+
+        unsigned, window = settings.allow_unsigned, settings.webhook_tolerance_s
+        self.sources: dict[str, Source] = {
+            "webhook": StandardWebhooks(self.webhook_keys, unsigned, window),
+            "github": GitHub(github_keys, unsigned),
+            "gitlab": GitLab(gitlab_tokens, self.gitlab_signing_keys, unsigned, window),
+        }
         self.rules: Rules | None = None
         if settings.rules:
             from stopline.rules import load

@@ -54,6 +54,9 @@ class Delivery:
     refusal is its mistake, logged at WARNING; on a queue nobody reads it, so a refused message is logged
     at ERROR for the operator."""
     arrived: float = field(default_factory=time.monotonic)
+    sender_id: str | None = None
+    """The sender's own delivery id when it does not key the delivery (``X-GitHub-Delivery``, GitLab's
+    ``Idempotency-Key``): logged, so a delivery can be found in the sender's log, never keyed on."""
 
 
 @dataclass(slots=True)
@@ -215,6 +218,7 @@ class Pipeline:
             "action": result.action, "target": result.target, "outcome": str(result.outcome),
             "attempts": result.attempts, "duration_ms": result.duration_ms, "event_id": result.event_id,
             "upstream_request_id": result.upstream_request_id, "trigger": delivery.trigger,
+            **({"sender_delivery_id": delivery.sender_id} if delivery.sender_id else {}),
             **({"api": result.api} if result.api else {}), **more,
         }
         if result.error is None or "duplicate_of" in more:

@@ -97,17 +97,6 @@ def verify_gitlab(tokens: tuple[bytes, ...], signing_keys: tuple[bytes, ...], he
                            details=[{"field": "x-gitlab-token", "message": "no token matches"}])
 
 
-def delivery_id(source: Source, headers: Mapping[str, str]) -> str | None:
-    """GitHub ``X-GitHub-Delivery`` (reused on redelivery); GitLab ``Idempotency-Key``, else ``webhook-id``,
-    else ``X-Gitlab-Webhook-UUID`` -- never ``X-Gitlab-Event-UUID``, which chained hooks share."""
-    if source == "github":
-        return headers.get("x-github-delivery") or None
-    for name in ("idempotency-key", "webhook-id", "x-gitlab-webhook-uuid"):
-        if headers.get(name):
-            return headers[name]
-    return None
-
-
 # -- payloads -------------------------------------------------------------------------------------------------
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)

@@ -239,3 +239,23 @@ def test_functiongraph_apig_routes_github_events(stack: Stack, monkeypatch: pyte
     answer = handle(event, None, runtime=get_runtime)
     assert answer["statusCode"] == 200 and json.loads(answer["body"])["matched"] == ["cancel-ci"]
     assert stack.stops() == [24]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_captured_delivery_replayed_with_a_fresh_id_is_a_duplicate(stack: Stack, mode: str) -> None:
+    """Keys come from what the signature covers: the same signed GitHub body sent again with a new
+    X-GitHub-Delivery, and the same GitLab body with a new Idempotency-Key, run nothing a second time."""
+    stack.fresh()
+    body = payload("github-workflow_run-cancelled.json")
+    first = github(stack, f"github-{mode}", "workflow_run", body, delivery="captured-1").json()
+    assert [r["outcome"] for r in first["results"]] == ["stopped", "stopped"]
+    calls = len(stack.emulator.calls)
+    replay = github(stack, f"github-{mode}", "workflow_run", body, delivery="fresh-id-2").json()
+    assert [r["outcome"] for r in replay["results"]] == ["duplicate", "duplicate"]
+    assert replay["results"][0]["event_id"].startswith("workflow_run:")  # the key used: the body's identity
+    assert len(stack.emulator.calls) == calls
+    pipeline = payload("gitlab-pipeline-canceled.json")
+    gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", pipeline, key="first-key")
+    calls = len(stack.emulator.calls)
+    again = gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", pipeline, key="another-key").json()
+    assert {r["outcome"] for r in again["results"]} == {"duplicate"} and len(stack.emulator.calls) == calls

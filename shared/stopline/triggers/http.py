@@ -21,7 +21,6 @@ from stopline.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     StoplineError,
-    Unauthorized,
     UnsupportedMediaType,
 )
 from stopline.models import Result
@@ -31,7 +30,8 @@ if TYPE_CHECKING:
     from stopline.cts import CtsEvent
     from stopline.entry import Runtime, RuntimeSource
     from stopline.rules import Rules
-    from stopline.sources import Ignored, Source, SourceEvent
+    from stopline.senders import Source
+    from stopline.sources import Ignored, SourceEvent
 
 log = logging.getLogger("stopline")
 MAX_BODY = 256 * 1024
@@ -77,47 +77,10 @@ class Parsed:
     event: SourceEvent | Ignored | None = None  # a pipeline source's event
 
 
-@dataclass(frozen=True, slots=True)
-class Verifier:
-    """What checks a request's authenticity: the runtime's keys and tokens, and the window."""
-
-    webhook_keys: tuple[bytes, ...] = ()
-    github_keys: tuple[bytes, ...] = ()
-    gitlab_tokens: tuple[bytes, ...] = ()
-    gitlab_signing_keys: tuple[bytes, ...] = ()
-    allow_unsigned: bool = False
-    tolerance_s: int = 300
-
-    def check(self, target: str, headers: Mapping[str, str], body: bytes) -> str | None:
-        """Verify ``body`` as ``target`` expects; the delivery id, or raise Unauthorized."""
-        if target == "github":
-            from stopline.sources import delivery_id, verify_github
-
-            if self.github_keys:
-                verify_github(self.github_keys, headers, body)
-            elif not self.allow_unsigned:
-                raise Unauthorized("no GitHub webhook secret is configured: set STOPLINE_GITHUB_SECRETS "
-                                   "(or STOPLINE_ALLOW_UNSIGNED=1 for local development)")
-            return delivery_id("github", headers)
-        if target == "gitlab":
-            from stopline.sources import delivery_id, verify_gitlab
-
-            if self.gitlab_tokens or self.gitlab_signing_keys:
-                verify_gitlab(self.gitlab_tokens, self.gitlab_signing_keys, headers, body,
-                              tolerance_s=self.tolerance_s)
-            elif not self.allow_unsigned:
-                raise Unauthorized("no GitLab token is configured: set STOPLINE_GITLAB_TOKENS or "
-                                   "STOPLINE_GITLAB_SIGNING_SECRETS (or STOPLINE_ALLOW_UNSIGNED=1 for local "
-                                   "development)")
-            return delivery_id("gitlab", headers)
-        from stopline.webhooks import verify
-
-        if self.webhook_keys:
-            return verify(self.webhook_keys, headers, body, tolerance_s=self.tolerance_s)
-        if self.allow_unsigned:
-            return headers.get("webhook-id") or None
-        raise Unauthorized("no webhook secret is configured: set STOPLINE_WEBHOOK_SECRETS "
-                           "(or STOPLINE_ALLOW_UNSIGNED=1 for local development)")
+def source_for(target: str, sources: Mapping[str, Source]) -> Source:
+    """The sender behind a target: GitHub and GitLab have their own; every other target takes Standard
+    Webhooks."""
+    return sources[target] if target in SOURCE_TARGETS else sources["webhook"]
 
 
 def error_reply(error: StoplineError) -> HttpReply:
@@ -171,7 +134,7 @@ def declared_length(headers: Mapping[str, str]) -> int | None:
     return int(value)
 
 
-def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Verifier) -> Parsed:
+def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapping[str, Source]) -> Parsed:
     """Size of what was read (a body sent without Content-Length), content type, signature, JSON and the
     request's shape -- in the contract's order; the pipeline does the rest."""
     if len(body) > MAX_BODY:
@@ -179,19 +142,20 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, verifier: Ver
     if not _is_json(headers.get("content-type")):
         raise UnsupportedMediaType(
             f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
-    event_id = verifier.check(target, headers, body)
+    source = source_for(target, sources)
+    signed_id = source.verify(headers, body)
     data = jsonin.loads(body)
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object",
                          details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
-    action = TARGET_ACTIONS[target]
-    delivery = Delivery(event_id, target, action, namespace=target if target in SOURCE_TARGETS else "webhook",
-                        answered=True)
-    if target in SOURCE_TARGETS:
+    delivery = Delivery(source.key(signed_id, data), target, TARGET_ACTIONS[target], namespace=source.name,
+                        answered=True, sender_id=source.logged_id(headers))
+    if source.pipeline_source:
         from stopline.sources import EVENT_HEADER, normalise
 
-        source: Source = "github" if target == "github" else "gitlab"
-        return Parsed(delivery, None, None, normalise(source, headers.get(EVENT_HEADER[source]), data))
+        event_header = headers.get(EVENT_HEADER[target])
+        return Parsed(delivery, None, None, normalise("github" if target == "github" else "gitlab", event_header,
+                                                      data))
     if target == "webhook" and "commands" not in data and "action" not in data:
         raise InvalidCommand("send one command with an action, or a batch {\"commands\": [...]}", details=[
             {"field": "action", "message": "required for a single command"},
@@ -239,12 +203,9 @@ def refusal(exc: StoplineError, target: str, event_id: str | None = None) -> Htt
 
 def _known_id(target: str, headers: Mapping[str, str]) -> str | None:
     """The delivery id a refused request claims (for its log line; it may not be verified)."""
-    if target in SOURCE_TARGETS:
-        from stopline.sources import delivery_id
+    from stopline.senders import GitHub, GitLab, StandardWebhooks
 
-        return delivery_id("github" if target == "github" else "gitlab", headers)
-    value = headers.get("webhook-id")
-    return value[:200] if value else None
+    return {"github": GitHub.logged_id, "gitlab": GitLab.logged_id}.get(target, StandardWebhooks.logged_id)(headers)
 
 
 def _runtime_for(target: str, method: str, headers: Mapping[str, str], runtime: RuntimeSource) -> Runtime:
@@ -253,14 +214,8 @@ def _runtime_for(target: str, method: str, headers: Mapping[str, str], runtime: 
     return runtime()
 
 
-def verifier_of(runtime: Runtime) -> Verifier:
-    s = runtime.settings
-    return Verifier(runtime.webhook_keys, runtime.github_keys, runtime.gitlab_tokens, runtime.gitlab_signing_keys,
-                    s.allow_unsigned, s.webhook_tolerance_s)
-
-
 def _parse_with(runtime: Runtime, target: str, headers: Mapping[str, str], body: bytes) -> Parsed:
-    return parse(target, headers, body, verifier=verifier_of(runtime))
+    return parse(target, headers, body, sources=runtime.sources)
 
 
 def source_reply(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | Ignored,
