@@ -176,3 +176,35 @@ def test_normalised_examples_drive_the_rules(tmp_path: Path) -> None:
     assert isinstance(ev, SourceEvent)
     rules = load(write(tmp_path, EXAMPLE))
     assert [r.name for r in rules.matching(ev)] == ["any-cancel"]
+
+
+def test_rules_check_warns_about_the_old_superseding_recipe(tmp_path: Path) -> None:
+    old = write(tmp_path, f"""rules:
+  - name: supersede
+    when: {{source: any, kind: started}}
+    then:
+      - {{action: stop_build, job_id: {JOB}, branch: "{{branch}}", except_commit_id: "{{sha}}"}}
+""", "old.yaml")
+    done = subprocess.run([*STOPLINE, "rules", "check", old], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "valid" in done.stdout
+    assert "started_before" in done.stderr and "'supersede'" in done.stderr
+    new = write(tmp_path, Path(old).read_text().replace('except_commit_id: "{sha}"',
+                                                          'except_commit_id: "{sha}", started_before: "{created_at}"'),
+                "new.yaml")
+    done = subprocess.run([*STOPLINE, "rules", "check", new], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_created_at_fills_started_before(tmp_path: Path) -> None:
+    rules = load(write(tmp_path, f"""rules:
+  - name: supersede
+    when: {{source: any, kind: started}}
+    then:
+      - {{action: stop_build, job_id: {JOB}, branch: "{{branch}}", except_commit_id: "{{sha}}",
+         started_before: "{{created_at}}"}}
+"""))
+    data = json.loads((ROOT / "events" / "gitlab-pipeline-running.json").read_text())
+    started = normalise("gitlab", "Pipeline Hook", data)
+    assert isinstance(started, SourceEvent)
+    fired = rules.evaluate(started).fired
+    assert fired[0].command["started_before"] == "2026-12-02T10:03:09Z"

@@ -23,11 +23,11 @@ from stopline import cts
 from stopline.errors import ConfigurationError, InvalidCommand
 from stopline.sources import SourceEvent
 
-PLACEHOLDERS = ("source", "repository", "workflow", "branch", "sha", "run_id")
+PLACEHOLDERS = ("source", "repository", "workflow", "branch", "sha", "run_id", "created_at")
 """Placeholders of the pipeline sources (github, gitlab, any)."""
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SAMPLE = {"source": "github", "repository": "acme/shop", "workflow": "CI", "branch": "main",
-           "sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "1",
+           "sha": "0123456789abcdef0123456789abcdef01234567", "run_id": "1", "created_at": "2026-12-07T10:00:00Z",
            "resource_id": "0123456789abcdef0123456789abcdef", "resource_name": "shop", "trace_name": "stop",
            "user": "devuser", "time": "2026-12-07T10:00:00Z"}
 """Values that satisfy every command field, used to validate templates at load time."""
@@ -165,6 +165,20 @@ class Rules:
 
     path: str
     rules: tuple[Rule, ...]
+
+    def warnings(self) -> list[str]:
+        """What is valid but probably not meant: a ``started`` rule that supersedes by ``except_commit_id``
+        without ``started_before`` stops a *newer* run's builds when events arrive out of order."""
+        found = []
+        for rule in self.rules:
+            if rule.when.kind != "started":
+                continue
+            for i, command in enumerate(rule.then):
+                if "except_commit_id" in command and "started_before" not in command:
+                    found.append(f"rule {rule.name!r}, then.{i}: supersedes with except_commit_id but no "
+                                 'started_before; add started_before: "{created_at}" so a late event of an older '
+                                 "run never stops a newer run's work (docs/rules.md)")
+        return found
 
     def evaluate(self, event: Event) -> Evaluation:
         """Every rule in file order: those that match fire; one that needs a field the event lacks is a

@@ -40,6 +40,10 @@ class SourceEvent:
     origin: Mapping[str, str]
     """Where each field came from in the payload (``branch`` -> ``workflow_run.head_branch``), for errors."""
 
+    created_at: str | None = None
+    """When the run (GitHub) or pipeline/job (GitLab) was created, as RFC 3339 UTC: the ``{created_at}``
+    placeholder, which makes superseding safe when events arrive out of order (docs/rules.md)."""
+
     def fields(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("origin")
@@ -111,6 +115,7 @@ class _Repository(_Lenient):
 class _Run(_Lenient):
     id: int | None = None
     run_id: int | None = None
+    created_at: str | None = None
     name: str | None = None
     workflow_name: str | None = None
     head_branch: str | None = None
@@ -134,6 +139,7 @@ class _GitHubRun(_Lenient):
 class _GitHubJob(_Lenient):
     action: str
     workflow_job: _Run
+    workflow: _Workflow | None = None
     repository: _Repository | None = None
 
 
@@ -143,6 +149,7 @@ class _PipelineAttributes(_Lenient):
     sha: str | None = None
     status: str
     url: str | None = None
+    created_at: str | None = None
 
 
 class _GitLabPipeline(_Lenient):
@@ -151,14 +158,21 @@ class _GitLabPipeline(_Lenient):
     project: _Repository | None = None
 
 
+class _JobRepository(_Lenient):
+    homepage: str | None = None
+
+
 class _GitLabJob(_Lenient):
     object_kind: Literal["build"]
     build_id: int | None = None
     build_status: str
+    build_created_at: str | None = None
     ref: str | None = None
     sha: str | None = None
     pipeline_id: int | None = None
+    project_id: int | None = None
     project: _Repository | None = None
+    repository: _JobRepository | None = None
 
 
 def _parse(model: type[_Lenient], data: dict[str, Any], event: str) -> Any:
@@ -175,11 +189,28 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def normalise(source: Source, event_type: str | None, data: dict[str, Any]) -> SourceEvent | Ignored:
-    """The event a rule matches on, or why it is ignored (section 11.1's ``kind`` table)."""
+def _utc(value: str | None) -> str | None:
+    """GitHub's ``2020-07-29T09:57:16Z`` or GitLab's ``2026-12-02 10:03:09 UTC`` as RFC 3339 UTC."""
+    if not value:
+        return None
+    from datetime import UTC, datetime
+
+    text = value.strip().removesuffix(" UTC").replace(" ", "T", 1)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    aware = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def normalise(source: Source, event_type: str | None, data: dict[str, Any], *,
+              instance: str | None = None) -> SourceEvent | Ignored:
+    """The event a rule matches on, or why it is ignored (docs/sources.md's ``kind`` list). ``instance``
+    is GitLab's ``X-Gitlab-Instance`` (its base URL), used when a Job Hook carries no ``project``."""
     if source == "github":
         return _github(event_type or "", data)
-    return _gitlab(event_type or "", data)
+    return _gitlab(event_type or "", data, instance)
 
 
 def _github(event_type: str, data: dict[str, Any]) -> SourceEvent | Ignored:
@@ -196,24 +227,43 @@ def _github(event_type: str, data: dict[str, Any]) -> SourceEvent | Ignored:
             kind = "started"
         else:
             return Ignored(f"workflow_run {run_event.action}" + (f" ({run.conclusion})" if run.conclusion else ""))
-        # Some runs carry an empty name; the workflow object beside them names it then.
-        workflow = run.name or (run_event.workflow.name if run_event.workflow else None)
+        # The workflow's own name: workflow_run.name is the run's title (a pull request's run of "CodeQL"
+        # is named "PR #166"), so it serves only when the payload has no workflow object.
+        workflow = (run_event.workflow.name if run_event.workflow and run_event.workflow.name else run.name)
         repo, run_id = run_event.repository, run.id
-        origin = {"workflow": f"{key}.name", "run_id": f"{key}.id"}
+        origin = {"workflow": "workflow.name", "run_id": f"{key}.id"}
     else:
         job_event: _GitHubJob = _parse(_GitHubJob, data, "workflow_job")
         run, key = job_event.workflow_job, "workflow_job"
         if not (job_event.action == "completed" and run.conclusion == "cancelled"):
             return Ignored(f"workflow_job {job_event.action}" + (f" ({run.conclusion})" if run.conclusion else ""))
-        kind, repo, workflow, run_id = "cancelled", job_event.repository, run.workflow_name, run.run_id
+        kind, repo, run_id = "cancelled", job_event.repository, run.run_id
+        workflow = job_event.workflow.name if job_event.workflow and job_event.workflow.name else run.workflow_name
         origin = {"workflow": f"{key}.workflow_name", "run_id": f"{key}.run_id"}
     return SourceEvent("github", kind, repo.full_name if repo else None, workflow, run.head_branch, run.head_sha,
                        _text(run_id), run.html_url,
                        {**origin, "repository": "repository.full_name", "branch": f"{key}.head_branch",
-                        "sha": f"{key}.head_sha", "url": f"{key}.html_url"})
+                        "sha": f"{key}.head_sha", "url": f"{key}.html_url", "created_at": f"{key}.created_at"},
+                       _utc(run.created_at))
 
 
-def _gitlab(event_type: str, data: dict[str, Any]) -> SourceEvent | Ignored:
+def _job_repository(job: _GitLabJob, instance: str | None) -> str | None:
+    """A Job Hook's project path: ``project``, else ``repository.homepage`` less the instance URL (older
+    GitLab and some gitlab.com deliveries carry no ``project``), else the project id."""
+    if job.project and job.project.path_with_namespace:
+        return job.project.path_with_namespace
+    homepage = job.repository.homepage if job.repository else None
+    if homepage:
+        from urllib.parse import urlsplit
+
+        base = (instance or "").rstrip("/")
+        path = homepage[len(base):] if base and homepage.startswith(base) else urlsplit(homepage).path
+        if path.strip("/"):
+            return path.strip("/")
+    return None if job.project_id is None else str(job.project_id)
+
+
+def _gitlab(event_type: str, data: dict[str, Any], instance: str | None = None) -> SourceEvent | Ignored:
     if event_type == "Pipeline Hook":
         pipeline: _GitLabPipeline = _parse(_GitLabPipeline, data, "Pipeline Hook")
         attrs = pipeline.object_attributes
@@ -228,15 +278,17 @@ def _gitlab(event_type: str, data: dict[str, Any]) -> SourceEvent | Ignored:
                            attrs.sha, _text(attrs.id), attrs.url,
                            {"repository": "project.path_with_namespace", "branch": "object_attributes.ref",
                             "sha": "object_attributes.sha", "run_id": "object_attributes.id",
-                            "url": "object_attributes.url"})
+                            "url": "object_attributes.url", "created_at": "object_attributes.created_at"},
+                           _utc(attrs.created_at))
     if event_type == "Job Hook":
         job: _GitLabJob = _parse(_GitLabJob, data, "Job Hook")
         if job.build_status != "canceled":
             return Ignored(f"job {job.build_status}")
         project = job.project
         url = f"{project.web_url}/-/jobs/{job.build_id}" if project and project.web_url and job.build_id else None
-        return SourceEvent("gitlab", "cancelled", project.path_with_namespace if project else None, None, job.ref,
+        return SourceEvent("gitlab", "cancelled", _job_repository(job, instance), None, job.ref,
                            job.sha, _text(job.pipeline_id), url,
                            {"repository": "project.path_with_namespace", "branch": "ref", "sha": "sha",
-                            "run_id": "pipeline_id", "url": "project.web_url"})
+                            "run_id": "pipeline_id", "url": "project.web_url", "created_at": "build_created_at"},
+                           _utc(job.build_created_at))
     return Ignored(f"GitLab event {event_type or '(none)'!r} is not acted on (Pipeline Hook, Job Hook)")

@@ -246,7 +246,9 @@ def test_a_captured_delivery_replayed_with_a_fresh_id_is_a_duplicate(stack: Stac
     """Keys come from what the signature covers: the same signed GitHub body sent again with a new
     X-GitHub-Delivery, and the same GitLab body with a new Idempotency-Key, run nothing a second time."""
     stack.fresh()
-    body = payload("github-workflow_run-cancelled.json")
+    run = json.loads(payload("github-workflow_run-cancelled.json"))
+    run["workflow_run"]["id"] = 7_000_000 + len(mode)  # a run this module's processes have not seen
+    body = json.dumps(run).encode()
     first = github(stack, f"github-{mode}", "workflow_run", body, delivery="captured-1").json()
     assert [r["outcome"] for r in first["results"]] == ["stopped", "stopped"]
     calls = len(stack.emulator.calls)
@@ -254,8 +256,11 @@ def test_a_captured_delivery_replayed_with_a_fresh_id_is_a_duplicate(stack: Stac
     assert [r["outcome"] for r in replay["results"]] == ["duplicate", "duplicate"]
     assert replay["results"][0]["event_id"].startswith("workflow_run:")  # the key used: the body's identity
     assert len(stack.emulator.calls) == calls
-    pipeline = payload("gitlab-pipeline-canceled.json")
-    gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", pipeline, key="first-key")
+    hook = json.loads(payload("gitlab-pipeline-canceled.json"))
+    hook["object_attributes"]["id"] = 8_000_000 + len(mode)
+    pipeline = json.dumps(hook).encode()
+    fresh = gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", pipeline, key="first-key").json()
+    assert fresh["results"] and "duplicate" not in {r["outcome"] for r in fresh["results"]}
     calls = len(stack.emulator.calls)
     again = gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", pipeline, key="another-key").json()
     assert {r["outcome"] for r in again["results"]} == {"duplicate"} and len(stack.emulator.calls) == calls

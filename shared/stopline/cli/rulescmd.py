@@ -47,6 +47,8 @@ def rules_check(file: str | None) -> None:
                    f"{'s' if len(rule.then) != 1 else ''}")
         for command in rule.then:
             click.echo(f"        {json.dumps(command)}")
+    for warning in loaded.warnings():
+        click.echo(f"warning: {warning}", err=True)
     sys.exit(EXIT_OK)
 
 

@@ -154,8 +154,9 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapp
         from stopline.sources import EVENT_HEADER, normalise
 
         event_header = headers.get(EVENT_HEADER[target])
-        return Parsed(delivery, None, None, normalise("github" if target == "github" else "gitlab", event_header,
-                                                      data))
+        event = normalise("github" if target == "github" else "gitlab", event_header, data,
+                          instance=headers.get("x-gitlab-instance"))
+        return Parsed(delivery, None, None, event)
     if target == "webhook" and "commands" not in data and "action" not in data:
         raise InvalidCommand("send one command with an action, or a batch {\"commands\": [...]}", details=[
             {"field": "action", "message": "required for a single command"},
