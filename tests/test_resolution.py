@@ -103,6 +103,18 @@ def test_v1_record_route_when_v3_lists_nothing(demo_env: Emulator) -> None:
                                                        f"/v1/record/{DEMO_JOB_ID}/list"]
 
 
+def test_one_idle_task_does_not_send_every_look_up_to_v1(demo_env: Emulator) -> None:
+    """The v1 fallback is per task and per call: after an idle task's empty v3 answer sent its look-up to v1,
+    a busy task's builds that only v3 lists are still found (not answered `nothing_running`)."""
+    idle = "1dle0000000000000000000000000000"
+    demo_env.seed(build_tasks=[{"job_id": idle, "project_id": DEMO_PROJECT_ID, "builds": []}])
+    assert run({"action": "stop_build", "job_id": idle, "branch": "main"})["outcome"] == "nothing_running"
+    demo_env.inject(r"^/v1/record/", "respond", status=200)  # v1 would now list nothing for any task
+    demo_env.faults.rules[-1].body = {"result": {"total_page": "0", "job_build_states": []}}
+    busy = run({"action": "stop_build", "job_id": DEMO_JOB_ID, "commit_id": DEMO_COMMIT})
+    assert busy["outcome"] == "stopped" and [b["build_no"] for b in busy["builds"]] == [20, 21]
+
+
 def test_partial_failure_then_redelivery_never_stops_twice(demo_env: Emulator,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Two of five stops fail transiently: the command answers 503 with every build's own outcome and releases

@@ -86,7 +86,6 @@ class ClientCore:
         self.max_attempts = max_attempts
         self.timeout_s = timeout_s
         self._use_v1 = build_stop_api == "v1"
-        self._records_v1 = False
         self._lock = threading.Lock()
 
     @property
@@ -155,9 +154,9 @@ class ClientCore:
             api="dataarts", headers=self._headers(command.workspace),
         )
 
-    def plan_records(self, command: StopBuild, page: int, span: tuple[float, float]) -> Call:
+    def plan_records(self, command: StopBuild, page: int, span: tuple[float, float], *, v1: bool = False) -> Call:
         """One page of the task's build records (v3 route, or v1 where v3 answers nothing; section 10.1)."""
-        path = (f"/v1/record/{command.job_id}/list" if self._records_v1
+        path = (f"/v1/record/{command.job_id}/list" if v1
                 else f"/v3/jobs/{command.job_id}/build-info-records")
         query = (("end_time", cloud_time(span[1])), ("page_index", str(page)),
                  ("page_size", str(RECORD_PAGE_SIZE)), ("start_time", cloud_time(span[0])))
@@ -220,17 +219,21 @@ class ClientCore:
                 raise
 
     def records_flow(self, command: StopBuild) -> Generator[Step, Any, list[dict[str, Any]]]:
-        """One attempt at reading every page of the task's build records in the window (docs/commands.md)."""
+        """One attempt at reading every page of the task's build records in the window (docs/commands.md).
+
+        The v3 route first; when it lists nothing for this task (or is gone), the v1 route too, for this
+        call only: in some tenants only v1 lists builds, and one idle task must not send every later
+        look-up to v1, where a build only v3 lists would be missed (docs/cloud-answers.md)."""
         span = window(36, 14)  # the last 24 hours in any time zone the cloud reads them in (docs/commands.md)
         records: list[dict[str, Any]] = []
-        page, refreshed, tried_v1 = 0, False, self._records_v1
+        page, refreshed, v1 = 0, False, False
         while page < MAX_PAGES:
-            call = self.plan_records(command, page, span)
+            call = self.plan_records(command, page, span, v1=v1)
             reply, token = yield from self._exchange(call)
             try:
                 found = self.answers.read_records(command, call, reply, page)
             except ApiGone:
-                if tried_v1:
+                if v1:
                     raise
                 found = Found([], False)
             except UpstreamAuth as exc:
@@ -238,11 +241,8 @@ class ClientCore:
                     refreshed = True
                     continue
                 raise
-            if page == 0 and not found.items and not tried_v1:
-                # In some tenants only the v1 record route lists builds (docs/cloud-answers.md).
-                tried_v1 = True
-                with self._lock:
-                    self._records_v1 = True
+            if page == 0 and not found.items and not v1:
+                v1 = True
                 continue
             records.extend(found.items)
             if not found.more:
