@@ -13,10 +13,10 @@ from stopline.entry import warm_if_asked
 
 
 def _serve(target: str, request: Any) -> Any:
-    from stopline.entry import get_runtime
+    from stopline.entry import serving
     from stopline.triggers.frameworks import serve_http  # on the first request: pydantic, httpx
 
-    return serve_http(target, request, get_runtime)
+    return serve_http(target, request, serving)
 
 
 @functions_framework.http
@@ -41,6 +41,12 @@ def stop_dataarts_job(request: Any) -> Any:
 def stop_pipeline_run(request: Any) -> Any:
     """Stop CodeArts Pipeline runs: ``{"pipeline_id", "pipeline_run_id"?, "codearts_project_id"?, filters?}``."""
     return _serve("stop_pipeline_run", request)
+
+
+@functions_framework.http
+def retries(request: Any) -> Any:
+    """Run the pending retries that are due (``{}``), or all of them (``{"all": true}``); for a scheduler."""
+    return _serve("retries", request)
 
 
 @functions_framework.http
@@ -73,10 +79,10 @@ def _nested_too_deep(error: RecursionError) -> Any:
 @functions_framework.cloud_event
 def on_event(event: Any) -> None:
     """A CloudEvent carrying a command, or a Pub/Sub push envelope; raises to ask for redelivery."""
-    from stopline.entry import get_runtime
+    from stopline.entry import serving
     from stopline.triggers import cloudevent
 
-    cloudevent.handle(event.get_attributes(), event.get_data(), runtime=get_runtime)
+    cloudevent.handle(event.get_attributes(), event.get_data(), runtime=serving)
 
 
 warm_if_asked()  # STOPLINE_PREWARM=1: set up now, at instance start, instead of in the first request

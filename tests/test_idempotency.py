@@ -292,7 +292,28 @@ def test_a_delivery_that_lost_its_lease_changes_nothing(store: IdempotencyStore,
     assert len(lost) == 1 and lost[0]["level"] == "WARNING"
 
 
-class LostReplies:
+class Forwarding:
+    """The pending-retry queue of a wrapped store, passed through untouched."""
+
+    inner: IdempotencyStore
+
+    def takeover(self, key: str, state: str, record: dict[str, Any], ttl_s: float) -> bool:
+        return self.inner.takeover(key, state, record, ttl_s)
+
+    def add_retry(self, item_id: str, item: dict[str, Any], due: float) -> None:
+        self.inner.add_retry(item_id, item, due)
+
+    def take_retries(self, now: float, limit: int, hold_s: float) -> list[dict[str, Any]]:
+        return self.inner.take_retries(now, limit, hold_s)
+
+    def drop_retry(self, item_id: str) -> None:
+        self.inner.drop_retry(item_id)
+
+    def list_retries(self) -> list[tuple[float, dict[str, Any]]]:
+        return self.inner.list_retries()
+
+
+class LostReplies(Forwarding):
     """A real store whose next ``n`` claims are written but whose replies are lost, like a Redis that
     ran the SET NX after the client's socket timed out."""
 
@@ -397,7 +418,7 @@ def test_a_duplicate_that_waited_keeps_its_own_deadline(store: IdempotencyStore)
     assert abs(claim["expires"] - expected) < 0.25
 
 
-class Outage:
+class Outage(Forwarding):
     """A real store behind a switch: while ``down``, claims land but their replies are lost and every
     other call fails, as during a Redis failover. Counts calls per thread."""
 

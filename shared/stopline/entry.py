@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from stopline.client import ClientCore
     from stopline.driver import Client
     from stopline.pipeline import Pipeline
+    from stopline.retries import Worker
     from stopline.rules import Rules
     from stopline.settings import Settings
 
@@ -52,6 +53,7 @@ class Runtime:
         self._core: ClientCore | None = None
         self._client: Client | None = None
         self._agency: dict[str, tuple[Client, Pipeline]] = {}
+        self._worker: Worker | None = None
         if configure_logging:
             logs.configure(settings.log_level)
         elif not logging.getLogger("stopline").handlers:
@@ -91,8 +93,9 @@ class Runtime:
         if not self.webhook_keys and settings.allow_unsigned:
             log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
         store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries,
-                           protect_s=settings.webhook_tolerance_s)
-        self.idempotency = Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s)
+                           protect_s=settings.webhook_tolerance_s, prefix=settings.idempotency_prefix)
+        self.idempotency = Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s,
+                                       pending_ttl_s=settings.retry_for_s + settings.idempotency_ttl_s)
         self.pipeline: Pipeline = Pipeline(settings, self.idempotency, client=self.client)
 
     def core(self) -> ClientCore:
@@ -113,6 +116,17 @@ class Runtime:
                 if self._client is None:
                     self._client = Client(core, transport=self._transport)
         return self._client
+
+    def start_retry_worker(self) -> None:
+        """Run due pending retries about once a second on a daemon thread, for as long as this process
+        serves (functions-framework workers, ``stopline dev``); started once, by the first request."""
+        if self._worker is None:
+            from stopline.retries import Worker
+
+            with self._lock:
+                if self._worker is None:
+                    self._worker = Worker(lambda: self.pipeline.retries.run_due(self.pipeline))
+        self._worker.start()
 
     def pipeline_for_agency(self, credentials: Credentials, project_id: str | None) -> Pipeline:
         """A pipeline whose client signs with FunctionGraph agency credentials (used only when no other
@@ -161,6 +175,14 @@ def get_runtime() -> Runtime:
             if _runtime is None:
                 _runtime = Runtime(load_settings(), transport_override=transport.current())
     return _runtime
+
+
+def serving() -> Runtime:
+    """The runtime of a long-lived serving process: :func:`get_runtime`, with its pending-retry worker
+    started (functions/main.py hands the targets this)."""
+    runtime = get_runtime()
+    runtime.start_retry_worker()
+    return runtime
 
 
 def reset_runtime() -> None:

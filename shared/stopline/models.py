@@ -1,4 +1,4 @@
-"""Commands and outcomes (docs/commands.md) and the result of handling one command.
+"""Commands (docs/commands.md): their fields, validation and the one parser every trigger uses.
 
 Action and outcome strings are spelled here and nowhere else. Parsing a command never raises
 anything but :class:`~stopline.errors.InvalidCommand`, whose ``details`` name every bad field, so every
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -25,7 +24,11 @@ from pydantic import (
     field_validator,
 )
 
-from stopline.errors import InvalidCommand, StoplineError
+from stopline.errors import InvalidCommand
+from stopline.result import Outcome, Result
+
+__all__ = ["COMMAND_TYPES", "Action", "Command", "DeleteBuildTask", "Outcome", "Result", "StopBuild",
+           "StopDataArtsJob", "StopPipelineRun", "parse_command"]
 
 
 class Action(StrEnum):
@@ -33,17 +36,6 @@ class Action(StrEnum):
     DELETE_BUILD_TASK = "delete_build_task"
     STOP_DATAARTS_JOB = "stop_dataarts_job"
     STOP_PIPELINE_RUN = "stop_pipeline_run"
-
-
-class Outcome(StrEnum):
-    STOPPED = "stopped"
-    ALREADY_STOPPED = "already_stopped"
-    DELETED = "deleted"
-    ALREADY_DELETED = "already_deleted"
-    NOTHING_RUNNING = "nothing_running"
-    DUPLICATE = "duplicate"
-    DRY_RUN = "dry_run"
-    FAILED = "failed"
 
 
 def _build_no(value: object) -> object:
@@ -278,98 +270,3 @@ def parse_command(data: object, *, action: str | None = None, where: str = "") -
                 details=[{"field": f"{where}{name}", "message": f"not allowed together with {named}"}
                          for name in clash])
     return command
-
-
-@dataclass(slots=True)
-class Result:
-    """How one command ended: an outcome, or a failure carrying its error.
-
-    ``to_json`` renders the response object of docs/commands.md.
-    """
-
-    action: str | None
-    outcome: Outcome
-    target: dict[str, Any] = field(default_factory=dict)
-    event_id: str | None = None
-    upstream_request_id: str | None = None
-    attempts: int = 0
-    api: str | None = None
-    first_outcome: str | None = None
-    error: StoplineError | None = None
-    duration_ms: float = 0.0
-    resolved: tuple[str, list[dict[str, Any]]] | None = None
-    """What a resolving command found and did: ``("builds", [...])`` or ``("instances", [...])``."""
-    replayed: bool = False
-    """Rebuilt from the idempotency store (a duplicate): nothing was called for it."""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def status(self) -> int:
-        return 200 if self.error is None else self.error.status
-
-    def to_record(self) -> dict[str, Any] | None:
-        """What a duplicate of this command will get back, as stored; None when it must not be remembered:
-        after a transient failure (the redelivery runs anew) or a configuration problem (fixing it must not
-        need a new event id)."""
-        err = self.error
-        if err is not None and (err.transient or err.type == "configuration"):
-            return None
-        stored: dict[str, Any] = {
-            "ok": self.ok, "action": self.action, "outcome": str(self.outcome), "target": self.target,
-            # A long delivery id is not kept (the key already stands for it by its hash): memory per key
-            # stays bounded; a duplicate then reports its own delivery's id.
-            "event_id": self.event_id if self.event_id is None or len(self.event_id) <= 200 else None,
-            "upstream_request_id": self.upstream_request_id,
-            "attempts": self.attempts, "api": self.api,
-            "resolved": list(self.resolved) if self.resolved is not None else None,
-        }
-        if err is not None:
-            stored["error"] = {"type": err.type, "status": err.status, "message": err.message,
-                               "details": err.details, "upstream": err.upstream.to_json() if err.upstream else None}
-        return stored
-
-    @classmethod
-    def from_record(cls, stored: dict[str, Any]) -> Result:
-        """A duplicate's result: the first one's, marked ``replayed``; a success becomes ``duplicate`` with
-        ``first_outcome``, a failure is the same failure again."""
-        from stopline.errors import UpstreamInfo, error_class
-
-        first = stored.get("error")
-        error: StoplineError | None = None
-        if isinstance(first, dict):
-            kind = error_class(str(first.get("type", "")), first.get("status"))
-            up = first.get("upstream")
-            error = kind(str(first.get("message", "")), details=first.get("details") or [],
-                         upstream=UpstreamInfo(up["status"], up.get("error_code"), up.get("error_msg"))
-                         if isinstance(up, dict) else None)
-        resolved = stored.get("resolved")
-        return cls(
-            stored.get("action"), Outcome.DUPLICATE if error is None else Outcome.FAILED,
-            stored.get("target") or {}, stored.get("event_id"), stored.get("upstream_request_id"), 0,
-            api=stored.get("api"), first_outcome=stored.get("outcome") if error is None else None, error=error,
-            resolved=(resolved[0], resolved[1]) if isinstance(resolved, list) and len(resolved) == 2 else None,
-            replayed=True,
-        )
-
-    def to_json(self, *, with_status: bool = False) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": self.ok, "action": self.action}
-        if self.error is None:
-            body["outcome"] = str(self.outcome)
-            if self.first_outcome is not None:
-                body["first_outcome"] = self.first_outcome
-        else:
-            body["error"] = self.error.to_json()
-        body["target"] = self.target
-        body["event_id"] = self.event_id
-        body["upstream_request_id"] = self.upstream_request_id
-        body["attempts"] = self.attempts
-        if self.api is not None:
-            body["api"] = self.api
-        if self.resolved is not None:
-            body[self.resolved[0]] = self.resolved[1]
-        if with_status:
-            body["status"] = self.status
-        return body

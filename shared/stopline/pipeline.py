@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stopline.deadline import Deadline
 from stopline.driver import Client
@@ -25,6 +25,9 @@ from stopline.idempotency.handler import Idempotency
 from stopline.models import Command, Outcome, Result, StopDataArtsJob, StopPipelineRun, parse_command
 from stopline.settings import Settings
 from stopline.wire import RETRY_AFTER_CAP_S
+
+if TYPE_CHECKING:
+    from stopline.retries import Retries
 
 log = logging.getLogger("stopline")
 LEASE_MARGIN_S = 5.0
@@ -54,6 +57,9 @@ class Delivery:
     refusal is its mistake, logged at WARNING; on a queue nobody reads it, so a refused message is logged
     at ERROR for the operator."""
     arrived: float = field(default_factory=time.monotonic)
+    durable: bool = False
+    """The sender never redelivers (GitHub, GitLab, FunctionGraph's asynchronous triggers): a transient
+    failure becomes a pending retry (stopline.retries) instead of an answer asking for redelivery."""
     sender_id: str | None = None
     """The sender's own delivery id when it does not key the delivery (``X-GitHub-Delivery``, GitLab's
     ``Idempotency-Key``): logged, so a delivery can be found in the sender's log, never keyed on."""
@@ -90,6 +96,9 @@ class Pipeline:
         self.bound_s = (settings.timeout_s * settings.max_attempts
                               + RETRY_AFTER_CAP_S * (settings.max_attempts - 1) + LEASE_MARGIN_S)
         self._pool: ThreadPoolExecutor | None = None
+        from stopline.retries import Retries
+
+        self.retries = Retries(idempotency.store, retry_for_s=settings.retry_for_s, hold_s=self.bound_s + 5)
 
     # -- steps ----------------------------------------------------------------------------------------------
     def prepare(self, raw: object, delivery: Delivery, *, index: Member = None) -> Work | Result:
@@ -163,10 +172,15 @@ class Pipeline:
                 client = self._client()
             except ConfigurationError as exc:
                 return self._log(self._failed(work, exc), delivery, work.started)
+        def call(deadline: Deadline) -> Result:
+            result = self._call(work, client, deadline)
+            if delivery.durable and result.error is not None and result.error.transient:
+                return self.retries.park(work, result)  # inside the claim: the key is marked pending with it
+            return result
+
         try:
             result = self.idempotency.run(
-                work.key, work.command.fingerprint(), self.deadline(delivery),
-                lambda deadline: self._call(work, client, deadline),
+                work.key, work.command.fingerprint(), self.deadline(delivery), call,
                 field="idempotency_key" if work.command.idempotency_key else "event_id")
         except StoplineError as exc:
             result = self._failed(work, exc)
@@ -188,6 +202,32 @@ class Pipeline:
         reply = client.execute(command, deadline=deadline)
         return Result(command.action, reply.outcome, command.target(), work.delivery.event_id, reply.request_id,
                       reply.attempts, api=reply.api or None, resolved=reply.resolved, error=reply.error)
+
+    def retry(self, item: dict[str, Any], retries: Retries) -> Result | None:
+        """Run a pending retry again, under its own key; None when its key is no longer pending (a duplicate
+        delivery or another taker settled it). A transient failure is pending again, or abandoned."""
+        delivery = Delivery(item.get("event_id"), str(item.get("trigger") or "retry"), None,
+                            namespace=str(item.get("namespace") or "retry"), sender_id=item.get("sender_id"))
+        prepared = self.prepare(item.get("command"), delivery)
+        if isinstance(prepared, Result):  # refused now (an allowlist changed): a final answer
+            return prepared
+        work = Work(prepared.command, delivery, item.get("key"), prepared.started)
+        client = None if self.settings.dry_run else self._client()
+
+        def call(deadline: Deadline) -> Result:
+            result = self._call(work, client, deadline)
+            if result.error is not None and result.error.transient:
+                return retries.again(item, result)
+            return result
+
+        deadline = Deadline.of_delivery(time.monotonic(), self.bound_s)
+        if work.key is None:
+            result: Result | None = call(deadline)
+        else:
+            result = self.idempotency.retake(work.key, work.command.fingerprint(), deadline, call)
+        if result is None:
+            return None
+        return self._log(result, delivery, work.started, retry=int(item.get("retries", 0)) + 1)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
         """A webhook batch: member i is keyed ``<delivery id>:i`` unless it has its own key."""

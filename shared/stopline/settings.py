@@ -105,8 +105,9 @@ class Settings(BaseModel):
     idempotency_prefix: str = Field("stopline:", max_length=64)
     idempotency_ttl_s: int = Field(3600, ge=1)
     idempotency_max_entries: int = Field(100_000, ge=100)
+    retry_for_s: int = Field(3600, ge=1, le=7 * 86400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    batch_concurrency: int = Field(50, ge=1, le=100)
+    batch_concurrency: int = Field(16, ge=1, le=100)
     prewarm: bool = False  # read by stopline.entry.warm_if_asked at import; validated here
 
     @model_validator(mode="before")

@@ -47,6 +47,27 @@ class IdempotencyStore(Protocol):
         """Delete the claim if it still carries ``token`` (a newer claim is left alone); True if deleted."""
         ...
 
+    def takeover(self, key: str, state: str, record: dict[str, Any], ttl_s: float) -> bool:
+        """Replace the record under ``key`` with ``record`` if its state is ``state`` (a pending command's
+        retry claims it this way); False when it is gone or in another state."""
+        ...
+
+    # -- pending retries: one queue per store, ordered by when each is due --
+    def add_retry(self, item_id: str, item: dict[str, Any], due: float) -> None:
+        """Keep ``item`` until dropped, due at ``due`` (epoch seconds); the same id replaces it."""
+        ...
+
+    def take_retries(self, now: float, limit: int, hold_s: float) -> list[dict[str, Any]]:
+        """Up to ``limit`` items due by ``now``, atomically held for ``hold_s`` (made due again only then), so
+        two takers never take one item at once."""
+        ...
+
+    def drop_retry(self, item_id: str) -> None: ...
+
+    def list_retries(self) -> list[tuple[float, dict[str, Any]]]:
+        """Every pending item and when it is due, soonest first."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -59,7 +80,8 @@ def store_key(prefix: str, parts: tuple[str, ...]) -> str:
     return prefix + body
 
 
-def open_store(url: str, *, max_entries: int = 100_000, protect_s: float = 0.0) -> IdempotencyStore:
+def open_store(url: str, *, max_entries: int = 100_000, protect_s: float = 0.0,
+               prefix: str = "stopline:") -> IdempotencyStore:
     """The store for ``STOPLINE_IDEMPOTENCY_URL``; redis-py is imported only when asked for.
 
     Raises:
@@ -73,7 +95,7 @@ def open_store(url: str, *, max_entries: int = 100_000, protect_s: float = 0.0) 
     from stopline.idempotency.redis import RedisStore
 
     try:
-        return RedisStore(url)
+        return RedisStore(url, prefix=prefix)
     except (ValueError, TypeError, IndexError) as exc:
         raise ConfigurationError(
             f"STOPLINE_IDEMPOTENCY_URL is not a usable store URL ({type(exc).__name__}); expected memory://, "

@@ -38,11 +38,15 @@ GHOST_RETRY_S = 0.5
 COMPLETE_RETRY_S = 3.0
 
 
+State = Literal["in_progress", "done", "pending"]
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """What the store keeps under a key: a claim in progress, or a finished command's result."""
+    """What the store keeps under a key: a claim in progress, a finished command's result, or a pending
+    one's (its retries are under way; a duplicate answers it as pending)."""
 
-    state: Literal["in_progress", "done"]
+    state: State
     hash: str
     token: str
     expires: float
@@ -59,7 +63,8 @@ class Record:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
         """Read a stored record; one written by an earlier version (``lease_until``) reads the same."""
-        state: Literal["in_progress", "done"] = "done" if data.get("state") == "done" else "in_progress"
+        raw = data.get("state")
+        state: State = raw if raw in ("done", "pending") else "in_progress"
         result = data.get("result")
         return cls(state, str(data.get("hash", "")), str(data.get("token", "")),
                    float(data.get("expires", data.get("lease_until", 0)) or 0),
@@ -92,9 +97,11 @@ def _conflict(field: str) -> Conflict:
 class Idempotency:
     """Owns a store and the protocol over it; one per runtime, shared by its pipelines."""
 
-    def __init__(self, store: IdempotencyStore, *, ttl_s: float, wait_s: float) -> None:
+    def __init__(self, store: IdempotencyStore, *, ttl_s: float, wait_s: float, pending_ttl_s: float = 0) -> None:
         self.store = store
         self.ttl_s = ttl_s
+        self.pending_ttl_s = max(ttl_s, pending_ttl_s)
+        """How long a ``pending`` record lives: as long as its retries may go on, and then some."""
         self.wait_s = wait_s
         self._ghosts: dict[str, str] = {}
         self._ghost_lock = threading.Lock()
@@ -138,7 +145,7 @@ class Idempotency:
             found = Record.from_json(existing)
             if found.hash != fingerprint:
                 raise _conflict(field)
-            if found.state == "done":
+            if found.state in ("done", "pending"):  # a pending one answers as pending: no second call
                 return Result.from_record(found.result or {})
             if self._owns_ghost(key, found):
                 continue  # our own lost claim, now released: claim again
@@ -158,10 +165,11 @@ class Idempotency:
         if stored is None:
             self._release(key, token)
             return result
-        done = Record("done", fingerprint, token, time.time() + self.ttl_s, stored)
+        keep_s = self.pending_ttl_s if result.pending else self.ttl_s
+        done = Record("pending" if result.pending else "done", fingerprint, token, time.time() + keep_s, stored)
         ends = time.monotonic() + deadline.claim_expires_in()
         try:
-            if not _persist(lambda: self.store.complete(key, token, done.to_json(), self.ttl_s), ends):
+            if not _persist(lambda: self.store.complete(key, token, done.to_json(), keep_s), ends):
                 log.warning("lease lost: another delivery took over %s before this one finished; its result "
                             "was not recorded", key, extra={"idempotency_key": key, "outcome": stored.get("outcome")})
         except StoreUnavailable as exc:
@@ -170,6 +178,23 @@ class Idempotency:
             log.error("could not record the outcome in the idempotency store: %s", exc,
                       extra={"idempotency_key": key})
         return result
+
+    def retake(self, key: str, fingerprint: str, deadline: Deadline,
+               call: Callable[[Deadline], Result]) -> Result | None:
+        """Run a pending command again, under its key: claimed only while the key is still ``pending``
+        (another taker, or a duplicate delivery, may have settled it: then None, and nothing runs).
+
+        Raises:
+            Transient: the store is unreachable.
+        """
+        token = uuid.uuid4().hex
+        ttl_s = deadline.claim_expires_in()
+        claim = Record("in_progress", fingerprint, token, time.time() + ttl_s)
+        try:
+            taken = self.store.takeover(key, "pending", claim.to_json(), ttl_s)
+        except StoreUnavailable as exc:
+            raise Transient(f"{exc}; the pending retry waits", retry_after=1) from None
+        return self._claimed(key, token, fingerprint, deadline, call) if taken else None
 
     def _release(self, key: str, token: str) -> None:
         try:
@@ -197,7 +222,7 @@ class Idempotency:
             found = Record.from_json(existing)
             if found.hash != fingerprint:
                 raise _conflict(field)
-            if found.state == "done":
+            if found.state in ("done", "pending"):
                 return found.result or {}
 
     # -- ghost claims ------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class MemoryStore:
         self._lock = threading.Lock()
         self.max_entries = max_entries
         self.protect_s = protect_s
+        self._retries: dict[str, tuple[float, dict[str, Any]]] = {}
+        """Pending retries, never evicted: they live as long as the process (docs/operations.md)."""
 
     def _live(self, key: str, now: float) -> dict[str, Any] | None:
         found = self._data.get(key)
@@ -85,6 +87,37 @@ class MemoryStore:
                 del self._data[key]
                 return True
             return False
+
+    def takeover(self, key: str, state: str, record: dict[str, Any], ttl_s: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            existing = self._live(key, now)
+            if existing is None or existing.get("state") != state:
+                return False
+            self._put(key, record, ttl_s, now)
+            return True
+
+    def add_retry(self, item_id: str, item: dict[str, Any], due: float) -> None:
+        with self._lock:
+            self._retries[item_id] = (due, dict(item))
+
+    def take_retries(self, now: float, limit: int, hold_s: float) -> list[dict[str, Any]]:
+        with self._lock:
+            due = sorted((at, item_id) for item_id, (at, _) in self._retries.items() if at <= now)[:limit]
+            taken = []
+            for _, item_id in due:
+                _, item = self._retries[item_id]
+                self._retries[item_id] = (now + hold_s, item)
+                taken.append(dict(item))
+            return taken
+
+    def drop_retry(self, item_id: str) -> None:
+        with self._lock:
+            self._retries.pop(item_id, None)
+
+    def list_retries(self) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return sorted(((at, dict(item)) for at, item in self._retries.values()), key=lambda pair: pair[0])
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

@@ -39,6 +39,39 @@ local ok, rec = pcall(cjson.decode, v)
 if ok and type(rec) == 'table' and rec['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_TAKEOVER = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local ok, rec = pcall(cjson.decode, v)
+if ok and type(rec) == 'table' and rec['state'] == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_ADD_RETRY = """
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+_TAKE_RETRIES = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  local v = redis.call('HGET', KEYS[2], id)
+  if v then
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    table.insert(out, v)
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+"""
+_DROP_RETRY = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+return redis.call('HDEL', KEYS[2], ARGV[1])
+"""
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 # Every failure inside a call to redis-py is the store's: besides RedisError, its cluster client lets a
 # connection torn down under a concurrent command (a node restarting) escape as ValueError ("I/O operation
@@ -112,13 +145,21 @@ class _Client:
         self.redis = make()
         self.complete = self.redis.register_script(_COMPLETE)
         self.release = self.redis.register_script(_RELEASE)
+        self.takeover = self.redis.register_script(_TAKEOVER)
+        self.add_retry = self.redis.register_script(_ADD_RETRY)
+        self.take_retries = self.redis.register_script(_TAKE_RETRIES)
+        self.drop_retry = self.redis.register_script(_DROP_RETRY)
 
 
 class RedisStore:
+    """Records under their own keys; pending retries in one sorted set (due time) and one hash (the
+    items), whose names share a hash tag so every script runs on one slot of a cluster."""
+
     remote = True
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, prefix: str = "stopline:") -> None:
         self._make = connect(url)
+        self._retry_keys = [f"{prefix}{{retries}}:due", f"{prefix}{{retries}}:items"]
         self._client: _Client | None = None
         self._lock = threading.Lock()
 
@@ -161,6 +202,42 @@ class RedisStore:
             return bool(self._c().release(keys=[key], args=[token]))
         except _ERRORS as exc:
             raise self._unavailable(exc) from None
+
+    def takeover(self, key: str, state: str, record: dict[str, Any], ttl_s: float) -> bool:
+        try:
+            return bool(self._c().takeover(keys=[key], args=[state, json.dumps(record), max(1, int(ttl_s * 1000))]))
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    def add_retry(self, item_id: str, item: dict[str, Any], due: float) -> None:
+        try:
+            self._c().add_retry(keys=self._retry_keys, args=[item_id, json.dumps(item), repr(due)])
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    def take_retries(self, now: float, limit: int, hold_s: float) -> list[dict[str, Any]]:
+        try:
+            raw = self._c().take_retries(keys=self._retry_keys, args=[repr(now), limit, repr(now + hold_s)])
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return [json.loads(v) for v in raw]
+
+    def drop_retry(self, item_id: str) -> None:
+        try:
+            self._c().drop_retry(keys=self._retry_keys, args=[item_id])
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+
+    def list_retries(self) -> list[tuple[float, dict[str, Any]]]:
+        try:
+            client = self._c().redis
+            due = client.zrange(self._retry_keys[0], 0, -1, withscores=True)
+            items = client.hgetall(self._retry_keys[1])
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+        found = {k.decode() if isinstance(k, bytes) else k: v for k, v in items.items()}
+        return [(float(score), json.loads(found[member.decode() if isinstance(member, bytes) else member]))
+                for member, score in due if (member.decode() if isinstance(member, bytes) else member) in found]
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:

@@ -181,8 +181,9 @@ def initialize(context: Any) -> None:
     warm(_pipeline_chooser(context))
 
 
-MAX_COMMANDS = 100
-"""Commands one queue or timer event may carry, like an HTTP batch."""
+MAX_COMMANDS = 1000
+"""Commands one FunctionGraph event may carry: a Kafka or RabbitMQ trigger's largest batch. (One HTTP
+request body stays at 100.)"""
 
 
 def handle(event: Any, context: Any, *, runtime: RuntimeSource) -> dict[str, Any]:
@@ -222,7 +223,7 @@ def _handle(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
             pairs = _messages(kind, event)
         if len(pairs) > MAX_COMMANDS:
             raise BadRequest(f"the event carries {len(pairs)} commands; at most {MAX_COMMANDS} per event "
-                             "(set the trigger's batch size to 100 or less)",
+                             f"(set the trigger's batch size to {MAX_COMMANDS} or less)",
                              details=[{"field": "records" if kind != "direct" else "commands",
                                        "message": f"{len(pairs)} commands, over {MAX_COMMANDS}"}])
     except StoplineError as exc:
@@ -233,17 +234,21 @@ def _handle(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
     runnable: list[tuple[object, Delivery, int | None]] = []
     deadline = deadline_of(context)
     for message, event_id in pairs:
-        delivery = Delivery(event_id, trigger, namespace=f"fg:{kind}", platform_ends=deadline)
+        delivery = Delivery(event_id, trigger, namespace=f"fg:{kind}", platform_ends=deadline, durable=True)
         try:
             runnable.append((decode_message(message), delivery, None))
             slots.append(None)
         except StoplineError as exc:
             slots.append(failed(delivery, exc))
-    ran = iter(pipeline.handle_each(runnable))  # records run concurrently, like a webhook batch
+    retried = pipeline.retries.run_due(pipeline) if kind == "timer" else []  # a timer also takes due retries
+    ran = iter(pipeline.handle_each(runnable))  # records run concurrently, bounded by STOPLINE_BATCH_CONCURRENCY
     results = [slot if slot is not None else next(ran) for slot in slots]
     raise_for_redelivery(results)
+    pending = sum(1 for r in results if r.pending)
     return {"ok": all(r.ok for r in results), "trigger": kind,
-            "results": [r.to_json(with_status=True) for r in results]}
+            "results": [r.to_json(with_status=True) for r in results],
+            **({"pending": pending} if pending else {}),
+            **({"retried": [r.to_json(with_status=True) for r in retried]} if kind == "timer" else {})}
 
 
 def _cts(event: dict[str, Any], context: Any, runtime: RuntimeSource) -> dict[str, Any]:
@@ -261,7 +266,7 @@ def _cts(event: dict[str, Any], context: Any, runtime: RuntimeSource) -> dict[st
         results = [failed(Delivery(None, trigger), exc)]
         raise_for_redelivery(results)
         return {"ok": False, "trigger": "cts", "results": [r.to_json(with_status=True) for r in results]}
-    delivery = Delivery(record.trace_id, trigger, namespace="cts", platform_ends=deadline_of(context))
+    delivery = Delivery(record.trace_id, trigger, namespace="cts", platform_ends=deadline_of(context), durable=True)
     results, answer = http.run_rules(pipeline, rules, record, delivery)
     raise_for_redelivery(results)
     return {"trigger": "cts", **answer}

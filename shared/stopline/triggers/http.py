@@ -45,6 +45,7 @@ TARGET_ACTIONS: dict[str, str | None] = {
     "stop_dataarts_job": "stop_dataarts_job",
     "stop_pipeline_run": "stop_pipeline_run",
     "webhook": None,
+    "retries": None,
     "github": None,
     "gitlab": None,
 }
@@ -75,6 +76,7 @@ class Parsed:
     commands: list[Any] | None  # a batch
     command: Any = None  # a single command
     event: SourceEvent | Ignored | None = None  # a pipeline source's event
+    sweep: bool | None = None  # the retries target: run what is due (False) or everything pending (True)
 
 
 def source_for(target: str, sources: Mapping[str, Source]) -> Source:
@@ -149,7 +151,7 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapp
         raise BadRequest("body must be a JSON object",
                          details=[{"field": "body", "message": f"got a JSON {type(data).__name__}"}])
     delivery = Delivery(source.key(signed_id, data), target, TARGET_ACTIONS[target], namespace=source.name,
-                        answered=True, sender_id=source.logged_id(headers))
+                        answered=True, sender_id=source.logged_id(headers), durable=source.pipeline_source)
     if source.pipeline_source:
         from stopline.sources import EVENT_HEADER, normalise
 
@@ -157,6 +159,12 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapp
         event = normalise("github" if target == "github" else "gitlab", event_header, data,
                           instance=headers.get("x-gitlab-instance"))
         return Parsed(delivery, None, None, event)
+    if target == "retries":
+        everything = data.get("all", False)
+        if not isinstance(everything, bool) or set(data) - {"all"}:
+            raise InvalidCommand('the retries target takes {} or {"all": true}',
+                                 details=[{"field": "all", "message": "a boolean, the only field"}])
+        return Parsed(delivery, None, sweep=everything)
     if target == "webhook" and "commands" not in data and "action" not in data:
         raise InvalidCommand("send one command with an action, or a batch {\"commands\": [...]}", details=[
             {"field": "action", "message": "required for a single command"},
@@ -247,9 +255,10 @@ def run_rules(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | CtsE
                  extra={"target": delivery.trigger, "event_id": delivery.event_id, "outcome": "no_rule",
                         "rules_loaded": rules is not None})
     results = pipeline.handle_each([(f.command, delivery, f"{f.rule}:{f.index}") for f in fired])
+    pending = sum(1 for r in results if r.pending)
     return results, {"ok": all(r.ok for r in results), "event": event.fields(), "matched": [r.name for r in matched],
                      "results": [r.to_json(with_status=True) for r in results],
-                     **({"warnings": warnings} if warnings else {})}
+                     **({"pending": pending} if pending else {}), **({"warnings": warnings} if warnings else {})}
 
 
 def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery, rules: Rules | None) -> HttpReply:
@@ -257,6 +266,11 @@ def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery, rules: Rul
     try:
         if parsed.event is not None:
             return source_reply(pipeline, rules, parsed.event, delivery)
+        if parsed.sweep is not None:
+            ran = pipeline.retries.run_due(pipeline, everything=parsed.sweep, limit=1000 if parsed.sweep else 100)
+            return HttpReply(200, {"ok": all(r.ok for r in ran), "ran": len(ran),
+                                   "results": [r.to_json(with_status=True) for r in ran],
+                                   "pending": len(pipeline.retries.pending())})
         if parsed.commands is not None:
             return batch_reply(pipeline.handle_batch(parsed.commands, delivery))
         return result_reply(pipeline.handle(parsed.command, delivery))

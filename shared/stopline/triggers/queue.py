@@ -49,8 +49,9 @@ def failed(delivery: Delivery, error: StoplineError) -> Result:
 
 
 def needs_redelivery(result: Result) -> bool:
+    """A transient failure (or missing configuration) that is not safely pending in the store."""
     error = result.error
-    return error is not None and (error.transient or isinstance(error, ConfigurationError))
+    return error is not None and not result.pending and (error.transient or isinstance(error, ConfigurationError))
 
 
 def raise_for_redelivery(results: list[Result]) -> None:

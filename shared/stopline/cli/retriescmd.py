@@ -1,0 +1,56 @@
+"""``stopline retries``: what is pending, and running what is due (docs/operations.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from stopline.cli import EXIT_FAILED, EXIT_OK, _configured_runtime, _json_option, _verbose_option, main
+
+
+@main.group()
+def retries() -> None:
+    """Pending retries: commands whose sender never redelivers, kept until they succeed or are abandoned."""
+
+
+@retries.command("list")
+@_json_option
+@_verbose_option
+def retries_list(as_json: bool, verbose: bool) -> None:
+    """What is pending, when it is due, and why (the last error)."""
+    runtime = _configured_runtime(verbose)
+    pending = runtime.pipeline.retries.pending()
+    if as_json:
+        click.echo(json.dumps({"pending": pending}, indent=2))
+        sys.exit(EXIT_OK)
+    if not pending:
+        click.echo("nothing pending")
+        sys.exit(EXIT_OK)
+    for item in pending:
+        command = item.get("command") or {}
+        error = (item.get("last_error") or {}).get("message", "")
+        click.echo(f"{item['retry_at']}  {command.get('action')}  retries {item.get('retries', 0)}  "
+                   f"event {item.get('event_id')}: {error}")
+    sys.exit(EXIT_OK)
+
+
+@retries.command("run")
+@click.option("--all", "everything", is_flag=True, help="Run every pending retry now, due or not.")
+@_json_option
+@_verbose_option
+def retries_run(everything: bool, as_json: bool, verbose: bool) -> None:
+    """Run the pending retries that are due now (or --all); one line per command run."""
+    runtime = _configured_runtime(verbose)
+    pipeline = runtime.pipeline
+    ran = pipeline.retries.run_due(pipeline, everything=everything, limit=1000)
+    left = len(pipeline.retries.pending())
+    if as_json:
+        click.echo(json.dumps({"ran": [r.to_json(with_status=True) for r in ran], "pending": left}, indent=2))
+    else:
+        for result in ran:
+            state = str(result.outcome) if result.error is None or result.pending else f"failed: {result.error.message}"
+            click.echo(f"{result.action} {' '.join(f'{k}={v}' for k, v in result.target.items())}: {state}")
+        click.echo(f"ran {len(ran)}; {left} pending")
+    sys.exit(EXIT_OK if all(r.ok or r.pending for r in ran) else EXIT_FAILED)

@@ -1,0 +1,179 @@
+"""Durable retries for senders that never redeliver: GitHub, GitLab and FunctionGraph's asynchronous
+triggers (Kafka, RabbitMQ, SMN, CTS, timer).
+
+A command from such a sender that fails transiently is not answered "try again" -- nobody would. It is
+*parked*: kept as a pending retry in the idempotency store (the ``memory://`` dict, or a Redis sorted
+set), its idempotency key marked ``pending`` so a duplicate delivery answers it as pending instead of
+calling again, and it is retried with exponential backoff (2 s, doubling, at most 5 minutes apart)
+until it succeeds, fails for good, or ``STOPLINE_RETRY_FOR_S`` has passed since it first failed -- then it
+is *abandoned*, with one ERROR line and an audit line naming the command, the attempts and the last error.
+
+Takers run what is due: a daemon thread in every long-lived serving process, FunctionGraph's timer
+trigger, the ``retries`` HTTP target and ``stopline retries run``. Taking is atomic in the store, so two
+takers never run one item at once, and the command's idempotency key still guards its call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from stopline.errors import StoplineError, Transient
+from stopline.idempotency import IdempotencyStore, StoreUnavailable
+from stopline.result import Outcome, Result
+
+if TYPE_CHECKING:
+    from stopline.pipeline import Pipeline, Work
+
+log = logging.getLogger("stopline")
+FIRST_WAIT_S = 2.0
+MAX_WAIT_S = 300.0
+PASS_LIMIT = 16
+"""Items one pass of a taker runs at most (a thread pass, a timer event): bounded work per pass."""
+WORKER_INTERVAL_S = 1.0
+
+
+def wait_s(retries: int) -> float:
+    """The pause before retry number ``retries + 1``: 2 s doubling, at most 5 minutes."""
+    return float(min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** max(0, retries)))
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Retries:
+    """The pending-retry queue of one store, with the policy around it."""
+
+    def __init__(self, store: IdempotencyStore, *, retry_for_s: float, hold_s: float) -> None:
+        self.store = store
+        self.retry_for_s = retry_for_s
+        self.hold_s = hold_s
+        """How long a taken item is held before it is due again (the longest one run may take)."""
+
+    # -- parking ------------------------------------------------------------------------------------------
+    def park(self, work: Work, result: Result) -> Result:
+        """A transient failure of a delivery whose sender never redelivers: kept as a pending retry; its
+        pending result. If the store cannot take it, the transient failure itself (the caller then fails
+        the invocation or answers 503, so nothing is acknowledged that is not safely kept)."""
+        now = time.time()
+        item_id = work.key or f"unkeyed:{uuid.uuid4().hex}"
+        item: dict[str, Any] = {"id": item_id, "key": work.key,
+                "command": work.command.model_dump(mode="json", exclude_none=True),
+                "event_id": work.delivery.event_id, "trigger": work.delivery.trigger,
+                "namespace": work.delivery.namespace, "sender_id": work.delivery.sender_id,
+                "first_failed": now, "retries": 0, "attempts": result.attempts,
+                "last_error": result.error.to_json() if result.error else None}
+        due = now + wait_s(0)
+        try:
+            self.store.add_retry(item_id, item, due)
+        except StoreUnavailable as exc:
+            log.error("could not keep a pending retry (%s); the failure is answered as it is", exc,
+                      extra={"event_id": work.delivery.event_id, "action": work.command.action})
+            return result
+        return self._pending(result, due)
+
+    @staticmethod
+    def _pending(result: Result, due: float) -> Result:
+        return Result(result.action, Outcome.PENDING, result.target, result.event_id, result.upstream_request_id,
+                      result.attempts, api=result.api, error=result.error, resolved=result.resolved, retry_at=due)
+
+    def again(self, item: dict[str, Any], result: Result) -> Result:
+        """A retry failed transiently: pending again with the next wait, or abandoned past RETRY_FOR_S."""
+        now = time.time()
+        retries = int(item.get("retries", 0)) + 1
+        attempts = int(item.get("attempts", 0)) + result.attempts
+        if now - float(item.get("first_failed", now)) >= self.retry_for_s:
+            return self.abandon(item, result, retries, attempts)
+        updated = {**item, "retries": retries, "attempts": attempts,
+                   "last_error": result.error.to_json() if result.error else None}
+        due = now + wait_s(retries)
+        try:
+            self.store.add_retry(item["id"], updated, due)
+        except StoreUnavailable as exc:  # still in the queue, held: due again when the hold ends
+            log.warning("could not reschedule a pending retry (%s); it is due again in %.0f s", exc, self.hold_s,
+                        extra={"event_id": item.get("event_id")})
+            due = now + self.hold_s
+        return self._pending(result, due)
+
+    def abandon(self, item: dict[str, Any], result: Result, retries: int, attempts: int) -> Result:
+        """Given up: one ERROR line and one audit line; the item leaves the queue (its taker drops it)."""
+        error = result.error
+        message = error.message if error is not None else str(result.outcome)
+        log.error("pending retry abandoned after %d retries (STOPLINE_RETRY_FOR_S=%g): %s", retries,
+                  self.retry_for_s, message,
+                  extra={"event_id": item.get("event_id"), "action": result.action, "target": result.target,
+                         "attempts": attempts, "outcome": "abandoned", "trigger": item.get("trigger")})
+        event = {"specversion": "1.0", "id": f"{item['id']}:abandoned", "source": f"stopline/{item.get('trigger')}",
+                 "type": "com.stopline.retry.abandoned", "subject": json.dumps(result.target, sort_keys=True),
+                 "time": _iso(time.time()), "datacontenttype": "application/json",
+                 "data": {"command": item.get("command"), "attempts": attempts, "retries": retries,
+                          "event_id": item.get("event_id"), "trigger": item.get("trigger"),
+                          "error": error.to_json() if error is not None else None}}
+        log.info("audit %s %s", event["type"], event["subject"], extra={"audit": event})
+        gave_up = Transient(f"abandoned after {retries} retries over {self.retry_for_s:g} s; last: {message}",
+                            upstream=error.upstream if error is not None else None)
+        return Result(result.action, Outcome.FAILED, result.target, result.event_id, result.upstream_request_id,
+                      attempts, api=result.api, error=gave_up, resolved=result.resolved)
+
+    # -- taking ---------------------------------------------------------------------------------------------
+    def run_due(self, pipeline: Pipeline, *, limit: int = PASS_LIMIT, everything: bool = False,
+                concurrency: int = 16) -> list[Result]:
+        """Take what is due (or, ``everything``, what is pending at all), run each through ``pipeline``
+        concurrently, and keep, reschedule or drop it by its result."""
+        now = time.time() + (self.retry_for_s + MAX_WAIT_S if everything else 0)
+        items = self.store.take_retries(now, limit, self.hold_s)
+        if not items:
+            return []
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(items)),
+                                thread_name_prefix="stopline-retry") as pool:
+            return [r for r in pool.map(lambda item: self._run_one(pipeline, item), items) if r is not None]
+
+    def _run_one(self, pipeline: Pipeline, item: dict[str, Any]) -> Result | None:
+        try:
+            result = pipeline.retry(item, self)
+        except StoplineError as exc:  # the store did not answer: the item stays held, then due again
+            log.warning("pending retry not run: %s", exc.message, extra={"event_id": item.get("event_id")})
+            return None
+        if result is None or not result.pending:  # done, failed for good, abandoned, or settled elsewhere
+            try:
+                self.store.drop_retry(item["id"])
+            except StoreUnavailable as exc:
+                log.warning("could not drop a finished retry (%s); its key keeps it from running twice", exc)
+        return result
+
+    def pending(self) -> list[dict[str, Any]]:
+        """What is pending, soonest first: the item and when it is due (``retry_at``)."""
+        return [{**item, "retry_at": _iso(due)} for due, item in self.store.list_retries()]
+
+
+class Worker:
+    """The daemon thread of a long-lived serving process: about once a second, a bounded pass."""
+
+    def __init__(self, run: Callable[[], list[Result]]) -> None:
+        self._run = run
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="stopline-retries", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(WORKER_INTERVAL_S)
+            try:
+                self._run()
+            except StoplineError as exc:
+                log.warning("pending retries not taken this pass: %s", exc.message)
+            except Exception as exc:
+                log.error("internal error taking pending retries: %s: %s", type(exc).__name__, exc, exc_info=exc)

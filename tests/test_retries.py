@@ -1,0 +1,255 @@
+"""Durable retries (issue 24): a cancel from a sender that never redelivers is never lost.
+
+The cloud fails while a GitHub or GitLab cancel (or a FunctionGraph queue event) is handled: the answer is
+200 with the command ``pending``, a duplicate delivery answers it as pending without a call, and each taker
+-- the worker thread of a serving process, a FunctionGraph timer event, the ``retries`` target, the CLI --
+stops the build exactly once. On ``memory://`` and on a real redis-server; two processes sharing one Redis
+never double a stop; past STOPLINE_RETRY_FOR_S a retry is abandoned, loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stopline.emulator import Emulator, EmulatorServer
+from stopline.emulator.seeds import DEMO_EVENT_COMMIT, DEMO_JOB_ID, demo_environment
+from stopline.entry import get_runtime, reset_runtime
+from stopline.triggers import http
+from stopline.triggers.functiongraph import handle as fg_handle
+from stopline.triggers.queue import RedeliveryRequested
+
+from .conftest import ROOT, LogCapture, RedisServer, configured_secret
+from .functions.harness import SECRET, FunctionProcess, start_all, wait_until
+
+GH_SECRET = "gh-retry-secret-0123456789"
+configured_secret(GH_SECRET)
+RULES = f"""
+rules:
+  - name: cancel-ci
+    when: {{source: any, kind: cancelled}}
+    then:
+      - {{action: stop_build, job_id: {DEMO_JOB_ID}, commit_id: "{{sha}}"}}
+"""
+CANCELLED = (ROOT / "events" / "github-workflow_run-cancelled.json").read_bytes()
+STOP_24 = ("build_stopped", DEMO_JOB_ID, 24)
+
+
+def stops(emulator: Emulator) -> list[tuple[str, str, int]]:
+    return [(e["effect"], e["job_id"], e["build_no"]) for e in emulator.effects if e["effect"] == "build_stopped"]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cloud(request: pytest.FixtureRequest, served: tuple[Emulator, EmulatorServer], tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """The served demo emulator, the environment pointing at it (one attempt per try, so every failure is
+    a transient one at once), a rules file, and the store under test."""
+    emulator, server = served
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = {**demo_environment(server.url), "STOPLINE_RULES": str(rules), "STOPLINE_GITHUB_SECRETS": GH_SECRET,
+           "STOPLINE_MAX_ATTEMPTS": "1", "STOPLINE_WEBHOOK_SECRETS": SECRET}
+    if request.param == "redis":
+        redis_server: RedisServer = request.getfixturevalue("redis_server")
+        env["STOPLINE_IDEMPOTENCY_URL"] = redis_server.url
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    yield emulator
+    reset_runtime()
+
+
+def github_cancel(body: bytes = CANCELLED, delivery: str = "d-1") -> dict[str, Any]:
+    headers = {"content-type": "application/json", "x-github-event": "workflow_run", "x-github-delivery": delivery,
+               "x-hub-signature-256": "sha256=" + hmac.new(GH_SECRET.encode(), body, hashlib.sha256).hexdigest()}
+    reply = http.handle("github", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
+def test_a_failing_cloud_makes_the_cancel_pending_not_lost(cloud: Emulator) -> None:
+    cloud.inject(r"build-info-records", "error", status=503, count=1)
+    answer = github_cancel()
+    assert answer["ok"] is False and answer["pending"] == 1
+    pending = answer["results"][0]
+    assert pending["outcome"] == "pending" and pending["retry_at"].endswith("Z") and pending["attempts"] == 1
+    assert pending["error"]["type"] == "unavailable" and stops(cloud) == []
+    calls = len(cloud.calls)
+    again = github_cancel(delivery="d-2")  # GitHub's redeliver button, or a replay: pending, no new call
+    assert again["results"][0]["outcome"] == "pending" and len(cloud.calls) == calls
+    listed = get_runtime().pipeline.retries.pending()
+    assert len(listed) == 1 and listed[0]["command"]["job_id"] == DEMO_JOB_ID
+
+
+def test_the_timer_taker_stops_it_exactly_once(cloud: Emulator) -> None:
+    cloud.inject(r"build-info-records", "error", status=503, count=1)
+    github_cancel()
+    timer = {"version": "v1.0", "time": "2026-12-07T10:00:00+08:00", "trigger_type": "TIMER",
+             "trigger_name": "stopline-retries", "user_event": ""}
+    early = fg_handle(timer, None, runtime=get_runtime)
+    assert early["retried"] == [] and stops(cloud) == []  # not due yet (2 s)
+    time.sleep(2.1)
+    answer = fg_handle(timer, None, runtime=get_runtime)
+    assert [r["outcome"] for r in answer["retried"]] == ["stopped"] and stops(cloud) == [STOP_24]
+    assert get_runtime().pipeline.retries.pending() == []
+    after = github_cancel(delivery="d-3")  # the key now holds the finished result
+    assert after["results"][0]["outcome"] == "duplicate" and after["results"][0]["first_outcome"] == "stopped"
+    assert fg_handle(timer, None, runtime=get_runtime)["retried"] == [] and stops(cloud) == [STOP_24]
+
+
+def test_the_retries_target_runs_everything_pending(cloud: Emulator) -> None:
+    from stopline import webhooks
+
+    cloud.inject(r"build-info-records", "error", status=503, count=1)
+    github_cancel()
+    body = json.dumps({"all": True}).encode()
+    headers = {"content-type": "application/json", **webhooks.sign(SECRET, "sweep-1", body)}
+    reply = http.handle("retries", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+    assert reply.status == 200 and reply.body["ran"] == 1 and reply.body["pending"] == 0
+    assert reply.body["results"][0]["outcome"] == "stopped" and stops(cloud) == [STOP_24]
+    unsigned = http.handle("retries", "POST", {"content-type": "application/json"}, lambda n: b"{}",
+                           runtime=get_runtime)
+    assert unsigned.status == 401  # signed like the webhook target
+
+
+def test_a_retry_that_keeps_failing_is_rescheduled_then_abandoned(cloud: Emulator, log_lines: LogCapture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOPLINE_RETRY_FOR_S", "1")
+    reset_runtime()
+    cloud.inject(r"build-info-records", "error", status=503)  # for good
+    github_cancel()
+    retries = get_runtime().pipeline.retries
+    again = retries.run_due(get_runtime().pipeline, everything=True)
+    assert [r.outcome for r in again] == ["pending"] and len(retries.pending()) == 1  # first retry: too early
+    time.sleep(1.1)
+    gave_up = retries.run_due(get_runtime().pipeline, everything=True)
+    assert [r.to_json()["error"]["type"] for r in gave_up] == ["unavailable"]
+    assert "abandoned after 2 retries" in gave_up[0].to_json()["error"]["message"]
+    assert retries.pending() == [] and stops(cloud) == []
+    records = log_lines.records
+    assert any(r["level"] == "ERROR" and "abandoned" in str(r["message"]) for r in records)
+    audit = [r["audit"] for r in records if "audit" in r]
+    assert len(audit) == 1 and audit[0]["type"] == "com.stopline.retry.abandoned"  # type: ignore[index]
+
+
+def test_a_kafka_batch_of_1000_never_drops_what_it_could_not_finish(cloud: Emulator) -> None:
+    """1,000 records with 150 transient failures among them, and a poison record: every good record ends
+    stopped or pending (none dropped, the invocation is not failed), the poison one refused; the timer
+    then finishes the pending ones, each stop exactly once."""
+    job = "b" * 32
+    cloud.seed(build_tasks=[{"job_id": job, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505",
+                             "builds": [{"build_no": n} for n in range(1, 1001)]}])
+    cloud.inject(r"^/v3/jobs/stop$", "error", status=503, count=150)
+    messages = [json.dumps({"action": "stop_build", "job_id": job, "build_no": n}) for n in range(1, 1000)]
+    messages.insert(500, "{not json")
+    event = {"event_version": "v1.0", "trigger_type": "KAFKA", "region": "cn-north-4", "instance_id": "k1",
+             "records": [{"messages": messages, "topic_id": "stops"}]}
+    answer = fg_handle(event, None, runtime=get_runtime)
+    outcomes = [r.get("outcome") for r in answer["results"]]
+    assert len(outcomes) == 1000 and outcomes.count("stopped") == 849 and outcomes.count("pending") == 150
+    assert answer["results"][500]["status"] == 400 and answer["pending"] == 150
+    pipeline = get_runtime().pipeline
+    finished = pipeline.retries.run_due(pipeline, everything=True, limit=1000)
+    assert len(finished) == 150 and {str(r.outcome) for r in finished} == {"stopped"}
+    effects = [e["build_no"] for e in cloud.effects if e["effect"] == "build_stopped"]
+    assert sorted(effects) == list(range(1, 1000)) and len(set(effects)) == len(effects)
+
+
+def test_an_unreachable_store_fails_the_invocation(cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is acknowledged that is not safely kept: with the store down, a transient failure cannot
+    become pending, so the FunctionGraph invocation raises (for whatever async retry is configured)."""
+    monkeypatch.setenv("STOPLINE_IDEMPOTENCY_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    reset_runtime()
+    event = {"event_version": "v1.0", "trigger_type": "KAFKA", "region": "cn-north-4", "instance_id": "k1",
+             "records": [{"messages": [json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID,
+                                                   "build_no": 20})], "topic_id": "stops"}]}
+    with pytest.raises(RedeliveryRequested):
+        fg_handle(event, None, runtime=get_runtime)
+    assert stops(cloud) == []
+
+
+def test_two_processes_sharing_redis_never_double_a_stop(redis_server: RedisServer,
+                                                        served: tuple[Emulator, EmulatorServer],
+                                                        tmp_path: Path) -> None:
+    """Twenty pending cancels in one Redis; two `stopline retries run --all` processes at once: each build
+    is stopped exactly once, whichever process took it."""
+    emulator, server = served
+    job = "c" * 32
+    emulator.seed(build_tasks=[{"job_id": job, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505",
+                                "builds": [{"build_no": n} for n in range(1, 21)]}])
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))},
+           **demo_environment(server.url), "STOPLINE_IDEMPOTENCY_URL": redis_server.url,
+           "STOPLINE_MAX_ATTEMPTS": "1"}
+    emulator.inject(r"^/v3/jobs/stop$", "error", status=503, count=20)
+    event = {"event_version": "v1.0", "trigger_type": "KAFKA", "region": "cn-north-4", "instance_id": "k1",
+             "records": [{"messages": [json.dumps({"action": "stop_build", "job_id": job, "build_no": n})
+                                       for n in range(1, 21)], "topic_id": "stops"}]}
+    path = tmp_path / "kafka.json"
+    path.write_text(json.dumps(event))
+    queued = subprocess.run([sys.executable, "-m", "stopline.cli", "invoke", "functiongraph", "--event", str(path)],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert json.loads(queued.stdout)["pending"] == 20, queued.stdout + queued.stderr
+    takers = [subprocess.Popen([sys.executable, "-m", "stopline.cli", "retries", "run", "--all", "--json"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+              for _ in range(2)]
+    outputs = [json.loads(t.communicate(timeout=120)[0]) for t in takers]
+    assert sum(len(o["ran"]) for o in outputs) == 20  # between them; neither took what the other held
+    effects = [e["build_no"] for e in emulator.effects if e["effect"] == "build_stopped"]
+    assert sorted(effects) == list(range(1, 21))  # each once
+    listed = subprocess.run([sys.executable, "-m", "stopline.cli", "retries", "list"], env=env,
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert listed.returncode == 0 and listed.stdout.strip() == "nothing pending"
+
+
+def test_the_worker_thread_of_a_serving_process_stops_it(served: tuple[Emulator, EmulatorServer],
+                                                         tmp_path: Path) -> None:
+    """A real functions-framework github target, no taker but its own worker thread: the cancel answered
+    as pending is stopped a couple of seconds later without anyone sending anything again."""
+    emulator, server = served
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    env = {**demo_environment(server.url), "STOPLINE_RULES": str(rules), "STOPLINE_GITHUB_SECRETS": GH_SECRET,
+           "STOPLINE_MAX_ATTEMPTS": "1"}
+    emulator.inject(r"build-info-records", "error", status=503, count=1)
+    (proc,) = start_all([FunctionProcess("github", True, env, tmp_path / "github.log")])
+    try:
+        headers = {"Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": "w-1",
+                   "X-Hub-Signature-256": "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED,
+                                                               hashlib.sha256).hexdigest()}
+        answer = httpx.post(proc.url, content=CANCELLED, headers=headers, timeout=30).json()
+        assert answer["pending"] == 1 and stops(emulator) == []
+        assert wait_until(lambda: stops(emulator) == [STOP_24], timeout=30)
+        time.sleep(1.5)  # and nothing more happens
+        assert stops(emulator) == [STOP_24]
+        assert [r["sha"] for r in [answer["event"]]] == [DEMO_EVENT_COMMIT]
+    finally:
+        proc.stop()
+
+
+def test_a_signed_webhook_sender_still_gets_503(cloud: Emulator) -> None:
+    """Standard Webhooks senders redeliver on 5xx: the webhook target keeps answering 503, nothing parked."""
+    cloud.inject(r"^/v3/jobs/stop$", "error", status=503, count=1)
+    reply = signed_post_in_process({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20})
+    assert reply.status == 503 and get_runtime().pipeline.retries.pending() == []
+
+
+def signed_post_in_process(command: dict[str, Any]) -> http.HttpReply:
+    from stopline import webhooks
+
+    body = json.dumps(command).encode()
+    headers = {"content-type": "application/json", **webhooks.sign(SECRET, "hook-1", body)}
+    return http.handle("webhook", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+
+
+
