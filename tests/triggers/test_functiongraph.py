@@ -14,7 +14,7 @@ import pytest
 from stopline import webhooks
 from stopline.emulator import mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PROJECT_ID
-from stopline.entry import reset_runtime
+from stopline.entry import get_runtime, reset_runtime
 from stopline.triggers.functiongraph import detect
 from stopline.triggers.queue import RedeliveryRequested
 
@@ -95,15 +95,18 @@ def test_queue_records_each_get_a_result_and_bad_ones_are_acknowledged(log_lines
     assert sum(1 for r in log_lines.records if r["level"] == "ERROR") == 2
 
 
-def test_transient_failure_fails_the_invocation_and_redelivery_does_not_repeat_successes() -> None:
+def test_a_transient_failure_is_pending_not_a_failed_invocation() -> None:
+    """FunctionGraph does not retry an asynchronous invocation's error by default: a transient failure
+    becomes a pending retry (the invocation succeeds), a redelivery repeats nothing, the retry stops it."""
     event = load("functiongraph-kafka.json")  # delete task, then stop build 21
     with mock_huaweicloud("demo") as cloud:
         cloud.inject(r"^/v3/jobs/stop$", "error", status=503, count=4)
-        with pytest.raises(RedeliveryRequested) as info:
-            handler(event)
-        assert "1 of 2" in str(info.value)
-        answer = handler(event)  # the platform redelivers the same batch
-        assert [r["outcome"] for r in answer["results"]] == ["duplicate", "stopped"]
+        answer = handler(event)
+        assert [r["outcome"] for r in answer["results"]] == ["deleted", "pending"] and answer["pending"] == 1
+        again = handler(event)  # a redelivery of the same batch: the pending one answers as pending
+        assert [r["outcome"] for r in again["results"]] == ["duplicate", "pending"]
+        pipeline = get_runtime().pipeline
+        assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["stopped"]
         assert [e["effect"] for e in cloud.effects] == ["task_deleted", "build_stopped"]
 
 
@@ -327,17 +330,17 @@ def test_a_context_whose_getters_raise_changes_nothing() -> None:
         assert answer["results"][0]["outcome"] == "stopped"
 
 
-def test_more_than_100_commands_in_one_event_are_refused_not_truncated() -> None:
+def test_more_than_1000_commands_in_one_event_are_refused_not_truncated() -> None:
     event = load("functiongraph-kafka.json")
-    event["records"][0]["messages"] = [json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID,
-                                                   "build_no": n}) for n in range(1, 102)]
+    event["records"][0]["messages"] = [json.dumps({"action": "delete_build_task", "job_id": f"{n:032d}"})
+                                       for n in range(1, 1002)]
     with mock_huaweicloud("demo") as cloud:
         answer = handler(event)
         assert answer["ok"] is False and answer["results"][0]["error"]["type"] == "bad_request"
         assert answer["results"][0]["error"]["details"][0]["field"] == "records"
         assert cloud.calls == []
-        event["records"][0]["messages"] = event["records"][0]["messages"][:100]
-        assert len(handler(event)["results"]) == 100  # exactly 100 is fine
+        event["records"][0]["messages"] = event["records"][0]["messages"][:1000]
+        assert len(handler(event)["results"]) == 1000  # exactly 1,000 (a trigger's largest batch) is fine
 
 
 def mutations(value: Any) -> Iterator[Any]:
