@@ -166,7 +166,9 @@ def _messages(kind: str, event: dict[str, Any]) -> list[tuple[Any, str | None]]:
                 out.append((message, given))
     elif kind == "timer":
         payload = event.get("user_event")
-        commands = decode_message(payload) if payload else None
+        if payload in (None, "", {}):  # a timer that only takes the due pending retries
+            return out
+        commands = decode_message(payload)
         base = f"timer:{event.get('trigger_name', '')}:{event.get('time', '')}"
         items = commands if isinstance(commands, list) else [commands]
         out.extend((c, f"{base}:{i}" if len(items) > 1 else base) for i, c in enumerate(items))
