@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from bench import queues
 from bench.load import generator_name, load
 from stopline import transport
 from stopline.client import core_from
@@ -396,11 +397,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts, for the smoke test")
     parser.add_argument("--out", type=Path, default=RUNTIME_VENV.parent / "bench-results",
                         help="folder for the JSON results (default: ~/.cache/stopline/bench-results)")
-    parser.add_argument("--only", nargs="*", help="scenarios: per_call cold batch resolve served token")
+    parser.add_argument("--only", nargs="*",
+                        help="scenarios: per_call cold batch resolve served token queue drain")
     args = parser.parse_args()
     q = args.quick
     reps = 2 if q else 5
-    chosen = set(args.only or ["per_call", "cold", "batch", "resolve", "served", "token"])
+    chosen = set(args.only or ["per_call", "cold", "batch", "resolve", "served", "token", "queue", "drain"])
     # The emulator runs in its own process, so its work never competes with the measured client for the GIL.
     from tests.conftest import free_port, wait_port
 
@@ -422,6 +424,8 @@ def main() -> int:
             ("resolve", lambda: resolve(reps, 20)),
             ("served", lambda: served(server, 0.5 if q else 5.0, 1 if q else reps)),
             ("token", lambda: token(200 if q else 10_000)),
+            ("queue", lambda: queues.kafka_batch(1 if q else 3, 48 if q else 1000)),
+            ("drain", lambda: queues.drain(1 if q else 3, 16 if q else 100, args.out.parent)),
         ]
         for name, step in steps:
             if name not in chosen:

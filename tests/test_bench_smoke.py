@@ -19,7 +19,7 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
     assert len(list((tmp_path / "results").glob("bench-*-quick.json"))) == 1
     for title in ("Per call, p50", "Throughput, stop_build", "Cold start", "Batch fan-out", "Resolution fan-out",
                   "Served throughput",
-                  "IAM password mode"):
+                  "IAM password mode", "Kafka event of 48 records", "Draining 16 due pending retries"):
         assert title in done.stdout
     assert "**1 token request**" in done.stdout
     assert "The stack floor (no stopline code) / official SDK target is" in done.stdout  # the cold-start goals
