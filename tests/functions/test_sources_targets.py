@@ -264,3 +264,30 @@ def test_a_captured_delivery_replayed_with_a_fresh_id_is_a_duplicate(stack: Stac
     calls = len(stack.emulator.calls)
     again = gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", pipeline, key="another-key").json()
     assert {r["outcome"] for r in again["results"]} == {"duplicate"} and len(stack.emulator.calls) == calls
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_25_mb_gitlab_event_is_taken_with_bounded_memory(stack: Stack, mode: str) -> None:
+    """GitLab sends a pipeline's every job, up to 25 MB: the target reads it (one copy of the body, parsed
+    once), runs the rule, and the process grows by a small multiple of the body. Prints the figure."""
+    from ..reliability.test_load import tree_rss_kb
+
+    stack.fresh()
+    hook = json.loads(payload("gitlab-pipeline-canceled.json"))
+    hook["object_attributes"]["id"] = 9_000_000 + len(mode)
+    job = hook["builds"][0]
+    hook["builds"] = [{**job, "id": n, "name": f"job-{n:06d}"} for n in range(43_500)]
+    body = json.dumps(hook).encode()
+    assert 24 * 1024 * 1024 < len(body) <= 25 * 1024 * 1024
+    proc = stack.procs[f"gitlab-{mode}"].proc
+    assert proc is not None
+    before = tree_rss_kb(proc.pid)
+    answer = gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", body)
+    after = tree_rss_kb(proc.pid)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["matched"] == ["cancel-ci"] and 24 in stack.stops()
+    grown_mb = (after - before) / 1024
+    print(f"\n25 MB GitLab event ({mode}): body {len(body) / 2**20:.1f} MiB, process grew {grown_mb:.0f} MiB")
+    assert grown_mb < 8 * len(body) / 2**20  # a small multiple of the body, not a copy per step
+    too_big = gitlab(stack, f"gitlab-{mode}", "Pipeline Hook", body + b" " * (25 * 1024 * 1024 - len(body) + 1))
+    assert too_big.status_code == 413

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stopline")
 MAX_BODY = 256 * 1024
+SOURCE_MAX_BODY = 25 * 1024 * 1024
+"""GitHub and GitLab send up to 25 MB (a GitLab pipeline event lists every job): their targets take that."""
 DRAIN_LIMIT = 4 * 1024 * 1024
 """A refused body up to this size is read and discarded after deciding 413, so the sender (still writing)
 sees the answer instead of a reset connection; a larger one is not read at all."""
@@ -119,8 +121,18 @@ def precheck(method: str, headers: Mapping[str, str], target: str) -> None:
     if method.upper() != "POST":
         raise MethodNotAllowed(f"{method.upper()} is not allowed; send a POST")
     length = declared_length(headers)
-    if length is not None and length > MAX_BODY:
-        raise PayloadTooLarge(f"body is {length} bytes; the limit is {MAX_BODY} bytes (256 KiB)")
+    limit = max_body(target)
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"body is {length} bytes; the limit is {limit} bytes ({_size(limit)})")
+
+
+def max_body(target: str) -> int:
+    """The largest body ``target`` reads: 25 MB for GitHub and GitLab (their senders' limit), 256 KiB else."""
+    return SOURCE_MAX_BODY if target in SOURCE_TARGETS else MAX_BODY
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
@@ -139,8 +151,9 @@ def declared_length(headers: Mapping[str, str]) -> int | None:
 def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapping[str, Source]) -> Parsed:
     """Size of what was read (a body sent without Content-Length), content type, signature, JSON and the
     request's shape -- in the contract's order; the pipeline does the rest."""
-    if len(body) > MAX_BODY:
-        raise PayloadTooLarge(f"body is over the limit of {MAX_BODY} bytes (256 KiB)")
+    limit = max_body(target)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body is over the limit of {limit} bytes ({_size(limit)})")
     if not _is_json(headers.get("content-type")):
         raise UnsupportedMediaType(
             f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
@@ -289,7 +302,7 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
     try:
         built = _runtime_for(target, method, headers, runtime)
         reading = True
-        parsed = _parse_with(built, target, headers, read_body(MAX_BODY))
+        parsed = _parse_with(built, target, headers, read_body(max_body(target)))
         chosen = pipeline(built) if pipeline is not None else built.pipeline
     except StoplineError as exc:
         reply = refusal(exc, target, _known_id(target, headers))
@@ -309,7 +322,7 @@ async def ahandle(target: str, method: str, headers: Mapping[str, str],
     pipeline runs on a worker thread (see :mod:`stopline.pipeline` for why not httpx's async client)."""
     try:
         built = _runtime_for(target, method, headers, runtime)
-        parsed = _parse_with(built, target, headers, await read_body(MAX_BODY))
+        parsed = _parse_with(built, target, headers, await read_body(max_body(target)))
     except StoplineError as exc:
         if drain := _drain_size(exc, headers):
             await read_body(drain)
