@@ -502,3 +502,11 @@ def test_a_full_memory_store_keeps_results_inside_the_signature_window() -> None
         run(aged, calls, key=f"k{n}")
     time.sleep(0.1)  # outside the window now: the oldest finished record makes room
     assert run(aged, calls, key="one-more")["outcome"] == "stopped"
+
+
+def test_rediss_against_a_plain_redis_names_tls(redis_server: RedisServer) -> None:
+    """A TLS URL pointed at a server without TLS: the 503's reason says TLS, not a bare TimeoutError."""
+    store = open_store(redis_server.url.replace("redis://", "rediss://") + "?ssl_cert_reqs=none")
+    with pytest.raises(StoreUnavailable, match="TLS handshake"):
+        store.get("k")
+    store.close()

@@ -79,6 +79,17 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 
+def ensure_configured() -> None:
+    """Before the runtime (and its settings) exist -- a request refused on its method or size -- the line
+    is still JSON: the handler is attached at ``STOPLINE_LOG_LEVEL`` (or INFO), once."""
+    if _configured:
+        return
+    import os
+
+    level = os.environ.get("STOPLINE_LOG_LEVEL", "INFO").strip().upper()
+    configure(level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO")
+
+
 def configure(level: str = "INFO") -> logging.Logger:
     """Attach the JSON handler to the ``stopline`` logger once; later calls only change the level."""
     global _configured

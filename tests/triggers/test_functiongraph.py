@@ -379,3 +379,18 @@ def test_mutated_events_never_crash_the_handler(name: str) -> None:
                 assert isinstance(answer, dict) and ("results" in answer or "statusCode" in answer)
                 json.dumps(answer)  # and the answer is serialisable
         assert count > 100
+
+
+def test_the_initializer_never_raises_even_when_the_context_does() -> None:
+    """A context whose every attribute raises (getters and all): the initializer logs and returns, so the
+    instance starts and each event answers for itself."""
+
+    class Exploding:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"no {name} here")
+
+    from stopline.triggers.functiongraph import initialize
+
+    reset_runtime()
+    initialize(Exploding())  # must not raise
+    reset_runtime()

@@ -5,6 +5,8 @@ reads the answer of, is logged at ERROR for the operator."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -82,3 +84,18 @@ def test_a_refused_queue_message_is_an_error_for_the_operator(configured: Any, l
     assert answer["results"][0]["status"] == 422
     failed = [r for r in log_lines.records if r.get("status") == 422]
     assert [r["level"] for r in failed] == ["ERROR"]
+
+
+def test_the_first_line_of_a_fresh_process_is_json(tmp_path: Path) -> None:
+    """A 405 before anything else (the runtime not built yet): the refusal's line on stderr is JSON."""
+    import subprocess
+    import sys
+
+    probe = ("from stopline.entry import get_runtime; from stopline.triggers import http; "
+             "http.handle('webhook', 'GET', {}, lambda n: b'', runtime=get_runtime)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines, done.stderr
+    first = json.loads(lines[0])
+    assert first["status"] == 405 and first["level"] == "WARNING"

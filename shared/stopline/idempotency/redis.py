@@ -159,6 +159,7 @@ class RedisStore:
 
     def __init__(self, url: str, *, prefix: str = "stopline:") -> None:
         self._make = connect(url)
+        self._tls = urlsplit(url).scheme.lower().startswith("rediss")
         self._retry_keys = [f"{prefix}{{retries}}:due", f"{prefix}{{retries}}:items"]
         self._client: _Client | None = None
         self._lock = threading.Lock()
@@ -173,9 +174,13 @@ class RedisStore:
                         raise self._unavailable(exc) from None
         return self._client
 
-    @staticmethod
-    def _unavailable(exc: BaseException) -> StoreUnavailable:
-        return StoreUnavailable(f"idempotency store unreachable ({type(exc).__name__})")
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        kind = type(exc).__name__
+        text = str(exc).lower()
+        if self._tls and ("timeout" in kind.lower() or "ssl" in kind.lower() or "ssl" in text or "tls" in text):
+            return StoreUnavailable(f"idempotency store unreachable: the TLS handshake failed ({kind}); a rediss:// "
+                                    "URL needs a server that speaks TLS on that port (plain Redis takes redis://)")
+        return StoreUnavailable(f"idempotency store unreachable ({kind})")
 
     def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
         for _ in range(3):  # the key may expire between SET NX and GET: look again

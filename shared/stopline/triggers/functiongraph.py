@@ -59,8 +59,8 @@ def detect(event: Any) -> str:
 
 
 def _call(context: Any, name: str) -> str:
-    method = getattr(context, name, None)
     try:
+        method = getattr(context, name, None)  # a context's own __getattr__ may raise too
         value = method() if callable(method) else None
     except Exception:  # noqa: BLE001 - a runtime without an agency may raise anything here
         value = None
@@ -70,8 +70,8 @@ def _call(context: Any, name: str) -> str:
 def deadline_of(context: Any) -> float | None:
     """When FunctionGraph ends this invocation (``time.monotonic()`` seconds), from
     ``getRemainingTimeInMilliSeconds``; None when the context does not say or says nonsense."""
-    method = getattr(context, "getRemainingTimeInMilliSeconds", None)
     try:
+        method = getattr(context, "getRemainingTimeInMilliSeconds", None)
         remaining = float(method()) if callable(method) else None
     except Exception:  # noqa: BLE001 - a context whose getter raises must not fail the invocation
         return None
@@ -180,7 +180,11 @@ def initialize(context: Any) -> None:
     agency's credentials when no others are configured). Never raises; see :func:`stopline.entry.warm`."""
     from stopline.entry import warm
 
-    warm(_pipeline_chooser(context))
+    try:
+        warm(_pipeline_chooser(context))
+    except Exception as exc:
+        log.error("warm-up failed: %s: %s; the first event does the set-up instead", type(exc).__name__, exc,
+                  exc_info=exc, extra={"error_type": "internal"})
 
 
 MAX_COMMANDS = 1000

@@ -215,6 +215,9 @@ def _internal_error(exc: Exception) -> HttpReply:
 def refusal(exc: StoplineError, target: str, event_id: str | None = None) -> HttpReply:
     """A request refused before the pipeline: logged once -- configuration problems at ERROR for the
     operator, refused requests at WARNING with the reason (docs/sources.md)."""
+    from stopline import logs
+
+    logs.ensure_configured()  # the first line of a fresh process is JSON too, even before the runtime exists
     fields = {"status": exc.status, "error_type": exc.type, "target": target, "event_id": event_id}
     if exc.status >= 500:
         log.error("configuration error: %s", exc.message, extra=fields)
