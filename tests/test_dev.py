@@ -81,6 +81,13 @@ def test_dev_banner_commands_work_and_ctrl_c_stops_everything(dev: tuple[subproc
         _run_pipelines_block(github_url.group(1), github_secret.group(1))
         children = child_pids(proc.pid)
         assert len(children) == 8
+        reset = subprocess.run([sys.executable, "-m", "stopline.cli", "dev", "--reset", "--emulator-port",
+                                str(emulator_port)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert reset.returncode == 0 and "reseeded" in reset.stdout
+        state = httpx.get(f"http://127.0.0.1:{emulator_port}/_emulator/state").json()
+        builds = {b["build_no"]: b["state"] for t in state["build_tasks"] for b in t["builds"]
+                  if t["job_id"] == "f9d6c8466d614a9788e9a0acf6c15f46"}
+        assert builds[24] == "running" and state["effects"] == []  # the demo, as it started
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
@@ -135,6 +142,27 @@ def test_busy_port_is_a_clear_message() -> None:
         done = subprocess.run([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(port)],
                               capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2 and f"{port}" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--port", "65533"], "no room for the 8 targets"),
+    (["--port", "0"], "no room for the 8 targets"),
+    (["--emulator-port", "8082", "--port", "8080"], "one of the targets' ports (8080-8087)"),
+    (["--emulator-port", "70000"], "is not a port"),
+])
+def test_impossible_ports_are_one_line_errors(args: list[str], expected: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "stopline.cli", "dev", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_your_own_rules_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("rules: [{name: r, when: {source: github}, then: []}]")
+    done = subprocess.run([sys.executable, "-m", "stopline.cli", "dev", "--rules", str(bad)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2 and f"--rules ({bad})" in done.stderr and "rule 0 'r'" in done.stderr
 
 
 def _reap_stack(proc: subprocess.Popen[str]) -> None:

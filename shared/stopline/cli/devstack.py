@@ -50,8 +50,9 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def wait_for_port(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
-    while time.monotonic() < deadline:
+def wait_for_port(port: int, deadline: float, host: str = "127.0.0.1",
+                  give_up: Any = lambda: False) -> bool:
+    while time.monotonic() < deadline and not give_up():
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return True
@@ -68,7 +69,7 @@ def launcher() -> str:
 
 
 def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = False,
-            github_secret: str = "", gitlab_token: str = "") -> str:
+            github_secret: str = "", gitlab_token: str = "", rules: str = str(DEMO_RULES)) -> str:
     from stopline.emulator.seeds import DEMO_JOB_ID, DEMO_PIPELINE_ID, DEMO_RUN_ID, DEMO_TASK_ID, demo_environment
 
     hook, event = urls["webhook"], urls["on_event"]
@@ -83,7 +84,7 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
         f"  webhook secret     {secret}",
         f"  github secret      {github_secret}",
         f"  gitlab token       {gitlab_token}",
-        f"  rules              {DEMO_RULES}",
+        f"  rules              {rules}",
         "",
         "Try these in another terminal (from the checkout):",
         f"  {run} send stop_build --job-id {DEMO_JOB_ID} --build-no 21 --url {hook} --secret {secret}",
@@ -143,13 +144,46 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
-def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = False) -> int:
+def _port_problem(emulator_port: int, base_port: int) -> str | None:
+    """Why these ports cannot work, in one line; None when they can."""
+    last = base_port + len(TARGETS) - 1
+    if not 1 <= emulator_port <= 65535:
+        return f"--emulator-port {emulator_port} is not a port (1-65535)"
+    if not 1 <= base_port or last > 65535:
+        return (f"--port {base_port} leaves no room for the {len(TARGETS)} targets (ports {base_port}-{last}); "
+                f"choose 1-{65535 - len(TARGETS) + 1}")
+    if base_port <= emulator_port <= last:
+        return (f"--emulator-port {emulator_port} is one of the targets' ports ({base_port}-{last}); "
+                "choose one outside that range")
+    return None
+
+
+def _first(variable: str) -> str | None:
+    value = os.environ.get(variable, "").split(",")[0].strip()
+    return value or None
+
+
+def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = False,
+            rules: str | None = None) -> int:
     from stopline.emulator import Emulator
     from stopline.emulator.seeds import demo_environment
 
     source = find_functions_source()
     if source is None:
         print("stopline dev: functions/main.py not found; run it from the stopline checkout", file=sys.stderr)
+        return 2
+    problem = _port_problem(emulator_port, base_port)
+    if problem is not None:
+        print(f"stopline dev: {problem}", file=sys.stderr)
+        return 2
+    rules_file = rules or os.environ.get("STOPLINE_RULES") or str(DEMO_RULES)
+    from stopline.errors import ConfigurationError
+    from stopline.rules import load
+
+    try:
+        load(rules_file, variable="--rules" if rules else ("STOPLINE_RULES" if rules_file != str(DEMO_RULES) else ""))
+    except ConfigurationError as exc:
+        print(f"stopline dev: {exc.message}", file=sys.stderr)
         return 2
     ports = {name: base_port + i for i, (name, _) in enumerate(TARGETS)}
     busy = [p for p in (emulator_port, *ports.values()) if not port_free(p)]
@@ -160,11 +194,15 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
 
     emulator = Emulator().seed("demo")
     server = emulator.serve("127.0.0.1", emulator_port)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    github_secret, gitlab_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    env = {**os.environ, **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": secret,
-           "STOPLINE_GITHUB_SECRETS": github_secret, "STOPLINE_GITLAB_TOKENS": gitlab_token,
-           "STOPLINE_RULES": str(DEMO_RULES), "PYTHONUNBUFFERED": "1"}
+    # your own secrets when the environment has them, else new ones for this run
+    secret = _first("STOPLINE_WEBHOOK_SECRETS") or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    github_secret = _first("STOPLINE_GITHUB_SECRETS") or secrets.token_urlsafe(24)
+    gitlab_token = _first("STOPLINE_GITLAB_TOKENS") or secrets.token_urlsafe(24)
+    env = {**os.environ, **demo_environment(server.url),
+           "STOPLINE_WEBHOOK_SECRETS": os.environ.get("STOPLINE_WEBHOOK_SECRETS") or secret,
+           "STOPLINE_GITHUB_SECRETS": os.environ.get("STOPLINE_GITHUB_SECRETS") or github_secret,
+           "STOPLINE_GITLAB_TOKENS": os.environ.get("STOPLINE_GITLAB_TOKENS") or gitlab_token,
+           "STOPLINE_RULES": str(Path(rules_file).resolve()), "PYTHONUNBUFFERED": "1"}
     framework = [sys.executable, "-m", "functions_framework"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}
@@ -182,12 +220,12 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
             children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
         deadline = time.monotonic() + 60
         for name, port in ports.items():
-            if not wait_for_port(port, deadline) or stopping["now"]:
+            if not wait_for_port(port, deadline, give_up=lambda: stopping["now"]) or stopping["now"]:
                 if not stopping["now"]:
                     print(f"stopline dev: the {name} target did not start on port {port}", file=sys.stderr)
                 return 1 if not stopping["now"] else 0
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        print(_banner(server.url, urls, secret, asgi, github_secret, gitlab_token), flush=True)
+        print(_banner(server.url, urls, secret, asgi, github_secret, gitlab_token, rules_file), flush=True)
         while not stopping["now"]:
             if any(child.poll() is not None for child in children):
                 print("stopline dev: a function target exited; stopping", file=sys.stderr)

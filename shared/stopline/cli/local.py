@@ -11,6 +11,7 @@ import click
 
 from stopline.cli import (
     EXIT_FAILED,
+    EXIT_OK,
     EXIT_USAGE,
     _die,
     main,
@@ -107,8 +108,23 @@ def invoke(target: str, event_file: Path, emulate: bool) -> None:
 @click.option("--asgi/--flask", default=True, show_default=True,
               help="functions-framework's ASGI mode (default: it holds up under slow senders, Flask mode "
                    "does not; tests/functions/test_slow_senders.py) or its Flask mode.")
-def dev(emulator_port: int, base_port: int, asgi: bool) -> None:
+@click.option("--rules", "rules_file", metavar="FILE", help="Your rules file instead of the demo's "
+              "[default: STOPLINE_RULES when set]; your secrets are taken from the environment too.")
+@click.option("--reset", is_flag=True, help="Reseed the demo state of the stopline dev already running (on "
+              "--emulator-port), and exit.")
+def dev(emulator_port: int, base_port: int, asgi: bool, rules_file: str | None, reset: bool) -> None:
     """Run the local stack: emulator + every function target on 127.0.0.1, demo state seeded."""
     from stopline.cli.devstack import run_dev
 
-    sys.exit(run_dev(emulator_port=emulator_port, base_port=base_port, asgi=asgi))
+    if reset:
+        import httpx
+
+        url = f"http://127.0.0.1:{emulator_port}/_emulator/reset"
+        try:
+            httpx.post(url, json={"seed": "demo"}, timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:
+            _die(f"could not reset {url} ({type(exc).__name__}): is `stopline dev` running with that "
+                 "--emulator-port?", EXIT_FAILED)
+        click.echo("demo state reseeded: every demo build, job and pipeline run is running again")
+        sys.exit(EXIT_OK)
+    sys.exit(run_dev(emulator_port=emulator_port, base_port=base_port, asgi=asgi, rules=rules_file))

@@ -24,6 +24,12 @@ def handle(router: Router, request: EmuRequest) -> EmuReply:
             return json_reply(200, {"ok": True})
         if route == ("POST", "/_emulator/reset"):
             router.reset()
+            if body.get("seed") is not None:  # {"seed": "demo"}: start over with the demo state
+                from stopline.emulator.seeds import demo
+
+                if body["seed"] != "demo":
+                    raise ValueError('seed must be "demo"')
+                router.state.seed(demo())
             return json_reply(200, {"ok": True})
         if route == ("POST", "/_emulator/seed"):
             router.state.seed(body)
