@@ -149,7 +149,7 @@ def _port_problem(emulator_port: int, base_port: int) -> str | None:
     last = base_port + len(TARGETS) - 1
     if not 1 <= emulator_port <= 65535:
         return f"--emulator-port {emulator_port} is not a port (1-65535)"
-    if not 1 <= base_port or last > 65535:
+    if not base_port >= 1 or last > 65535:
         return (f"--port {base_port} leaves no room for the {len(TARGETS)} targets (ports {base_port}-{last}); "
                 f"choose 1-{65535 - len(TARGETS) + 1}")
     if base_port <= emulator_port <= last:
