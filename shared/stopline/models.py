@@ -206,6 +206,43 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def _refuse_empty(data: dict[str, Any], action: str, where: str) -> None:
+    """A filter (or the number) sent as null or "" is refused: a template with an empty variable must not
+    widen a command to everything that runs."""
+    empty = [name for name in (*FILTERS, "build_no", "pipeline_run_id")
+             if name in data and (data[name] is None or data[name] == "")]
+    if empty:
+        raise InvalidCommand(
+            f"invalid {action} command: {', '.join(empty)} given empty; leave a field out rather than send null "
+            'or "" (only a command without the number looks up what runs)',
+            details=[{"field": f"{where}{name}", "message": "must not be null or empty"} for name in empty])
+
+
+def _invalid(exc: ValidationError, action: str, where: str) -> InvalidCommand:
+    """pydantic's errors in stopline's words: each bad field named, prefixed for batch members."""
+    details = [
+        {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"].removeprefix("Value error, "),
+         "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    names = ", ".join(sorted({d["field"] for d in details}))
+    reasons = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return InvalidCommand(f"invalid {action} command: {reasons or names}", details=details)
+
+
+def _refuse_filters_with_a_number(command: StopBuild | StopPipelineRun, where: str) -> None:
+    named = "build_no" if isinstance(command, StopBuild) else "pipeline_run_id"
+    if getattr(command, named) is None:
+        return
+    clash = [name for name in FILTERS if getattr(command, name) is not None]
+    if clash:
+        raise InvalidCommand(
+            f"invalid {command.action} command: {', '.join(clash)} cannot be combined with {named} "
+            f"(leave {named} out to stop everything running that matches)",
+            details=[{"field": f"{where}{name}", "message": f"not allowed together with {named}"}
+                     for name in clash])
+
+
 def parse_command(data: object, *, action: str | None = None, where: str = "") -> Command:
     """Validate one command.
 
@@ -241,32 +278,12 @@ def parse_command(data: object, *, action: str | None = None, where: str = "") -
             f"unknown action {chosen!r}",
             details=[{"field": f"{where}action", "message": f"must be one of {', '.join(COMMAND_TYPES)}"}],
         )
-    empty = [name for name in (*FILTERS, "build_no", "pipeline_run_id")
-             if name in data and (data[name] is None or data[name] == "")]
-    if empty and model in (StopBuild, StopPipelineRun):
-        raise InvalidCommand(
-            f"invalid {chosen} command: {', '.join(empty)} given empty; leave a field out rather than send null "
-            'or "" (only a command without the number looks up what runs)',
-            details=[{"field": f"{where}{name}", "message": "must not be null or empty"} for name in empty])
+    if model in (StopBuild, StopPipelineRun):
+        _refuse_empty(data, str(chosen), where)
     try:
         command = model.model_validate({**data, "action": chosen})
     except ValidationError as exc:
-        details = [
-            {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"].removeprefix("Value error, "),
-             "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        names = ", ".join(sorted({d["field"] for d in details}))
-        reasons = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        raise InvalidCommand(f"invalid {chosen} command: {reasons}" if reasons else
-                             f"invalid {chosen} command: {names}", details=details) from None
-    named = "build_no" if isinstance(command, StopBuild) else "pipeline_run_id"
-    if isinstance(command, StopBuild | StopPipelineRun) and getattr(command, named) is not None:
-        clash = [name for name in FILTERS if getattr(command, name) is not None]
-        if clash:
-            raise InvalidCommand(
-                f"invalid {command.action} command: {', '.join(clash)} cannot be combined with {named} "
-                f"(leave {named} out to stop everything running that matches)",
-                details=[{"field": f"{where}{name}", "message": f"not allowed together with {named}"}
-                         for name in clash])
+        raise _invalid(exc, str(chosen), where) from None
+    if isinstance(command, StopBuild | StopPipelineRun):
+        _refuse_filters_with_a_number(command, where)
     return command

@@ -163,27 +163,41 @@ def _first(variable: str) -> str | None:
     return value or None
 
 
+def _secrets() -> tuple[str, str, str]:
+    """The webhook secret, GitHub secret and GitLab token: yours from the environment when set (the first
+    of each list), else new ones for this run."""
+    return (_first("STOPLINE_WEBHOOK_SECRETS") or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            _first("STOPLINE_GITHUB_SECRETS") or secrets.token_urlsafe(24),
+            _first("STOPLINE_GITLAB_TOKENS") or secrets.token_urlsafe(24))
+
+
+def _checked_rules(given: str | None) -> str | None:
+    """The rules file to serve (``--rules``, else STOPLINE_RULES, else the demo's), checked now; None (after
+    a one-line error) when it does not load."""
+    from stopline.errors import ConfigurationError
+    from stopline.rules import load
+
+    path = given or os.environ.get("STOPLINE_RULES") or str(DEMO_RULES)
+    try:
+        load(path, variable="--rules" if given else ("STOPLINE_RULES" if path != str(DEMO_RULES) else ""))
+    except ConfigurationError as exc:
+        print(f"stopline dev: {exc.message}", file=sys.stderr)
+        return None
+    return path
+
+
 def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = False,
             rules: str | None = None) -> int:
     from stopline.emulator import Emulator
     from stopline.emulator.seeds import demo_environment
 
     source = find_functions_source()
-    if source is None:
-        print("stopline dev: functions/main.py not found; run it from the stopline checkout", file=sys.stderr)
-        return 2
-    problem = _port_problem(emulator_port, base_port)
-    if problem is not None:
-        print(f"stopline dev: {problem}", file=sys.stderr)
-        return 2
-    rules_file = rules or os.environ.get("STOPLINE_RULES") or str(DEMO_RULES)
-    from stopline.errors import ConfigurationError
-    from stopline.rules import load
-
-    try:
-        load(rules_file, variable="--rules" if rules else ("STOPLINE_RULES" if rules_file != str(DEMO_RULES) else ""))
-    except ConfigurationError as exc:
-        print(f"stopline dev: {exc.message}", file=sys.stderr)
+    rules_file = _checked_rules(rules)
+    problem = ("functions/main.py not found; run it from the stopline checkout" if source is None
+               else _port_problem(emulator_port, base_port))
+    if problem is not None or rules_file is None or source is None:
+        if problem is not None:
+            print(f"stopline dev: {problem}", file=sys.stderr)
         return 2
     ports = {name: base_port + i for i, (name, _) in enumerate(TARGETS)}
     busy = [p for p in (emulator_port, *ports.values()) if not port_free(p)]
@@ -194,10 +208,7 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
 
     emulator = Emulator().seed("demo")
     server = emulator.serve("127.0.0.1", emulator_port)
-    # your own secrets when the environment has them, else new ones for this run
-    secret = _first("STOPLINE_WEBHOOK_SECRETS") or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    github_secret = _first("STOPLINE_GITHUB_SECRETS") or secrets.token_urlsafe(24)
-    gitlab_token = _first("STOPLINE_GITLAB_TOKENS") or secrets.token_urlsafe(24)
+    secret, github_secret, gitlab_token = _secrets()
     env = {**os.environ, **demo_environment(server.url),
            "STOPLINE_WEBHOOK_SECRETS": os.environ.get("STOPLINE_WEBHOOK_SECRETS") or secret,
            "STOPLINE_GITHUB_SECRETS": os.environ.get("STOPLINE_GITHUB_SECRETS") or github_secret,
@@ -206,17 +217,12 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
     framework = [sys.executable, "-m", "functions_framework"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}
-
-    def on_signal(*_: Any) -> None:
-        stopping["now"] = True
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: stopping.update(now=True))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name, kind in TARGETS:
             cmd = [*framework, "--target", name, "--source", str(source), "--host", "127.0.0.1",
-                   "--port", str(ports[name]), "--signature-type", kind]
-            if asgi:
-                cmd.append("--asgi")
+                   "--port", str(ports[name]), "--signature-type", kind, *(["--asgi"] if asgi else [])]
             children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
         deadline = time.monotonic() + 60
         for name, port in ports.items():
