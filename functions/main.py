@@ -8,6 +8,7 @@ rest (pydantic, httpx), unless STOPLINE_PREWARM=1 asks for that set-up at import
 from typing import Any
 
 import functions_framework
+from cloudevents.exceptions import GenericException  # functions-framework's own dependency, already loaded
 
 from stopline.entry import warm_if_asked
 
@@ -74,6 +75,33 @@ def _nested_too_deep(error: RecursionError) -> Any:
     from stopline.triggers.frameworks import refuse_too_deep
 
     return refuse_too_deep()
+
+
+@functions_framework.errorhandler(GenericException)  # type: ignore[untyped-decorator]
+def _not_a_cloud_event(error: GenericException) -> Any:
+    """Flask mode parses a CloudEvent before `on_event` runs; one it cannot read (malformed, or data nested
+    too deep for its JSON parser) is a 400 JSON answer naming why, not an HTML 500 and a traceback."""
+    from stopline.triggers.frameworks import refuse_unreadable_event
+
+    return refuse_unreadable_event(error)
+
+
+@functions_framework.errorhandler(400)  # type: ignore[untyped-decorator]
+def _framework_refusal(error: Any) -> Any:
+    """functions-framework's own 400 (a CloudEvent or Pub/Sub push it cannot convert) as JSON, like every
+    other answer: its HTML page would be read by nobody and retried forever by a pusher."""
+    from stopline.triggers.frameworks import refuse_unreadable_event
+
+    return refuse_unreadable_event(error)
+
+
+@functions_framework.errorhandler(Exception)  # type: ignore[untyped-decorator]
+def _raised(error: Exception) -> Any:
+    """Whatever else escapes a target in Flask mode, answered in JSON and logged as one JSON line: a
+    redelivery request (on_event) is a 503 the pusher retries; a bug is a 500 ``internal``."""
+    from stopline.triggers.frameworks import answer_raised
+
+    return answer_raised(error)
 
 
 @functions_framework.cloud_event

@@ -104,7 +104,10 @@ def test_transient_failure_asks_for_redelivery(stack: tuple[Emulator, dict[str, 
     emulator.inject(r"^/v3/jobs/stop$", "error", status=503, count=2, retry_after=None)
     event = structured({"action": "stop_build", "job_id": JOB, "build_no": n}, event_id=f"tr-{mode}")
     first = post_structured(procs[mode].url, event)
-    assert first.status_code == 500  # non-2xx: Pub/Sub and Eventarc deliver the event again
+    # non-2xx: Pub/Sub and Eventarc deliver the event again (Flask mode: a JSON 503 with Retry-After)
+    assert first.status_code == (503 if mode == "flask" else 500)
+    if mode == "flask":
+        assert first.json()["error"]["type"] == "unavailable" and first.headers["Retry-After"] == "1"
     assert post_structured(procs[mode].url, event).status_code == 200  # the platform's redelivery
     assert effects(emulator, n) == 1
 
@@ -145,3 +148,22 @@ def test_a_poison_cloudevent_is_refused_in_json(stack: tuple[Emulator, dict[str,
                                                                                                    + "]" * 100)}))
     assert nested.status_code in (200, 204)  # acknowledged: a poison message is not redelivered
     assert len(emulator.calls) == before
+
+
+def test_what_flask_mode_cannot_read_is_answered_in_json(stack: tuple[Emulator, dict[str, FunctionProcess]]) -> None:
+    """A binary CloudEvent whose data nests too deep for functions-framework's parser, and a structured one
+    missing its required attributes, answer 400 in JSON (never an HTML page), and every line the process
+    writes about them is JSON."""
+    _, procs = stack
+    url = procs["flask"].url
+    deep = b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    binary = httpx.post(url, content=deep, timeout=30, headers={
+        "Content-Type": "application/json", "ce-specversion": "1.0", "ce-id": "deep-binary", "ce-source": "//t",
+        "ce-type": "stopline.stop_build"})
+    assert binary.status_code == 400 and binary.json()["error"]["type"] == "invalid_json"
+    partial = httpx.post(url, content=b'{"specversion": "1.0"}', timeout=30,
+                         headers={"Content-Type": "application/cloudevents+json"})
+    assert partial.status_code == 400 and partial.json()["error"]["type"] == "invalid_json"
+    assert "Missing required attributes" in partial.json()["error"]["message"]
+    text = procs["flask"].log_path.read_text(errors="replace")
+    assert "Traceback" not in text and "DataUnmarshallerError" not in text

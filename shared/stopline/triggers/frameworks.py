@@ -82,6 +82,38 @@ def _pipeline_response_class() -> type:
     return PipelineResponse
 
 
+def answer_raised(error: Exception) -> tuple[bytes, int, dict[str, str]]:
+    """Flask mode's answer for an exception that left a target: an HTTP error of the framework's own (404,
+    405) in JSON; a redelivery request (on_event) as 503 with Retry-After, logged once as JSON; else a bug."""
+    from stopline.triggers.queue import RedeliveryRequested
+
+    code = getattr(error, "code", None)
+    if isinstance(code, int) and 400 <= code < 600 and hasattr(error, "description"):  # werkzeug's HTTPException
+        body = {"ok": False, "error": {"type": "bad_request" if code < 500 else "internal",
+                                       "message": str(error.description), "details": []}}
+        return http.HttpReply(code, body).content(), code, {"Content-Type": "application/json"}
+    if isinstance(error, RedeliveryRequested):
+        import logging
+
+        logging.getLogger("stopline").warning("asking for redelivery: %s", error, extra={"status": 503})
+        body = {"ok": False, "error": {"type": "unavailable", "message": str(error), "details": []}}
+        return _flask_reply(http.HttpReply(503, body, {"Retry-After": "1"}))
+    return _flask_reply(http.internal_error(error))
+
+
+def refuse_unreadable_event(error: Exception) -> tuple[bytes, int, dict[str, str]]:
+    """The answer when functions-framework could not read a CloudEvent (Flask mode, on_event)."""
+    from stopline.errors import InvalidJson
+
+    if "RecursionError" in str(error):
+        return refuse_too_deep()
+    description = getattr(error, "description", None) or str(error)
+    reason = description.split("Got CloudEvent exception:")[-1].split("<br>")[0].strip().splitlines()[0].strip(" .")
+    refused = InvalidJson(f"not a CloudEvent stopline can read ({reason[:200]})",
+                          details=[{"field": "body", "message": reason[:200]}])
+    return _flask_reply(http.refusal(refused, "on_event"))
+
+
 def refuse_too_deep() -> tuple[bytes, int, dict[str, str]]:
     """The answer when functions-framework's own JSON parsing overflowed (Flask mode, on_event)."""
     from stopline.errors import InvalidJson

@@ -205,7 +205,7 @@ def _drain_size(exc: StoplineError, headers: Mapping[str, str]) -> int:
     return length if length is not None and length <= DRAIN_LIMIT else 0
 
 
-def _internal_error(exc: Exception) -> HttpReply:
+def internal_error(exc: Exception) -> HttpReply:
     """An unexpected failure (a bug): logged with its type, answered as a JSON 500 without details."""
     log.error("internal error: %s: %s", type(exc).__name__, exc, exc_info=exc, extra={"error_type": "internal"})
     return HttpReply(500, {"ok": False, "error": {"type": "internal", "message": "internal error; see the logs",
@@ -293,7 +293,7 @@ def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery, rules: Rul
     except StoplineError as exc:  # an event that lacks what a matching rule needs (422)
         return refusal(exc, delivery.trigger, delivery.event_id)
     except Exception as exc:  # noqa: BLE001 - a bug must still answer in the contract's shape
-        return _internal_error(exc)
+        return internal_error(exc)
 
 
 def handle(target: str, method: str, headers: Mapping[str, str], read_body: Callable[[int], bytes],
