@@ -211,3 +211,30 @@ def test_send_help_lists_the_field_flags() -> None:
     assert done.returncode == 0
     for flag in ("--job-id", "--build-no", "--commit-id", "--job-name", "--workspace", "--scope"):
         assert flag in done.stdout, flag
+
+
+def test_more_errors_say_where_and_what_to_do(served: Any) -> None:
+    """Issue 25: no secret at all is refused before sending; an unknown GitHub event type is a usage error
+    with a suggestion; a direct command against an emulator that is down names the URL and its variable;
+    sending to the emulator's port says it is not a stopline target."""
+    _, server = served
+    no_secret = run(["send", "stop_build", "--url", server.url, "--job-id", DEMO_JOB_ID, "--build-no", "20"], {})
+    assert no_secret.returncode == 2 and "STOPLINE_WEBHOOK_SECRET" in one_line_error(no_secret)
+    typo = run(["send", "--github", "workflow_runs", "--file", "events/github-ping.json", "--url", server.url,
+                "--secret", "s"], {})
+    assert typo.returncode == 2 and "did you mean 'workflow_run'" in one_line_error(typo)
+    emulator_port = run(["send", "stop_build", "--url", server.url, "--job-id", DEMO_JOB_ID, "--build-no", "20",
+                         "--secret", "a-plain-secret-of-16+"], {})
+    assert emulator_port.returncode == 1 and "not a stopline target" in emulator_port.stdout
+    closed = f"http://127.0.0.1:{free_port()}"
+    down = run(["stop-build", DEMO_JOB_ID, "20"], {**demo_environment(closed), "STOPLINE_MAX_ATTEMPTS": "1"})
+    assert down.returncode == 1
+    assert closed in down.stdout and "STOPLINE_CODEARTS_BUILD_ENDPOINT" in down.stdout
+    assert "is `stopline dev` (or `stopline emulator`) running there?" in down.stdout
+
+
+def test_every_help_summary_is_whole() -> None:
+    for args in ([], ["rules"], ["retries"], ["secret"]):
+        done = run([*args, "--help"], {})
+        commands = done.stdout.split("Commands:", 1)[1]
+        assert done.returncode == 0 and "..." not in commands, commands

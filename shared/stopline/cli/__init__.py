@@ -72,7 +72,7 @@ def _read_json_file(path: Path, what: str) -> Any:
         _die(f"{what} {path} is not valid JSON ({str(exc).splitlines()[0]}); fix the file and retry")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120, "terminal_width": 120})
 @click.version_option(package_name="stopline")
 def main() -> None:
     """stopline: stop CodeArts Build builds and Pipeline runs, delete build tasks, stop DataArts Studio jobs."""

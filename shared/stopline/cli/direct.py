@@ -82,7 +82,7 @@ def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
-@main.command("stop-build")
+@main.command("stop-build", short_help="Stop a CodeArts Build build, or the running builds of a commit or branch.")
 @click.argument("job_id")
 @click.argument("build_no", required=False)
 @click.option("--commit", "commit_id", metavar="SHA", help="Only builds of this commit (a sha or a 7+ hex prefix).")

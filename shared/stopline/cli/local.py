@@ -64,7 +64,7 @@ def secret() -> None:
     """Webhook secrets."""
 
 
-@secret.command("new")
+@secret.command("new", short_help="Print a new Standard Webhooks secret (whsec_ + 32 random bytes).")
 def secret_new() -> None:
     """Print a new Standard Webhooks secret (whsec_ + 32 random bytes, base64): put the same value in the
     sender and in STOPLINE_WEBHOOK_SECRETS (or STOPLINE_GITLAB_SIGNING_SECRETS)."""

@@ -10,7 +10,7 @@ import click
 from stopline.cli import EXIT_FAILED, EXIT_OK, _configured_runtime, _json_option, _verbose_option, main
 
 
-@main.group()
+@main.group(short_help="List or run the pending retries of senders that never redeliver.")
 def retries() -> None:
     """Pending retries: commands whose sender never redelivers, kept until they succeed or are abandoned."""
 

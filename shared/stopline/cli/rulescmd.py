@@ -22,7 +22,7 @@ from stopline.errors import ConfigurationError, StoplineError
 
 @main.group()
 def rules() -> None:
-    """Check a rules file, or see what it does with an event (docs/rules.md)."""
+    """Check a rules file, or see what it does with an event."""
 
 
 @rules.command("check")

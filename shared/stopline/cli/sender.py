@@ -109,6 +109,9 @@ def describe_reply(status: int, reply: dict[str, Any]) -> str:
                     name = f"build {entry['build_no']}" if key == "builds" else f"instance {entry['instance_id']}"
                     lines.append(f"      {name}: {entry.get('outcome')}")
         return "\n".join(lines)
+    if "ok" not in reply and ("error_code" in reply or "error_msg" in reply):
+        return (f"HTTP {status}: this is not a stopline target (it answered like the cloud, or the emulator: "
+                f"{reply.get('error_code')}); send to a function target's URL, e.g. the webhook's from the banner")
     if "results" in reply:
         lines = [f"HTTP {status}: batch of {len(reply['results'])}, ok={reply.get('ok')}"]
         lines += [f"  [{i}] {r.get('status', '')} {_line(r)}" for i, r in enumerate(reply["results"])]

@@ -21,6 +21,8 @@ from stopline.cli import (
 )
 from stopline.errors import InvalidCommand
 
+GITHUB_EVENTS = ("workflow_run", "workflow_job", "ping")
+GITLAB_EVENTS = ("Pipeline Hook", "Job Hook")
 _SEND_FIELDS = {
     "stop_build": "--job-id ID [--build-no N | --commit-id SHA --branch NAME --except-commit-id SHA]",
     "delete_build_task": "--job-id ID",
@@ -35,7 +37,8 @@ _SEND_EPILOG = "\b\nFields, as --field value (or --field=value), per ACTION:\n" 
     "(signed with STOPLINE_GITHUB_SECRET) or GitLab (token STOPLINE_GITLAB_TOKEN) would."
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, epilog=_SEND_EPILOG)
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, epilog=_SEND_EPILOG,
+              short_help="Sign and send a command, a batch or a GitHub/GitLab payload to a running target.")
 @click.argument("action", required=False)
 @click.option("--url", envvar="STOPLINE_URL", required=True, help="The target's URL [env STOPLINE_URL].")
 @click.option("--secret", help="Signing secret [env STOPLINE_WEBHOOK_SECRET or the first of "
@@ -59,16 +62,30 @@ def send(ctx: click.Context, action: str | None, url: str, secret: str | None, m
 
     if github_event or gitlab_event:
         source, event = ("github", github_event) if github_event else ("gitlab", gitlab_event)
+        known = GITHUB_EVENTS if source == "github" else GITLAB_EVENTS
+        if event not in known:
+            import difflib
+
+            near = difflib.get_close_matches(str(event), known, n=1)
+            _die(f"unknown {source} event {event!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                 + f" (stopline acts on {', '.join(known)})")
         if payload_file is None:
             _die(f"--{source} needs --file PAYLOAD (for example events/{source}-...json)")
         _read_json_file(payload_file, "payload file")
         content = payload_file.read_bytes()
         secret = secret or (_first("STOPLINE_GITHUB_SECRET", "STOPLINE_GITHUB_SECRETS") if source == "github"
                             else _first("STOPLINE_GITLAB_TOKEN", "STOPLINE_GITLAB_TOKENS"))
+        if not secret:
+            names = ("STOPLINE_GITHUB_SECRET" if source == "github" else "STOPLINE_GITLAB_TOKEN")
+            _die(f"no {source} secret to send with: pass --secret or set {names} (the `{source} secret` line "
+                 "of `stopline dev`'s banner)")
         status, reply = post(url, content, source_headers(source, str(event), content, secret=secret,
                                                           msg_id=msg_id))
     else:
         secret = secret or _first("STOPLINE_WEBHOOK_SECRET", "STOPLINE_WEBHOOK_SECRETS")
+        if not secret:
+            _die("no signing secret to send with: pass --secret or set STOPLINE_WEBHOOK_SECRET (the `webhook "
+                 "secret` line of `stopline dev`'s banner; for a GitHub or GitLab target use --github / --gitlab)")
         if batch_file is not None:
             loaded = _read_json_file(batch_file, "batch file")
             if not isinstance(loaded, list | dict):
