@@ -54,7 +54,7 @@ def test_json_output(env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("args", [["stop-build", "short", "20"], ["stop-build", DEMO_JOB_ID, "0"],
                                   ["stop-job", "a/b"], ["stop-job", ".."],
-                                  ["stop-build", DEMO_JOB_ID, "--commit", "xyz"],
+                                  ["stop-build", DEMO_JOB_ID, "--commit-id", "xyz"],
                                   ["stop-job", "x", "--scope", "all"], ["running", "short"]])
 def test_bad_arguments_are_usage_errors(args: list[str], env: dict[str, str]) -> None:
     result = run(args, env)
@@ -96,8 +96,8 @@ def test_emulator_busy_port_is_a_clear_error(served: tuple[Emulator, EmulatorSer
 
 
 def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorServer], env: dict[str, str]) -> None:
-    """The section-10 tour: `running` lists what runs; `stop-build --commit` stops every build of that commit
-    (one line each); `--branch --except-commit` stops the superseded ones; `stop-job --scope instances`."""
+    """The section-10 tour: `running` lists what runs; `stop-build --commit-id` stops every build of that commit
+    (one line each); `--branch --except-commit-id` stops the superseded ones; `stop-job --scope instances`."""
     from stopline.emulator.seeds import DEMO_COMMIT, DEMO_DATAARTS_JOB, DEMO_INSTANCE_ID, DEMO_NEW_COMMIT
 
     listed = run(["running", DEMO_JOB_ID], env)
@@ -105,12 +105,12 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
     rows = listed.stdout.splitlines()[1:]
     assert [r.split()[0] for r in rows] == ["20", "21", "22", "23", "24"]
     assert rows[0].split()[1:] == ["Running", "feature/x", DEMO_COMMIT] and rows[3].split()[1] == "InQueue"
-    by_commit = run(["stop-build", DEMO_JOB_ID, "--commit", DEMO_COMMIT[:7]], env)
+    by_commit = run(["stop-build", DEMO_JOB_ID, "--commit-id", DEMO_COMMIT[:7]], env)
     assert by_commit.returncode == 0, by_commit.stderr
     lines = by_commit.stdout.splitlines()
     assert lines[0].startswith("stopped: stop_build") and [ln.split(":")[0].strip() for ln in lines[1:]] == [
         "build 20", "build 21"]
-    superseded = run(["stop-build", DEMO_JOB_ID, "--branch", "feature/x", "--except-commit", DEMO_NEW_COMMIT[:7]],
+    superseded = run(["stop-build", DEMO_JOB_ID, "--branch", "feature/x", "--except-commit-id", DEMO_NEW_COMMIT[:7]],
                      env)
     assert superseded.stdout.startswith("nothing_running:") and superseded.returncode == 0
     listed_json = json.loads(run(["running", DEMO_JOB_ID, "--json"], env).stdout)
@@ -119,7 +119,7 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
     assert job.returncode == 0
     assert job.stdout.splitlines()[1].strip().startswith(f"instance {DEMO_INSTANCE_ID}: stopped")
     assert [e["effect"] for e in served[0].effects] == ["build_stopped", "build_stopped", "instance_stopped"]
-    clash = run(["stop-build", DEMO_JOB_ID, "20", "--commit", DEMO_COMMIT[:7]], env)
+    clash = run(["stop-build", DEMO_JOB_ID, "20", "--commit-id", DEMO_COMMIT[:7]], env)
     assert clash.returncode == 2 and "commit-id" in clash.stderr and "build_no" in clash.stderr
 
 

@@ -85,9 +85,9 @@ def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
 @main.command("stop-build", short_help="Stop a CodeArts Build build, or the running builds of a commit or branch.")
 @click.argument("job_id")
 @click.argument("build_no", required=False)
-@click.option("--commit", "commit_id", metavar="SHA", help="Only builds of this commit (a sha or a 7+ hex prefix).")
+@click.option("--commit-id", "commit_id", metavar="SHA", help="Only builds of this commit (a sha or a 7+ hex prefix).")
 @click.option("--branch", metavar="NAME", help="Only builds of this branch.")
-@click.option("--except-commit", "except_commit_id", metavar="SHA", help="Leave the builds of this commit running.")
+@click.option("--except-commit-id", "except_commit_id", metavar="SHA", help="Leave the builds of this commit running.")
 @_json_option
 @_verbose_option
 def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch: str | None,
@@ -108,7 +108,7 @@ def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch:
               "Pipeline instead of a task's builds.")
 @click.option("--codearts-project-id", metavar="ID", help="The pipeline's CodeArts project (default: "
               "STOPLINE_CODEARTS_PROJECT_ID).")
-@click.option("--commit", "commit_id", metavar="SHA", help="Only builds (runs) of this commit.")
+@click.option("--commit-id", "commit_id", metavar="SHA", help="Only builds (runs) of this commit.")
 @click.option("--branch", metavar="NAME", help="Only builds (runs) of this branch.")
 @_json_option
 @_verbose_option
@@ -177,9 +177,9 @@ def _print_runs(pipeline_id: str, runs: list[dict[str, Any]], as_json: bool) -> 
 @click.argument("run_id", required=False)
 @click.option("--codearts-project-id", metavar="ID", help="The pipeline's CodeArts project (default: "
               "STOPLINE_CODEARTS_PROJECT_ID; not the IAM project).")
-@click.option("--commit", "commit_id", metavar="SHA", help="Only runs of this commit (a sha or a 7+ hex prefix).")
+@click.option("--commit-id", "commit_id", metavar="SHA", help="Only runs of this commit (a sha or a 7+ hex prefix).")
 @click.option("--branch", metavar="NAME", help="Only runs of this source branch.")
-@click.option("--except-commit", "except_commit_id", metavar="SHA", help="Leave the runs of this commit running.")
+@click.option("--except-commit-id", "except_commit_id", metavar="SHA", help="Leave the runs of this commit running.")
 @click.option("--started-before", metavar="TIME", help="Only runs started before this RFC 3339 time "
               "(e.g. 2026-12-07T10:00:00Z).")
 @_json_option
