@@ -208,3 +208,15 @@ def test_created_at_fills_started_before(tmp_path: Path) -> None:
     assert isinstance(started, SourceEvent)
     fired = rules.evaluate(started).fired
     assert fired[0].command["started_before"] == "2026-12-02T10:03:09Z"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("rules:\n  - name: r\n    when: {source: github, kind: cancelled, brnch: main}\n    then: []\n",
+     "when.brnch: unknown key; did you mean 'branch'?"),
+    ("rules:\n  - name: r\n    wen: {source: github}\n", "wen: unknown key; did you mean 'when'?"),
+    ("rules:\n  - name: r\n    when: {source: github\n", "not valid YAML at line 4, column 1"),
+])
+def test_yaml_mistakes_say_where_and_suggest(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load(write(tmp_path, text))
+    assert expected in info.value.message, info.value.message

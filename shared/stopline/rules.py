@@ -280,10 +280,16 @@ def load(path: str, *, variable: str = "STOPLINE_RULES") -> Rules:
         raise ConfigurationError(f"{where}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{where}: cannot read it ({type(exc).__name__})") from None
-    except ValueError as exc:  # JSON and YAML errors both derive from it (yaml.YAMLError is wrapped below)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{where}: not valid JSON at line {exc.lineno}, column {exc.colno}: "
+                                 f"{exc.msg}") from None
+    except ValueError as exc:
         raise ConfigurationError(f"{where}: not valid: {str(exc).splitlines()[0][:200]}") from None
     except Exception as exc:  # noqa: BLE001 - yaml.YAMLError without importing yaml for JSON files
-        raise ConfigurationError(f"{where}: not valid YAML: {str(exc).splitlines()[0][:200]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigurationError(f"{where}: not valid YAML{at}: {str(problem)[:200]}") from None
     if data is None:
         data = {}
     try:
@@ -294,9 +300,23 @@ def load(path: str, *, variable: str = "STOPLINE_RULES") -> Rules:
     return Rules(path, parsed.rules)
 
 
+def _suggestion(loc: list[Any]) -> str:
+    """For an unknown key, the known one it is closest to (``brnch`` -> ``branch``)."""
+    import difflib
+
+    model: type[BaseModel] = RulesFile
+    if len(loc) >= 3 and loc[0] == "rules":
+        model = When if len(loc) >= 4 and loc[2] == "when" else Rule
+    near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f"unknown key; did you mean {near[0]!r}?" if near else \
+        f"unknown key; the keys are {', '.join(model.model_fields)}"
+
+
 def _describe(err: Any, data: Any) -> str:
     loc = list(err["loc"])
     message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = _suggestion(loc)
     if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
         index = loc[1]
         name = None
