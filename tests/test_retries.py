@@ -253,3 +253,71 @@ def signed_post_in_process(command: dict[str, Any]) -> http.HttpReply:
 
 
 
+
+
+def test_a_gitlab_cancel_is_pending_then_stopped_once(cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same for GitLab (secret token): the cloud fails three times, the hook is answered 200 with the
+    command pending, a resend of the hook with a fresh Idempotency-Key is pending too, and the taker stops
+    the build once."""
+    token = "gl-retry-token-0123456789"
+    configured_secret(token)
+    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", token)
+    reset_runtime()
+    cloud.inject(r"build-info-records", "error", status=503, count=3)
+    body = (ROOT / "events" / "gitlab-pipeline-canceled.json").read_bytes()
+
+    def send(key: str) -> dict[str, Any]:
+        headers = {"content-type": "application/json", "x-gitlab-event": "Pipeline Hook", "x-gitlab-token": token,
+                   "idempotency-key": key}
+        reply = http.handle("gitlab", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+        assert reply.status == 200
+        return reply.body
+
+    assert send("k-1")["results"][0]["outcome"] == "pending"
+    assert send("k-2")["results"][0]["outcome"] == "pending"  # GitLab's manual resend: no call
+    pipeline = get_runtime().pipeline
+    assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["pending"]  # 2nd failure
+    assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["pending"]  # 3rd
+    assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["stopped"]
+    assert stops(cloud) == [STOP_24] and pipeline.retries.pending() == []
+
+
+def test_superseding_events_out_of_order_never_stop_the_newer_build(cloud: Emulator, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs A (older commit) and B (newer) on one branch, each with its running build. B's `requested`
+    arrives, then A's late `in_progress`: with the recipe (started_before: "{created_at}"), A's event stops
+    nothing of B's, and B's stops A's build."""
+    rules = tmp_path / "supersede.yaml"
+    rules.write_text(f"""rules:
+  - name: supersede
+    when: {{source: github, kind: started}}
+    then:
+      - {{action: stop_build, job_id: {JOB_S}, branch: "{{branch}}", except_commit_id: "{{sha}}",
+         started_before: "{{created_at}}"}}
+""")
+    monkeypatch.setenv("STOPLINE_RULES", str(rules))
+    reset_runtime()
+    now = int(time.time())
+    cloud.seed(build_tasks=[{"job_id": JOB_S, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505", "builds": [
+        {"build_no": 1, "branch": "feature/y", "commit_id": "a" * 40, "start_time": (now - 100) * 1000},
+        {"build_no": 2, "branch": "feature/y", "commit_id": "b" * 40, "start_time": (now - 20) * 1000}]}])
+    template = json.loads((ROOT / "events" / "github-workflow_run-requested.json").read_text())
+
+    def started(run_id: int, sha: str, created: int, action: str) -> bytes:
+        event = json.loads(json.dumps(template))
+        run = event["workflow_run"]
+        run.update(id=run_id, head_sha=sha, head_branch="feature/y", created_at=time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)))
+        event["action"] = action
+        return json.dumps(event).encode()
+
+    by_b = github_cancel(started(2, "b" * 40, now - 22, "requested"), delivery="b")
+    assert by_b["matched"] == ["supersede"] and by_b["results"][0]["builds"] == [
+        {"build_no": 1, "outcome": "stopped", "upstream_request_id": by_b["results"][0]["builds"][0][
+            "upstream_request_id"]}]
+    late_a = github_cancel(started(1, "a" * 40, now - 102, "in_progress"), delivery="a")
+    assert late_a["results"][0]["outcome"] == "nothing_running"  # B's build started after A was created
+    assert stops(cloud) == [("build_stopped", JOB_S, 1)]
+
+
+JOB_S = "5555bbbb2222bbbb3333cccc4444dddd"
