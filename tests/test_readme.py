@@ -104,3 +104,30 @@ def test_the_readme_library_snippet_runs(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "stopped True"
+
+
+def test_the_wheel_installs_and_works_outside_the_checkout(tmp_path: Path) -> None:
+    """README "Use it as a library": the wheel uv builds installs into a fresh environment, and the README's
+    snippet runs there, in a folder that is not the checkout (with the emulator the wheel carries)."""
+    import shutil
+
+    uv = os.environ.get("UV") or shutil.which("uv")
+    assert uv is not None, "uv runs the tests, so it is known"
+    subprocess.run([uv, "build", "--wheel", "--out-dir", str(tmp_path / "dist")], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("stopline-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120,
+                   capture_output=True)
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel)],
+                   check=True, timeout=300, capture_output=True)
+    text = (ROOT / "README.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    script = tmp_path / "elsewhere" / "use.py"
+    script.parent.mkdir()
+    script.write_text("from stopline.emulator import mock_huaweicloud\n\nwith mock_huaweicloud('demo'):\n"
+                      + "".join(f"    {line}\n" for line in snippet.splitlines()))
+    done = subprocess.run([str(venv / "bin" / "python"), str(script)], cwd=script.parent, env=clean_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stopped True"
