@@ -69,25 +69,18 @@ def page(data: dict[str, Any], offset: int) -> tuple[list[dict[str, Any]], bool]
 
 
 def select(command: StopPipelineRun, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The running runs matching the filters, one per run id, oldest first."""
+    """The running runs matching the filters (the rules of builds: resolution.passes), one per run id,
+    oldest first."""
+    from stopline.resolution import passes
+
     chosen: dict[str, dict[str, Any]] = {}
     for run in runs:
         run_id = run.get("pipeline_run_id")
         if not isinstance(run_id, str) or str(run.get("status") or "").upper() != RUNNING:
             continue
         params: dict[str, Any] = run["build_params"] if isinstance(run.get("build_params"), dict) else {}
-        commit = str(params.get("commit_id") or "").strip().lower()
-        if command.commit_id and not commit.startswith(command.commit_id):
-            continue
-        if command.except_commit_id and commit.startswith(command.except_commit_id):
-            continue
-        if command.branch is not None and params.get("source_branch") != command.branch:
-            continue
-        if command.started_before is not None:
-            started = epoch_ms(run.get("start_time"))
-            if started is None or started >= command.started_before.timestamp() * 1000:
-                continue  # a run without a start time is never stopped under this filter
-        chosen.setdefault(run_id, run)
+        if passes(command, params.get("commit_id"), params.get("source_branch"), run.get("start_time")):
+            chosen.setdefault(run_id, run)
     return sorted(chosen.values(), key=lambda r: (epoch_ms(r.get("start_time")) or 0, r["pipeline_run_id"]))
 
 

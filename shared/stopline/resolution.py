@@ -18,6 +18,23 @@ RUNNING_BUILD_STATES = frozenset({"running", "inqueue", "queued", "building", "w
 RUNNING_INSTANCE_STATES = frozenset({"running", "waiting", "waiting-confirm", "pause"})
 
 
+def passes(command: StopBuild | StopPipelineRun, commit: Any, branch: Any, started: Any) -> bool:
+    """Whether work of ``commit`` on ``branch``, started at ``started`` (as the record gives it), is what
+    the command's filters name: the same rules for builds and pipeline runs. Work without a start time
+    never passes ``started_before``."""
+    if command.commit_id and not commit_matches(commit, command.commit_id):
+        return False
+    if command.except_commit_id and commit_matches(commit, command.except_commit_id):
+        return False
+    if command.branch is not None and branch != command.branch:
+        return False
+    if command.started_before is not None:
+        at = epoch_ms(started)
+        if at is None or at >= command.started_before.timestamp() * 1000:
+            return False
+    return True
+
+
 def select_builds(command: StopBuild, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The running or queued records matching the filters, one per build number, oldest first."""
     chosen: dict[int, dict[str, Any]] = {}
@@ -25,16 +42,8 @@ def select_builds(command: StopBuild, records: list[dict[str, Any]]) -> list[dic
         states = {str(record.get(k) or "").strip().lower() for k in ("job_running_status", "state")}
         if not states & RUNNING_BUILD_STATES:
             continue
-        if command.commit_id and not commit_matches(record.get("commit_id"), command.commit_id):
+        if not passes(command, record.get("commit_id"), record.get("code_branch"), record.get("start_time")):
             continue
-        if command.except_commit_id and commit_matches(record.get("commit_id"), command.except_commit_id):
-            continue
-        if command.branch is not None and record.get("code_branch") != command.branch:
-            continue
-        if command.started_before is not None:
-            started = epoch_ms(record.get("start_time"))
-            if started is None or started >= command.started_before.timestamp() * 1000:
-                continue  # a record without a start time is never stopped under this filter
         number = build_no(record)
         if number >= 1:
             chosen.setdefault(number, record)
