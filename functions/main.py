@@ -11,6 +11,7 @@ import functions_framework
 from cloudevents.exceptions import GenericException  # functions-framework's own dependency, already loaded
 
 from stopline.entry import warm_if_asked
+from stopline.triggers.asgi_events import adopt_asgi_cloud_events
 
 
 def _serve(target: str, request: Any) -> Any:
@@ -113,4 +114,5 @@ def on_event(event: Any) -> None:
     cloudevent.handle(event.get_attributes(), event.get_data(), runtime=serving)
 
 
+adopt_asgi_cloud_events()  # --asgi mode: on_event answers in JSON too (triggers/asgi_events.py)
 warm_if_asked()  # STOPLINE_PREWARM=1: set up now, at instance start, instead of in the first request

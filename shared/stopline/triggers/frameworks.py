@@ -122,3 +122,4 @@ def refuse_too_deep() -> tuple[bytes, int, dict[str, str]]:
     error = InvalidJson(f"body is nested deeper than {MAX_DEPTH} levels",
                         details=[{"field": "body", "message": f"nesting over {MAX_DEPTH} levels"}])
     return _flask_reply(http.refusal(error, "on_event"))
+
