@@ -141,3 +141,14 @@ def test_package_json_pins_serverless_v3() -> None:
     version = package["devDependencies"]["serverless"]
     assert re.fullmatch(r"3\.\d+\.\d+", version), version  # exact, not a range
     assert yaml.safe_load((ROOT / "serverless.yml").read_text())["frameworkVersion"] == "3"
+
+
+def test_the_npm_lockfile_matches_package_json() -> None:
+    """`npm ci` (docs/deploy.md) refuses a lockfile that disagrees with package.json: the pinned Serverless
+    Framework v3 is what the lock resolves, so nobody deploys with a v4 that has no place for the plugin."""
+    manifest = json.loads((ROOT / "package.json").read_text())
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    assert lock["lockfileVersion"] >= 2 and lock["packages"][""]["devDependencies"] == manifest["devDependencies"]
+    serverless = lock["packages"]["node_modules/serverless"]
+    assert serverless["version"] == manifest["devDependencies"]["serverless"] and serverless["version"].startswith("3.")
+    assert serverless["resolved"].startswith("https://registry.npmjs.org/")
