@@ -105,7 +105,8 @@ def test_cts_placeholders(tmp_path: Path) -> None:
                     "pipeline_id: '{resource_id}', started_before: '{time}'}]}]")
     fired = load(str(path)).evaluate(cts.normalise(cts_event()))
     assert fired.fired[0].command == {"action": "stop_pipeline_run", "pipeline_id": "794514e0a3184e5db0a4740112deee0f",
-                                      "started_before": "2026-12-07T10:02:11Z"}
+                                      "started_before": "2026-12-07T10:02:11Z",
+                                      "reason": "cts: stop demo-pipeline by devuser"}  # the record, in one line
     path.write_text("rules: [{name: r, when: {source: cts}, then: [{action: delete_build_task, job_id: '{sha}'}]}]")
     with pytest.raises(ConfigurationError, match=r"unknown placeholder \{sha\}"):
         load(str(path))

@@ -44,6 +44,8 @@ rules:
 """
 CANCELLED = (ROOT / "events" / "github-workflow_run-cancelled.json").read_bytes()
 STOP_24 = ("build_stopped", DEMO_JOB_ID, 24)
+WHY = "github cancelled: Codertocat/Hello-World Manually triggered workflow run 1589141559 (5779607)"
+"""The reason the rule gives the cancel of events/github-workflow_run-cancelled.json (it sets none)."""
 
 
 def stops(emulator: Emulator) -> list[tuple[str, str, int]]:
@@ -84,7 +86,7 @@ def test_a_failing_cloud_makes_the_cancel_pending_not_lost(cloud: Emulator) -> N
     assert answer["ok"] is False and answer["pending"] == 1
     pending = answer["results"][0]
     assert pending["outcome"] == "pending" and pending["retry_at"].endswith("Z") and pending["attempts"] == 1
-    assert pending["error"]["type"] == "unavailable" and stops(cloud) == []
+    assert pending["error"]["type"] == "unavailable" and stops(cloud) == [] and pending["reason"] == WHY
     calls = len(cloud.calls)
     again = github_cancel(delivery="d-2")  # GitHub's redeliver button, or a replay: pending, no new call
     assert again["results"][0]["outcome"] == "pending" and len(cloud.calls) == calls
@@ -101,7 +103,7 @@ def test_the_timer_taker_stops_it_exactly_once(cloud: Emulator) -> None:
     assert early["retried"] == [] and early["results"] == [] and stops(cloud) == []  # not due yet (2 s)
     time.sleep(2.1)
     answer = fg_handle(timer, None, runtime=get_runtime)
-    assert [r["outcome"] for r in answer["retried"]] == ["stopped"] and stops(cloud) == [STOP_24]
+    assert [(r["outcome"], r["reason"]) for r in answer["retried"]] == [("stopped", WHY)] and stops(cloud) == [STOP_24]
     assert get_runtime().pipeline.retries.pending() == []
     after = github_cancel(delivery="d-3")  # the key now holds the finished result
     assert after["results"][0]["outcome"] == "duplicate" and after["results"][0]["first_outcome"] == "stopped"
@@ -141,6 +143,7 @@ def test_a_retry_that_keeps_failing_is_rescheduled_then_abandoned(cloud: Emulato
     assert any(r["level"] == "ERROR" and "abandoned" in str(r["message"]) for r in records)
     audit = [r["audit"] for r in records if "audit" in r]
     assert len(audit) == 1 and audit[0]["type"] == "com.stopline.retry.abandoned"  # type: ignore[index]
+    assert audit[0]["data"]["reason"] == WHY  # type: ignore[index]
 
 
 def test_a_kafka_batch_of_1000_never_drops_what_it_could_not_finish(cloud: Emulator) -> None:

@@ -59,8 +59,31 @@ def test_the_issue_example_loads_and_fires(tmp_path: Path) -> None:
     fired = rules.fire(event(), matched)
     assert [(f.rule, f.index) for f in fired] == [("cancel-shop-ci", 0), ("cancel-shop-ci", 1), ("any-cancel", 0)]
     assert fired[0].command == {"action": "stop_build", "job_id": JOB,
-                                "commit_id": "3f2a9c1b7d4e5f60718293a4b5c6d7e8f9a0b1c2"}
+                                "commit_id": "3f2a9c1b7d4e5f60718293a4b5c6d7e8f9a0b1c2",
+                                "reason": "github cancelled: acme/shop CI main run 7 (3f2a9c1)"}
     assert fired[2].command["idempotency_key"] == "run-7"
+
+
+def test_a_rule_gives_each_command_a_reason_unless_it_sets_one(tmp_path: Path) -> None:
+    """What happened upstream, in the words a person stopping their build would want: the event by
+    default, "superseded by" for a superseding command; a rule's own reason (placeholders filled) wins."""
+    rules = load(write(tmp_path, f"""
+rules:
+  - name: cancel
+    when: {{source: github, kind: cancelled}}
+    then:
+      - {{action: stop_build, job_id: {JOB}, commit_id: "{{sha}}"}}
+      - {{action: stop_build, job_id: {JOB}, commit_id: "{{sha}}", reason: "by {{repository}} #{{run_id}}"}}
+  - name: supersede
+    when: {{source: github, kind: started}}
+    then:
+      - {{action: stop_build, job_id: {JOB}, branch: "{{branch}}", except_commit_id: "{{sha}}",
+          started_before: "{{created_at}}"}}
+"""))
+    cancelled = [f.command["reason"] for f in rules.evaluate(event()).fired]
+    assert cancelled == ["github cancelled: acme/shop CI main run 7 (3f2a9c1)", "by acme/shop #7"]
+    started = event(kind="started", created_at="2026-12-07T10:00:00Z", run_id="8", sha="9" * 40)
+    assert [f.command["reason"] for f in rules.evaluate(started).fired] == ["superseded by 9999999 (run 8)"]
 
 
 @pytest.mark.parametrize(("overrides", "names"), [
@@ -137,7 +160,8 @@ def test_placeholders_in_every_string_field(tmp_path: Path) -> None:
             "job_name: 'etl_{source}_{run_id}', workspace: ws1}]}]")
     rules = load(write(tmp_path, text))
     fired = rules.fire(event(), rules.matching(event()))
-    assert fired[0].command == {"action": "stop_dataarts_job", "job_name": "etl_github_7", "workspace": "ws1"}
+    assert fired[0].command == {"action": "stop_dataarts_job", "job_name": "etl_github_7", "workspace": "ws1",
+                                "reason": "github cancelled: acme/shop CI main run 7 (3f2a9c1)"}
 
 
 STOPLINE = [sys.executable, "-m", "stopline.cli"]

@@ -99,15 +99,27 @@ Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
 
 
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable text (no control characters or line breaks)")
+    return value
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable)]
+"""Why the command was sent: carried into the result, the log line and the audit event, never the hash."""
+
+
 class _Command(BaseModel):
     # Schemas are built on first use: a cold start validates one action, not all three.
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     idempotency_key: IdempotencyKey | None = None
+    reason: Reason | None = None
 
     def target(self) -> dict[str, Any]:
-        """The identifying fields that responses and logs echo back as ``target``."""
-        return self.model_dump(exclude={"action", "idempotency_key"}, exclude_none=True)
+        """The identifying fields that responses and logs echo back as ``target`` (and the command hash
+        covers): not the key, not the reason -- a redelivery whose rule words it anew is the same command."""
+        return self.model_dump(exclude={"action", "idempotency_key", "reason"}, exclude_none=True)
 
     def fingerprint(self) -> str:
         """A hash of the normalized command, stored with an idempotency claim (docs/exactly-once.md)."""

@@ -198,10 +198,12 @@ class Pipeline:
     def _call(self, work: Work, client: Client | None, deadline: Deadline) -> Result:
         command = work.command
         if client is None:  # dry run: validated, allowed, deduplicated, nothing called
-            return Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id)
+            return Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id,
+                          reason=command.reason)
         reply = client.execute(command, deadline=deadline)
         return Result(command.action, reply.outcome, command.target(), work.delivery.event_id, reply.request_id,
-                      reply.attempts, api=reply.api or None, resolved=reply.resolved, error=reply.error)
+                      reply.attempts, api=reply.api or None, resolved=reply.resolved, error=reply.error,
+                      reason=command.reason)
 
     def retry(self, item: dict[str, Any], retries: Retries) -> Result | None:
         """Run a pending retry again, under its own key; None when its key is no longer pending (a duplicate
@@ -250,7 +252,7 @@ class Pipeline:
     # -- results --------------------------------------------------------------------------------------------
     def _failed(self, work: Work, error: StoplineError) -> Result:
         return Result(work.command.action, Outcome.FAILED, work.command.target(), work.delivery.event_id,
-                      error=error)
+                      error=error, reason=work.command.reason)
 
     def _log(self, result: Result, delivery: Delivery, started: float, **more: Any) -> Result:
         result.duration_ms = round((time.perf_counter() - started) * 1000, 2)
@@ -259,7 +261,8 @@ class Pipeline:
             "attempts": result.attempts, "duration_ms": result.duration_ms, "event_id": result.event_id,
             "upstream_request_id": result.upstream_request_id, "trigger": delivery.trigger,
             **({"sender_delivery_id": delivery.sender_id} if delivery.sender_id else {}),
-            **({"api": result.api} if result.api else {}), **more,
+            **({"api": result.api} if result.api else {}),
+            **({"reason": result.reason} if result.reason else {}), **more,
         }
         if result.error is None or "duplicate_of" in more:
             log.info("%s %s", result.action, result.outcome, extra=fields)

@@ -48,6 +48,8 @@ class Result:
     """Rebuilt from the idempotency store (a duplicate): nothing was called for it."""
     retry_at: float | None = None
     """A pending command's next try (epoch seconds)."""
+    reason: str | None = None
+    """Why the command was sent (its ``reason`` field, or the default its rule gave it)."""
 
     @property
     def ok(self) -> bool:
@@ -79,6 +81,8 @@ class Result:
         }
         if self.retry_at is not None:
             stored["retry_at"] = self.retry_at
+        if self.reason is not None:
+            stored["reason"] = self.reason
         if err is not None:
             stored["error"] = {"type": err.type, "status": err.status, "message": err.message,
                                "details": err.details, "upstream": err.upstream.to_json() if err.upstream else None}
@@ -107,6 +111,7 @@ class Result:
             api=stored.get("api"), first_outcome=stored.get("outcome") if error is None else None, error=error,
             resolved=(resolved[0], resolved[1]) if isinstance(resolved, list) and len(resolved) == 2 else None,
             replayed=True, retry_at=stored.get("retry_at") if pending else None,
+            reason=stored.get("reason") if isinstance(stored.get("reason"), str) else None,
         )
 
     def to_json(self, *, with_status: bool = False) -> dict[str, Any]:
@@ -121,6 +126,8 @@ class Result:
             body["retry_at"] = datetime.fromtimestamp(self.retry_at, UTC).isoformat(timespec="seconds").replace(
                 "+00:00", "Z")
         body["target"] = self.target
+        if self.reason is not None:
+            body["reason"] = self.reason
         body["event_id"] = self.event_id
         body["upstream_request_id"] = self.upstream_request_id
         body["attempts"] = self.attempts

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -82,8 +83,7 @@ class Retries:
 
     @staticmethod
     def _pending(result: Result, due: float) -> Result:
-        return Result(result.action, Outcome.PENDING, result.target, result.event_id, result.upstream_request_id,
-                      result.attempts, api=result.api, error=result.error, resolved=result.resolved, retry_at=due)
+        return replace(result, outcome=Outcome.PENDING, retry_at=due)
 
     def again(self, item: dict[str, Any], result: Result) -> Result:
         """A retry failed transiently: pending again with the next wait, or abandoned past RETRY_FOR_S."""
@@ -115,13 +115,12 @@ class Retries:
                  "type": "com.stopline.retry.abandoned", "subject": json.dumps(result.target, sort_keys=True),
                  "time": _iso(time.time()), "datacontenttype": "application/json",
                  "data": {"command": item.get("command"), "attempts": attempts, "retries": retries,
-                          "event_id": item.get("event_id"), "trigger": item.get("trigger"),
+                          "event_id": item.get("event_id"), "trigger": item.get("trigger"), "reason": result.reason,
                           "error": error.to_json() if error is not None else None}}
         log.info("audit %s %s", event["type"], event["subject"], extra={"audit": event})
         gave_up = Transient(f"abandoned after {retries} retries over {self.retry_for_s:g} s; last: {message}",
                             upstream=error.upstream if error is not None else None)
-        return Result(result.action, Outcome.FAILED, result.target, result.event_id, result.upstream_request_id,
-                      attempts, api=result.api, error=gave_up, resolved=result.resolved)
+        return replace(result, outcome=Outcome.FAILED, attempts=attempts, error=gave_up, retry_at=None)
 
     # -- taking ---------------------------------------------------------------------------------------------
     def run_due(self, pipeline: Pipeline, *, limit: int = PASS_LIMIT, everything: bool = False,

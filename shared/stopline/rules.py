@@ -214,8 +214,35 @@ class Rules:
                     if isinstance(value, str):
                         for name in _PLACEHOLDER.findall(value):
                             _need(event, name, rule)
-                out.append(Fired(rule.name, i, render(template, values)))
+                command = render(template, values)
+                command.setdefault("reason", default_reason(values, superseding=_supersedes(command)))
+                out.append(Fired(rule.name, i, command))
         return out
+
+
+def _supersedes(command: dict[str, Any]) -> bool:
+    """A command that stops everything of a branch but the event's own commit, or what started before it."""
+    return "except_commit_id" in command or "started_before" in command
+
+
+def default_reason(values: dict[str, Any], *, superseding: bool) -> str:
+    """The ``reason`` a rule's command gets when it sets none: what happened upstream, in one line --
+    ``github cancelled: acme/shop CI run 42 (0123456)``, or ``superseded by 0123456 (run 43)``."""
+    def part(name: str) -> str:
+        value = values.get(name)
+        return "" if value is None else "".join(ch if ch.isprintable() else " " for ch in str(value)).strip()
+
+    sha7, run = part("sha")[:7], part("run_id")
+    if values.get("source") == "cts":  # `cts: stopPipelineRun shop by devuser`
+        text = " ".join(filter(None, ["cts:", part("trace_name"), part("resource_name") or part("resource_id"),
+                                      f"by {part('user')}" if part("user") else ""]))
+    elif superseding:
+        text = " ".join(filter(None, ["superseded by", sha7 or "a newer commit", f"(run {run})" if run else ""]))
+    else:
+        head = f"{part('source')} {part('kind')}:".strip()
+        text = " ".join(filter(None, [head, part("repository"), part("workflow"), f"run {run}" if run else "",
+                                      f"({sha7})" if sha7 else ""]))
+    return text[:256]
 
 
 def _need(event: Event, name: str, rule: Rule) -> str:
