@@ -321,6 +321,13 @@ class ClientCore:
             return Reply(Outcome.ALREADY_STOPPED, reply.header("x-request-id"), "pipeline")
         raise refused
 
+    def run_detail_flow(self, command: StopPipelineRun) -> Generator[Step, Any, Any]:
+        """One read of a run's detail (``status``): how a stop of it is verified."""
+        call = runs.plan_detail(command, self.endpoints.codearts_pipeline, self._codearts_project(command),
+                                {"User-Agent": USER_AGENT})
+        reply, _ = yield from self._exchange(call)
+        return self.answers.read_page(command, call, reply)
+
     def lookup_flow(self, command: Resolving) -> Generator[Step, Any, list[Member]]:
         """One attempt at the look-up: every page, then the members to stop."""
         if isinstance(command, StopBuild):

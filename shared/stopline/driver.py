@@ -293,6 +293,13 @@ class Client:
             raise found
         return found
 
+    def read(self, what: Any, flow: Generator[Step, Any, _R], deadline: Deadline | None) -> _R | StoplineError:
+        """One attempt at a read-only ``flow`` (no retries: a poller calls again): its value or its failure."""
+        try:
+            return self._drive(what, flow, deadline)
+        except StoplineError as exc:
+            return exc
+
     def _member(self, member: Member | Command, deadline: Deadline | None) -> Reply:
         reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)
         if isinstance(reply, StoplineError):

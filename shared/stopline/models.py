@@ -115,11 +115,14 @@ class _Command(BaseModel):
 
     idempotency_key: IdempotencyKey | None = None
     reason: Reason | None = None
+    verify: bool | None = None
+    """Read the cloud after an accepted stop until the work is seen stopped (default STOPLINE_VERIFY)."""
 
     def target(self) -> dict[str, Any]:
         """The identifying fields that responses and logs echo back as ``target`` (and the command hash
-        covers): not the key, not the reason -- a redelivery whose rule words it anew is the same command."""
-        return self.model_dump(exclude={"action", "idempotency_key", "reason"}, exclude_none=True)
+        covers): not the key, the reason or whether to verify -- a redelivery whose rule words it anew is
+        the same command, and verifying reads the cloud without changing what the command does."""
+        return self.model_dump(exclude={"action", "idempotency_key", "reason", "verify"}, exclude_none=True)
 
     def fingerprint(self) -> str:
         """A hash of the normalized command, stored with an idempotency claim (docs/exactly-once.md)."""

@@ -25,6 +25,10 @@ class Reply:
     error: StoplineError | None = None
     """A failed command's error (``outcome`` is then ``failed``): failures are values here, never raised
     past the driver, so what a failure found (``resolved``) and cost (``attempts``) travels with it."""
+    verified: bool | None = None
+    """Set by :mod:`stopline.verify`: whether everything stopped was seen stopped."""
+    state_after: str | None = None
+    verify_calls: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from stopline.settings import Settings
 from stopline.wire import RETRY_AFTER_CAP_S
 
 if TYPE_CHECKING:
+    from stopline.operations import Reply
     from stopline.retries import Retries
 
 log = logging.getLogger("stopline")
@@ -201,9 +202,25 @@ class Pipeline:
             return Result(command.action, Outcome.DRY_RUN, command.target(), work.delivery.event_id,
                           reason=command.reason)
         reply = client.execute(command, deadline=deadline)
+        if reply.outcome is Outcome.STOPPED and (command.verify if command.verify is not None
+                                                 else self.settings.verify):
+            reply = self._verified(client, work, reply, deadline)
         return Result(command.action, reply.outcome, command.target(), work.delivery.event_id, reply.request_id,
                       reply.attempts, api=reply.api or None, resolved=reply.resolved, error=reply.error,
-                      reason=command.reason)
+                      reason=command.reason, verified=reply.verified, state_after=reply.state_after,
+                      verify_calls=reply.verify_calls)
+
+    def _verified(self, client: Client, work: Work, reply: Reply, deadline: Deadline) -> Reply:
+        """The stop, read back until seen stopped (stopline.verify); an unconfirmed one is a WARNING."""
+        from stopline.verify import verify
+
+        checked = verify(client, work.command, reply, deadline, self.settings.verify_s)
+        if checked.verified is False:
+            log.warning("%s accepted but not seen stopped within %g s (STOPLINE_VERIFY_S)",
+                        work.command.action, self.settings.verify_s,
+                        extra={"event_id": work.delivery.event_id, "target": work.command.target(),
+                               "state_after": checked.state_after, "verify_calls": checked.verify_calls})
+        return checked
 
     def retry(self, item: dict[str, Any], retries: Retries) -> Result | None:
         """Run a pending retry again, under its own key; None when its key is no longer pending (a duplicate
@@ -262,7 +279,9 @@ class Pipeline:
             "upstream_request_id": result.upstream_request_id, "trigger": delivery.trigger,
             **({"sender_delivery_id": delivery.sender_id} if delivery.sender_id else {}),
             **({"api": result.api} if result.api else {}),
-            **({"reason": result.reason} if result.reason else {}), **more,
+            **({"reason": result.reason} if result.reason else {}),
+            **({"verified": result.verified, "verify_calls": result.verify_calls}
+               if result.verify_calls is not None else {}), **more,
         }
         if result.error is None or "duplicate_of" in more:
             log.info("%s %s", result.action, result.outcome, extra=fields)

@@ -50,6 +50,12 @@ class Result:
     """A pending command's next try (epoch seconds)."""
     reason: str | None = None
     """Why the command was sent (its ``reason`` field, or the default its rule gave it)."""
+    verified: bool | None = None
+    """After ``verify``: whether every stopped item was seen stopped (None: nothing to read)."""
+    state_after: str | None = None
+    """After ``verify`` of one build or run: the cloud's last state string for it."""
+    verify_calls: int | None = None
+    """After ``verify``: the cloud calls the polls made (None: not verified)."""
 
     @property
     def ok(self) -> bool:
@@ -83,6 +89,8 @@ class Result:
             stored["retry_at"] = self.retry_at
         if self.reason is not None:
             stored["reason"] = self.reason
+        if self.verify_calls is not None:
+            stored.update(verified=self.verified, state_after=self.state_after, verify_calls=self.verify_calls)
         if err is not None:
             stored["error"] = {"type": err.type, "status": err.status, "message": err.message,
                                "details": err.details, "upstream": err.upstream.to_json() if err.upstream else None}
@@ -112,6 +120,8 @@ class Result:
             resolved=(resolved[0], resolved[1]) if isinstance(resolved, list) and len(resolved) == 2 else None,
             replayed=True, retry_at=stored.get("retry_at") if pending else None,
             reason=stored.get("reason") if isinstance(stored.get("reason"), str) else None,
+            verified=stored.get("verified"), state_after=stored.get("state_after"),
+            verify_calls=stored.get("verify_calls"),
         )
 
     def to_json(self, *, with_status: bool = False) -> dict[str, Any]:
@@ -128,6 +138,11 @@ class Result:
         body["target"] = self.target
         if self.reason is not None:
             body["reason"] = self.reason
+        if self.verify_calls is not None:
+            body["verified"] = self.verified
+            if self.state_after is not None:
+                body["state_after"] = self.state_after
+            body["verify_calls"] = self.verify_calls
         body["event_id"] = self.event_id
         body["upstream_request_id"] = self.upstream_request_id
         body["attempts"] = self.attempts

@@ -108,6 +108,8 @@ class Settings(BaseModel):
     retry_for_s: int = Field(3600, ge=1, le=7 * 86400)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     batch_concurrency: int = Field(16, ge=1, le=100)
+    verify: bool = False
+    verify_s: float = Field(30, gt=0, le=600)
     prewarm: bool = False  # read by stopline.entry.warm_if_asked at import; validated here
 
     @model_validator(mode="before")

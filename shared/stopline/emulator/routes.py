@@ -306,7 +306,7 @@ class Router:
             return cloud_error(422, CODE_TASK_MISSING_V1, "The job does not exist or has been deleted.")
         with self.state.lock:
             last = max(task.builds) if task.builds else None
-            build = task.builds[last] if last is not None else None
+            build = task.builds[last].settle() if last is not None else None
         return json_reply(200, {"result": {"last_job_id": job_id, "last_build_no": str(last or ""),
                                       "last_build_status": _STATUS_TEXT[build.state] if build else "",
                                       "is_running": bool(build and build.state in ("running", "queued"))},

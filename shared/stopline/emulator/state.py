@@ -33,6 +33,16 @@ class Build:
     commit_id: str
     branch: str
     start_ms: int
+    stop_takes_s: float = 0.0
+    """How long the build keeps running after an accepted stop (seeded; the cloud documents no figure)."""
+    stops_at: float | None = None
+    """When an accepted stop takes effect (``time.time()``); until then the record still says running."""
+
+    def settle(self) -> Build:
+        """The build as a record shows it now: a stop that has taken effect is ``stopped``."""
+        if self.stops_at is not None and time.time() >= self.stops_at:
+            self.state, self.stops_at = "stopped", None
+        return self
 
 
 @dataclass
@@ -134,7 +144,8 @@ class CloudState:
                     if started is None:
                         started = now_ms - int(float(b.get("age_s", 60)) * 1000)
                     commit = str(b.get("commit_id") or _default_commit(entry.job_id, number))
-                    entry.builds[number] = Build(state, commit, str(b.get("branch") or "master"), int(started))
+                    entry.builds[number] = Build(state, commit, str(b.get("branch") or "master"), int(started),
+                                                 float(b.get("stop_takes_s", 0)))
             for job in data.get("dataarts_jobs", []):
                 key = (job["project_id"], job.get("workspace") or "default", job["job_name"])
                 found = self.dataarts_jobs.setdefault(key, DataArtsJob(job.get("state", "running")))
@@ -226,7 +237,7 @@ class CloudState:
             task = self.task(job_id)
             if task is None:
                 return None
-            return [(n, Build(b.state, b.commit_id, b.branch, b.start_ms))
+            return [(n, Build(b.settle().state, b.commit_id, b.branch, b.start_ms))
                     for n, b in sorted(task.builds.items(), reverse=True) if start_ms <= b.start_ms <= end_ms]
 
     def stop_build(self, job_id: str, build_no: int) -> Literal["stopped", "not_running", "missing", "no_build"]:
@@ -236,9 +247,13 @@ class CloudState:
                 return "missing"
             if build_no not in task.builds:
                 return "no_build"
-            if task.builds[build_no].state not in ACTIVE_BUILD_STATES:
+            build = task.builds[build_no].settle()
+            if build.state not in ACTIVE_BUILD_STATES or build.stops_at is not None:
                 return "not_running"
-            task.builds[build_no].state = "stopped"
+            if build.stop_takes_s > 0:  # accepted now, takes effect later: the record says running till then
+                build.stops_at = time.time() + build.stop_takes_s
+            else:
+                build.state = "stopped"
             self.effects.append({"effect": "build_stopped", "job_id": job_id, "build_no": build_no})
             return "stopped"
 
