@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from stopline import audit
 from stopline.deadline import Deadline
 from stopline.driver import Client
 from stopline.errors import ConfigurationError, Forbidden, RequestError, StoplineError
@@ -190,6 +191,7 @@ class Pipeline:
                       extra={"event_id": delivery.event_id, "error_type": "internal"})
             result = self._failed(work, internal_error())
         if not result.replayed:
+            audit.emit(audit.changes(result, trigger=delivery.trigger, key=work.key))
             return self._log(result, delivery, work.started)
         result.target = result.target or work.command.target()
         result.event_id = result.event_id or delivery.event_id
@@ -246,6 +248,7 @@ class Pipeline:
             result = self.idempotency.retake(work.key, work.command.fingerprint(), deadline, call)
         if result is None:
             return None
+        audit.emit(audit.changes(result, trigger=delivery.trigger, key=work.key))
         return self._log(result, delivery, work.started, retry=int(item.get("retries", 0)) + 1)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:

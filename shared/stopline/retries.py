@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from stopline import audit
 from stopline.errors import StoplineError, Transient
 from stopline.idempotency import IdempotencyStore, StoreUnavailable
 from stopline.result import Outcome, Result
@@ -44,10 +44,6 @@ WORKER_INTERVAL_S = 1.0
 def wait_s(retries: int) -> float:
     """The pause before retry number ``retries + 1``: 2 s doubling, at most 5 minutes."""
     return float(min(MAX_WAIT_S, FIRST_WAIT_S * 2 ** max(0, retries)))
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Retries:
@@ -111,13 +107,11 @@ class Retries:
                   self.retry_for_s, message,
                   extra={"event_id": item.get("event_id"), "action": result.action, "target": result.target,
                          "attempts": attempts, "outcome": "abandoned", "trigger": item.get("trigger")})
-        event = {"specversion": "1.0", "id": f"{item['id']}:abandoned", "source": f"stopline/{item.get('trigger')}",
-                 "type": "com.stopline.retry.abandoned", "subject": json.dumps(result.target, sort_keys=True),
-                 "time": _iso(time.time()), "datacontenttype": "application/json",
-                 "data": {"command": item.get("command"), "attempts": attempts, "retries": retries,
-                          "event_id": item.get("event_id"), "trigger": item.get("trigger"), "reason": result.reason,
-                          "error": error.to_json() if error is not None else None}}
-        log.info("audit %s %s", event["type"], event["subject"], extra={"audit": event})
+        data = {"command": item.get("command"), "attempts": attempts, "retries": retries,
+                "event_id": item.get("event_id"), "trigger": item.get("trigger"), "reason": result.reason,
+                "error": error.to_json() if error is not None else None}
+        audit.emit([audit.event("retry", "abandoned", json.dumps(result.target, sort_keys=True), data,
+                                source=str(item.get("trigger")), key=str(item["id"]))])
         gave_up = Transient(f"abandoned after {retries} retries over {self.retry_for_s:g} s; last: {message}",
                             upstream=error.upstream if error is not None else None)
         return replace(result, outcome=Outcome.FAILED, attempts=attempts, error=gave_up, retry_at=None)
@@ -150,7 +144,7 @@ class Retries:
 
     def pending(self) -> list[dict[str, Any]]:
         """What is pending, soonest first: the item and when it is due (``retry_at``)."""
-        return [{**item, "retry_at": _iso(due)} for due, item in self.store.list_retries()]
+        return [{**item, "retry_at": audit.iso(due)} for due, item in self.store.list_retries()]
 
 
 class Worker:
