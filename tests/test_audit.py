@@ -84,3 +84,87 @@ def test_each_kind_of_change_has_its_type(cloud: Emulator, log_lines: LogCapture
                      ("com.stopline.dataarts_instance.stopped", f"{DEMO_DATAARTS_JOB}/{DEMO_INSTANCE_ID}"),
                      ("com.stopline.dataarts_job.stopped", "nightly"),
                      ("com.stopline.pipeline_run.stopped", f"{DEMO_PIPELINE_ID}/{DEMO_RUN_ID}")]
+
+
+class Receiver:
+    """A real HTTP receiver on 127.0.0.1 that checks each event with the ``standardwebhooks`` library and
+    answers 503 to the first ``failures`` requests."""
+
+    def __init__(self, secret: str, failures: int) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from standardwebhooks import Webhook
+
+        self.accepted: list[dict[str, Any]] = []
+        self.refused = 0
+        hook, outer = Webhook(secret), self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.refused < failures:
+                    outer.refused += 1
+                    self.send_response(503)
+                else:
+                    hook.verify(body, {k.lower(): v for k, v in self.headers.items()})  # raises if forged
+                    assert self.headers["Content-Type"] == "application/cloudevents+json"
+                    outer.accepted.append(json.loads(body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/audit"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+AUDIT_SECRET = "whsec_" + "QXVkaXQgc2VjcmV0IGZvciB0ZXN0cyAwMTIzNDU2Nzg5"
+
+
+def test_a_receiver_that_fails_three_times_gets_each_change_exactly_once(
+        cloud: Emulator, monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+    from .conftest import configured_secret
+
+    configured_secret(AUDIT_SECRET)
+    receiver = Receiver(AUDIT_SECRET, failures=3)
+    try:
+        monkeypatch.setenv("STOPLINE_AUDIT_URL", receiver.url)
+        monkeypatch.setenv("STOPLINE_AUDIT_SECRET", AUDIT_SECRET)
+        reset_runtime()
+        command = {"action": "stop_build", "job_id": DEMO_JOB_ID, "branch": "feature/x", "reason": "superseded"}
+        answer = post(command, "sink-1")
+        assert answer["outcome"] == "stopped"  # the receiver's failures never fail the stop
+        post(command, "sink-1")  # a duplicate: nothing new to send
+        pipeline = get_runtime().pipeline
+        for _ in range(4):  # the retries' takers, pass after pass
+            pipeline.retries.run_due(pipeline, everything=True)
+        ids = [e["id"] for e in receiver.accepted]
+        assert sorted(e["subject"] for e in receiver.accepted) == [f"{DEMO_JOB_ID}/{n}" for n in (20, 21, 23)]
+        assert len(ids) == len(set(ids)) == 3 and receiver.refused == 3
+        assert {e["data"]["reason"] for e in receiver.accepted} == {"superseded"}
+        assert pipeline.retries.pending() == [] and audits(log_lines) == []  # sent, not logged
+    finally:
+        receiver.close()
+
+
+def test_an_audit_url_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stopline.errors import ConfigurationError
+    from stopline.settings import load_settings
+
+    monkeypatch.setenv("STOPLINE_AUDIT_URL", "https://audit.example.com/hook")
+    with pytest.raises(ConfigurationError, match="STOPLINE_AUDIT_SECRET"):
+        load_settings()
+    monkeypatch.setenv("STOPLINE_AUDIT_SECRET", "whsec_dG9vIHNob3J0")  # 9 bytes: too short a key
+    with pytest.raises(ConfigurationError, match="STOPLINE_AUDIT_SECRET") as info:
+        load_settings()
+    assert "dG9vIHNob3J0" not in info.value.message  # the secret itself never shows
+    monkeypatch.setenv("STOPLINE_AUDIT_URL", "ftp://audit.example.com")
+    with pytest.raises(ConfigurationError, match="STOPLINE_AUDIT_URL"):
+        load_settings()

@@ -4,18 +4,23 @@ retry, so another system can answer "who stopped my build, and why?".
 
 An event's ``id`` is derived from the command's idempotency key and the thing changed, so a retry of the
 same delivery names the same change with the same id and a sink can drop what it has seen; a duplicate
-delivery changes nothing and emits nothing. Events are written as one ``{"audit": ...}`` log line each.
+delivery changes nothing and emits nothing. Events are written as one ``{"audit": ...}`` log line each,
+or sent to ``STOPLINE_AUDIT_URL`` (:class:`Auditor`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from stopline.errors import StoplineError, Transient, UpstreamRejected
 from stopline.result import Outcome, Result
 
 log = logging.getLogger("stopline")
@@ -83,3 +88,72 @@ def emit(events: list[dict[str, Any]]) -> None:
     """Write each event as one ``{"audit": ...}`` log line."""
     for one in events:
         log.info("audit %s %s", one["type"], one["subject"], extra={"audit": one})
+
+
+class Auditor:
+    """Where the events go: log lines, or (``STOPLINE_AUDIT_URL``) a receiver that gets each one POSTed as a
+    structured CloudEvent signed with Standard Webhooks headers. A send that fails transiently is kept as
+    a pending retry (stopline.retries) and sent again by whatever takes retries; the stop it reports is
+    never held up or failed by it -- one attempt, bounded by ``timeout_s``."""
+
+    def __init__(self, url: str | None, secret: str | None, *, timeout_s: float, park: Callable[[dict[str, Any]], bool],
+                 transport: Any = None) -> None:
+        self.url, self._secret, self.timeout_s = url, secret, timeout_s
+        self._park, self._transport = park, transport
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # the secret never shows
+        return f"Auditor(url={self.url!r})"
+
+    def publish(self, events: list[dict[str, Any]], *, budget_s: float | None = None) -> None:
+        """Log or send ``events``; ``budget_s`` is what the delivery's deadline leaves: sends share it, and
+        what it cannot cover waits as a pending retry instead of holding the answer up."""
+        if self.url is None:
+            emit(events)
+            return
+        ends = None if budget_s is None else time.monotonic() + budget_s
+        for one in events:
+            left = self.timeout_s if ends is None else min(self.timeout_s, ends - time.monotonic())
+            failure = self.send(one, timeout_s=left) if left >= 0.1 else Transient("no time left to send it")
+            if failure is None:
+                continue
+            if failure.transient and self._park(one):
+                log.warning("audit event %s not delivered (%s); kept as a pending retry", one["id"], failure.message)
+            else:  # written out in full, so it is not lost
+                log.error("audit event %s not delivered: %s", one["id"], failure.message, extra={"audit": one})
+
+    def send(self, one: dict[str, Any], *, timeout_s: float | None = None) -> StoplineError | None:
+        """POST one event; None when the receiver took it (any 2xx), else the failure (5xx, 429 and
+        transport failures transient; any other answer permanent)."""
+        import httpx
+
+        from stopline.webhooks import sign
+
+        assert self.url is not None and self._secret is not None
+        body = json.dumps(one, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/cloudevents+json", "User-Agent": "stopline-audit",
+                   **sign(self._secret, str(one["id"]), body)}
+        try:
+            answer = self._http().post(self.url, content=body, headers=headers, timeout=timeout_s or self.timeout_s)
+        except httpx.HTTPError as exc:
+            return Transient(f"audit receiver unreachable: {type(exc).__name__}")
+        if 200 <= answer.status_code < 300:
+            return None
+        said = f"audit receiver answered HTTP {answer.status_code}"
+        return Transient(said) if answer.status_code >= 500 or answer.status_code == 429 else \
+            UpstreamRejected(said)
+
+    def _http(self) -> Any:
+        import httpx
+
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self.timeout_s, transport=self._transport)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

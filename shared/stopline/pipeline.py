@@ -101,6 +101,10 @@ class Pipeline:
         from stopline.retries import Retries
 
         self.retries = Retries(idempotency.store, retry_for_s=settings.retry_for_s, hold_s=self.bound_s + 5)
+        secret = settings.audit_secret.get_secret_value() if settings.audit_secret is not None else None
+        self.auditor = audit.Auditor(settings.audit_url, secret, timeout_s=min(settings.timeout_s, 5.0),
+                                     park=self.retries.park_audit)
+        self.retries.publish = self.auditor.publish
 
     # -- steps ----------------------------------------------------------------------------------------------
     def prepare(self, raw: object, delivery: Delivery, *, index: Member = None) -> Work | Result:
@@ -191,7 +195,8 @@ class Pipeline:
                       extra={"event_id": delivery.event_id, "error_type": "internal"})
             result = self._failed(work, internal_error())
         if not result.replayed:
-            audit.emit(audit.changes(result, trigger=delivery.trigger, key=work.key))
+            self.auditor.publish(audit.changes(result, trigger=delivery.trigger, key=work.key),
+                                 budget_s=self.deadline(delivery).left())
             return self._log(result, delivery, work.started)
         result.target = result.target or work.command.target()
         result.event_id = result.event_id or delivery.event_id
@@ -248,7 +253,7 @@ class Pipeline:
             result = self.idempotency.retake(work.key, work.command.fingerprint(), deadline, call)
         if result is None:
             return None
-        audit.emit(audit.changes(result, trigger=delivery.trigger, key=work.key))
+        self.auditor.publish(audit.changes(result, trigger=delivery.trigger, key=work.key))
         return self._log(result, delivery, work.started, retry=int(item.get("retries", 0)) + 1)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
@@ -305,4 +310,5 @@ class Pipeline:
 
     def close(self) -> None:
         self.shutdown()
+        self.auditor.close()
         self.idempotency.close()

@@ -31,6 +31,7 @@ from stopline.idempotency import IdempotencyStore, StoreUnavailable
 from stopline.result import Outcome, Result
 
 if TYPE_CHECKING:
+    from stopline.audit import Auditor
     from stopline.pipeline import Pipeline, Work
 
 log = logging.getLogger("stopline")
@@ -54,6 +55,8 @@ class Retries:
         self.retry_for_s = retry_for_s
         self.hold_s = hold_s
         """How long a taken item is held before it is due again (the longest one run may take)."""
+        self.publish: Callable[[list[dict[str, Any]]], None] = audit.emit
+        """Where the abandoned-retry event goes (the pipeline's Auditor)."""
 
     # -- parking ------------------------------------------------------------------------------------------
     def park(self, work: Work, result: Result) -> Result:
@@ -110,7 +113,7 @@ class Retries:
         data = {"command": item.get("command"), "attempts": attempts, "retries": retries,
                 "event_id": item.get("event_id"), "trigger": item.get("trigger"), "reason": result.reason,
                 "error": error.to_json() if error is not None else None}
-        audit.emit([audit.event("retry", "abandoned", json.dumps(result.target, sort_keys=True), data,
+        self.publish([audit.event("retry", "abandoned", json.dumps(result.target, sort_keys=True), data,
                                 source=str(item.get("trigger")), key=str(item["id"]))])
         gave_up = Transient(f"abandoned after {retries} retries over {self.retry_for_s:g} s; last: {message}",
                             upstream=error.upstream if error is not None else None)
@@ -129,7 +132,44 @@ class Retries:
                                 thread_name_prefix="stopline-retry") as pool:
             return [r for r in pool.map(lambda item: self._run_one(pipeline, item), items) if r is not None]
 
+    def park_audit(self, event: dict[str, Any]) -> bool:
+        """An audit event the receiver did not take: kept to be sent again; False if the store cannot."""
+        now = time.time()
+        item_id = f"audit:{event['id']}"
+        item = {"id": item_id, "kind": "audit", "event": event, "first_failed": now, "retries": 0,
+                "event_id": (event.get("data") or {}).get("event_id"), "trigger": "audit"}
+        try:
+            self.store.add_retry(item_id, item, now + wait_s(0))
+        except StoreUnavailable:
+            return False
+        return True
+
+    def _resend(self, auditor: Auditor, item: dict[str, Any]) -> None:
+        """Send a kept audit event again: dropped once taken, kept with the next wait, or given up (its
+        full text in an ERROR line) past STOPLINE_RETRY_FOR_S or on a permanent refusal."""
+        event = item["event"]
+        failure = auditor.send(event)
+        now = time.time()
+        retries = int(item.get("retries", 0)) + 1
+        try:
+            if failure is not None and failure.transient and now - float(item["first_failed"]) < self.retry_for_s:
+                updated = {**item, "retries": retries, "last_error": failure.to_json()}
+                self.store.add_retry(item["id"], updated, now + wait_s(retries))
+                return
+            self.store.drop_retry(item["id"])
+        except StoreUnavailable as exc:  # held, then due again: at least once
+            log.warning("audit retry not settled (%s)", exc)
+            return
+        if failure is None:
+            log.info("audit event %s delivered after %d retries", event["id"], retries)
+        else:
+            log.error("audit event %s given up after %d retries: %s", event["id"], retries, failure.message,
+                      extra={"audit": event})
+
     def _run_one(self, pipeline: Pipeline, item: dict[str, Any]) -> Result | None:
+        if item.get("kind") == "audit":
+            self._resend(pipeline.auditor, item)
+            return None
         try:
             result = pipeline.retry(item, self)
         except StoplineError as exc:  # the store did not answer: the item stays held, then due again

@@ -110,6 +110,8 @@ class Settings(BaseModel):
     batch_concurrency: int = Field(16, ge=1, le=100)
     verify: bool = False
     verify_s: float = Field(30, gt=0, le=600)
+    audit_url: str | None = None
+    audit_secret: SecretStr | None = None
     prewarm: bool = False  # read by stopline.entry.warm_if_asked at import; validated here
 
     @model_validator(mode="before")
@@ -167,6 +169,30 @@ class Settings(BaseModel):
             raise ValueError("must be memory://, redis://, rediss://, redis+cluster://, rediss+cluster:// "
                              "or redis+sentinel://")
         return value
+
+    @field_validator("audit_url")
+    @classmethod
+    def _audit_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https:// (unset: audit events are log lines)")
+        return value
+
+    @model_validator(mode="after")
+    def _audit_is_signed(self) -> Settings:
+        # An unsigned audit event could be forged by anyone who can reach the receiver.
+        if self.audit_url is not None:
+            from stopline.webhooks import secret_key
+
+            if self.audit_secret is None or not self.audit_secret.get_secret_value():
+                raise ValueError("STOPLINE_AUDIT_URL needs STOPLINE_AUDIT_SECRET (a whsec_ secret) to sign "
+                                 "the events it sends")
+            try:
+                secret_key(self.audit_secret.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"STOPLINE_AUDIT_SECRET: {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _replays_stay_duplicates(self) -> Settings:

@@ -30,8 +30,9 @@ def retries_list(as_json: bool, verbose: bool) -> None:
         sys.exit(EXIT_OK)
     for item in pending:
         command = item.get("command") or {}
+        what = command.get("action") or f"audit event {(item.get('event') or {}).get('type')}"
         error = (item.get("last_error") or {}).get("message", "")
-        click.echo(f"{item['retry_at']}  {command.get('action')}  retries {item.get('retries', 0)}  "
+        click.echo(f"{item['retry_at']}  {what}  retries {item.get('retries', 0)}  "
                    f"event {item.get('event_id')}: {error}")
     sys.exit(EXIT_OK)
 
