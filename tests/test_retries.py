@@ -359,8 +359,49 @@ def test_superseding_events_out_of_order_never_stop_the_newer_build(cloud: Emula
     assert by_b["matched"] == ["supersede"] and by_b["results"][0]["builds"] == [
         {"build_no": 1, "outcome": "stopped", "upstream_request_id": by_b["results"][0]["builds"][0][
             "upstream_request_id"]}]
+    assert by_b["results"][0]["reason"] == "superseded by bbbbbbb (run 2)"
     late_a = github_cancel(started(1, "a" * 40, now - 102, "in_progress"), delivery="a")
     assert late_a["results"][0]["outcome"] == "nothing_running"  # B's build started after A was created
+    assert stops(cloud) == [("build_stopped", JOB_S, 1)]
+
+
+def test_gitlab_superseding_out_of_order_never_stops_the_newer_build(cloud: Emulator, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with GitLab's documented Pipeline Hook (status running): pipeline B (newer) arrives, then
+    A's late one; B's stops A's build, A's stops nothing."""
+    token = "gl-supersede-token-0123456789"
+    configured_secret(token)
+    rules = tmp_path / "supersede.yaml"
+    rules.write_text(f"""rules:
+  - name: supersede
+    when: {{source: gitlab, kind: started}}
+    then:
+      - {{action: stop_build, job_id: {JOB_S}, branch: "{{branch}}", except_commit_id: "{{sha}}",
+         started_before: "{{created_at}}"}}
+""")
+    for name, value in {"STOPLINE_RULES": str(rules), "STOPLINE_GITLAB_TOKENS": token}.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    now = int(time.time())
+    cloud.seed(build_tasks=[{"job_id": JOB_S, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505", "builds": [
+        {"build_no": 1, "branch": "feature/y", "commit_id": "a" * 40, "start_time": (now - 100) * 1000},
+        {"build_no": 2, "branch": "feature/y", "commit_id": "b" * 40, "start_time": (now - 20) * 1000}]}])
+    template = json.loads((ROOT / "events" / "gitlab-pipeline-running.json").read_text())
+
+    def running(pipeline_id: int, sha: str, created: int) -> dict[str, Any]:
+        event = json.loads(json.dumps(template))
+        event["object_attributes"].update(id=pipeline_id, sha=sha, ref="feature/y", created_at=time.strftime(
+            "%Y-%m-%d %H:%M:%S UTC", time.gmtime(created)))
+        body = json.dumps(event).encode()
+        headers = {"content-type": "application/json", "x-gitlab-event": "Pipeline Hook", "x-gitlab-token": token}
+        reply = http.handle("gitlab", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    by_b = running(2, "b" * 40, now - 22)
+    assert [b["build_no"] for b in by_b["results"][0]["builds"]] == [1]
+    late_a = running(1, "a" * 40, now - 102)
+    assert late_a["results"][0]["outcome"] == "nothing_running"
     assert stops(cloud) == [("build_stopped", JOB_S, 1)]
 
 
