@@ -12,11 +12,14 @@ import pytest
 from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import (
+    DEMO_AK,
     DEMO_DATAARTS_JOB,
     DEMO_INSTANCE_ID,
     DEMO_JOB_ID,
     DEMO_PIPELINE_ID,
+    DEMO_PROJECT_ID,
     DEMO_RUN_ID,
+    DEMO_SK,
     DEMO_TASK_ID,
 )
 from stopline.entry import get_runtime, reset_runtime
@@ -168,3 +171,48 @@ def test_an_audit_url_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOPLINE_AUDIT_URL", "ftp://audit.example.com")
     with pytest.raises(ConfigurationError, match="STOPLINE_AUDIT_URL"):
         load_settings()
+
+
+TOPIC = f"urn:smn:cn-north-4:{DEMO_PROJECT_ID}:stopline-audit"
+
+
+def test_an_smn_topic_gets_each_change_published_as_the_sdk_would(
+        cloud: Emulator, served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smn://<topic urn>``: each change is published, signed with the cloud credentials (the served
+    emulator verifies the signature), subject ``<type> <subject>`` and the CloudEvent as the message; the
+    official SDK (huaweicloudsdksmn, a test dependency only) sends the same method, path and body keys."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdksmn.v2 import PublishMessageRequest, PublishMessageRequestBody, SmnClient
+
+    monkeypatch.setenv("STOPLINE_AUDIT_URL", f"smn://{TOPIC}")
+    reset_runtime()
+    answer = post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20, "reason": "freeze"}, "smn-1")
+    assert answer["outcome"] == "stopped"
+    (published,) = cloud.smn_messages
+    event = json.loads(published["message"])
+    assert published["topic_urn"] == TOPIC and event["type"] == "com.stopline.build.stopped"
+    assert published["subject"] == f"com.stopline.build.stopped {DEMO_JOB_ID}/20"
+    assert event["data"]["reason"] == "freeze"
+    ours = [c for c in cloud.calls if "/notifications/" in c["path"]]
+    assert [c["status"] for c in ours] == [200] and ours[0]["auth"] == "aksk"
+
+    _, server = served
+    sdk = (SmnClient.new_builder().with_credentials(BasicCredentials(DEMO_AK, DEMO_SK, DEMO_PROJECT_ID))
+           .with_endpoints([server.url]).build())
+    sdk.publish_message(PublishMessageRequest(topic_urn=TOPIC, body=PublishMessageRequestBody(
+        subject="s", message="m")))
+    theirs = [c for c in cloud.calls if "/notifications/" in c["path"]][1]
+    assert (theirs["method"], theirs["path"], theirs["status"]) == (ours[0]["method"], ours[0]["path"], 200)
+    assert (cloud.smn_messages[1]["subject"], cloud.smn_messages[1]["message"]) == ("s", "m")
+
+
+def test_an_smn_topic_that_fails_keeps_the_event_pending(cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOPLINE_AUDIT_URL", f"smn://{TOPIC}")
+    reset_runtime()
+    cloud.inject(r"/notifications/", "error", status=503, count=1)
+    assert post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "smn-2")["outcome"] == "stopped"
+    pipeline = get_runtime().pipeline
+    assert cloud.smn_messages == [] and len(pipeline.retries.pending()) == 1
+    pipeline.retries.run_due(pipeline, everything=True)
+    assert [json.loads(m["message"])["subject"] for m in cloud.smn_messages] == [f"{DEMO_JOB_ID}/21"]
+    assert pipeline.retries.pending() == []

@@ -97,9 +97,9 @@ class Auditor:
     never held up or failed by it -- one attempt, bounded by ``timeout_s``."""
 
     def __init__(self, url: str | None, secret: str | None, *, timeout_s: float, park: Callable[[dict[str, Any]], bool],
-                 transport: Any = None) -> None:
+                 cloud: Callable[[], Any] | None = None, transport: Any = None) -> None:
         self.url, self._secret, self.timeout_s = url, secret, timeout_s
-        self._park, self._transport = park, transport
+        self._park, self._transport, self._cloud = park, transport, cloud
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -126,6 +126,8 @@ class Auditor:
     def send(self, one: dict[str, Any], *, timeout_s: float | None = None) -> StoplineError | None:
         """POST one event; None when the receiver took it (any 2xx), else the failure (5xx, 429 and
         transport failures transient; any other answer permanent)."""
+        if self.url is not None and self.url.startswith("smn://"):
+            return self._publish(self.url[len("smn://"):], one, timeout_s or self.timeout_s)
         import httpx
 
         from stopline.webhooks import sign
@@ -143,6 +145,22 @@ class Auditor:
         said = f"audit receiver answered HTTP {answer.status_code}"
         return Transient(said) if answer.status_code >= 500 or answer.status_code == 429 else \
             UpstreamRejected(said)
+
+    def _publish(self, topic_urn: str, one: dict[str, Any], timeout_s: float) -> StoplineError | None:
+        """One signed publish to the SMN topic through the cloud client (``stopline.smn``)."""
+        from stopline.deadline import Deadline
+        from stopline.smn import publish_flow
+
+        if self._cloud is None:
+            return StoplineError("no cloud client to publish to SMN with")
+        try:
+            client = self._cloud()
+        except StoplineError as exc:
+            return exc
+        now = time.monotonic()  # soft end: this send's share; hard end: room for one whole attempt
+        bound = Deadline(now + timeout_s, now + max(timeout_s, client.core.timeout_s) + 1)
+        found = client.read(f"SMN topic {topic_urn}", publish_flow(client.core, topic_urn, one), bound)
+        return found if isinstance(found, StoplineError) else None
 
     def _http(self) -> Any:
         import httpx

@@ -328,6 +328,11 @@ class ClientCore:
         reply, _ = yield from self._exchange(call)
         return self.answers.read_page(command, call, reply)
 
+    def exchange(self, call: Call) -> Generator[Step, Any, RawReply]:
+        """Authenticate and send one call of another service (an SMN publish): its raw reply."""
+        reply, _ = yield from self._exchange(call)
+        return reply
+
     def lookup_flow(self, command: Resolving) -> Generator[Step, Any, list[Member]]:
         """One attempt at the look-up: every page, then the members to stop."""
         if isinstance(command, StopBuild):
@@ -371,7 +376,7 @@ def core_from(settings: Settings, *, agency: Credentials | None = None,
     endpoints = Endpoints.for_region(
         settings.region, codearts_build=settings.codearts_build_endpoint,
         dataarts=settings.dataarts_endpoint, iam=settings.iam_endpoint,
-        codearts_pipeline=settings.codearts_pipeline_endpoint,
+        codearts_pipeline=settings.codearts_pipeline_endpoint, smn=settings.smn_endpoint,
     )
     return ClientCore(
         credentials=credentials_from(settings, endpoints, agency=agency),

@@ -212,7 +212,8 @@ def overdue(what: str, budget_s: float) -> Transient:
                      "the delivery's deadline); abandoned", retry_after=1)
 
 _ENDPOINT_VARIABLES = {"codearts_build": "STOPLINE_CODEARTS_BUILD_ENDPOINT", "dataarts": "STOPLINE_DATAARTS_ENDPOINT",
-                       "iam": "STOPLINE_IAM_ENDPOINT", "codearts_pipeline": "STOPLINE_CODEARTS_PIPELINE_ENDPOINT"}
+                       "iam": "STOPLINE_IAM_ENDPOINT", "codearts_pipeline": "STOPLINE_CODEARTS_PIPELINE_ENDPOINT",
+                       "smn": "STOPLINE_SMN_ENDPOINT"}
 
 
 def transport_failure(what: str, exc: Exception, call: Call | None = None, core: ClientCore | None = None) -> Transient:

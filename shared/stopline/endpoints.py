@@ -14,7 +14,7 @@ _EXCEPTIONS: dict[tuple[str, str], str] = {
     ("iam", "eu-west-101"): "https://iam.eu-west-101.myhuaweicloud.eu",
 }
 _PREFIX = {"codearts_build": "cloudbuild-ext", "dataarts": "dayu-dlf", "iam": "iam",
-           "codearts_pipeline": "cloudpipeline-ext"}
+           "codearts_pipeline": "cloudpipeline-ext", "smn": "smn"}
 _PIPELINE_PREFIX = {
     **dict.fromkeys(("tr-west-1", "la-south-2"), "pipeline-external"),
     **dict.fromkeys(("af-north-1", "me-east-1", "af-south-1"), "pipeline"),
@@ -28,6 +28,7 @@ class Endpoints:
     dataarts: str
     iam: str
     codearts_pipeline: str = ""
+    smn: str = ""
 
     @classmethod
     def for_region(
@@ -38,6 +39,7 @@ class Endpoints:
         dataarts: str | None = None,
         iam: str | None = None,
         codearts_pipeline: str | None = None,
+        smn: str | None = None,
     ) -> Endpoints:
         def pick(service: str, override: str | None) -> str:
             if override:
@@ -47,7 +49,7 @@ class Endpoints:
             return _EXCEPTIONS.get((service, region), f"https://{_PREFIX[service]}.{region}.myhuaweicloud.com")
 
         return cls(pick("codearts_build", codearts_build), pick("dataarts", dataarts), pick("iam", iam),
-                   pick("codearts_pipeline", codearts_pipeline))
+                   pick("codearts_pipeline", codearts_pipeline), pick("smn", smn))
 
     def uses_tls(self) -> bool:
         """Whether any base URL is https (false only for the emulator or a local plain-HTTP proxy)."""

@@ -63,7 +63,9 @@ Step = Call | NeedToken
 Flow = Generator[Step, Any, Reply]
 
 
-def describe(command: Operation) -> str:
+def describe(command: Operation | str) -> str:
+    if isinstance(command, str):  # a call that is not a command's (an SMN publish): named by its caller
+        return command
     if isinstance(command, StopBuild):
         if command.build_no is None:
             return f"running builds of {command.job_id}"

@@ -103,7 +103,7 @@ class Pipeline:
         self.retries = Retries(idempotency.store, retry_for_s=settings.retry_for_s, hold_s=self.bound_s + 5)
         secret = settings.audit_secret.get_secret_value() if settings.audit_secret is not None else None
         self.auditor = audit.Auditor(settings.audit_url, secret, timeout_s=min(settings.timeout_s, 5.0),
-                                     park=self.retries.park_audit)
+                                     park=self.retries.park_audit, cloud=client)
         self.retries.publish = self.auditor.publish
 
     # -- steps ----------------------------------------------------------------------------------------------
@@ -195,8 +195,7 @@ class Pipeline:
                       extra={"event_id": delivery.event_id, "error_type": "internal"})
             result = self._failed(work, internal_error())
         if not result.replayed:
-            self.auditor.publish(audit.changes(result, trigger=delivery.trigger, key=work.key),
-                                 budget_s=self.deadline(delivery).left())
+            self._audit(result, delivery, work)
             return self._log(result, delivery, work.started)
         result.target = result.target or work.command.target()
         result.event_id = result.event_id or delivery.event_id
@@ -253,7 +252,7 @@ class Pipeline:
             result = self.idempotency.retake(work.key, work.command.fingerprint(), deadline, call)
         if result is None:
             return None
-        self.auditor.publish(audit.changes(result, trigger=delivery.trigger, key=work.key))
+        self._audit(result, delivery, work)
         return self._log(result, delivery, work.started, retry=int(item.get("retries", 0)) + 1)
 
     def handle_batch(self, raws: Sequence[object], delivery: Delivery) -> list[Result]:
@@ -273,6 +272,15 @@ class Pipeline:
                                             thread_name_prefix="stopline-batch")
         futures = [self._pool.submit(self.handle, raw, delivery, index=index) for raw, delivery, index in items]
         return [f.result() for f in futures]
+
+    def _audit(self, result: Result, delivery: Delivery, work: Work) -> None:
+        """Report what the command changed (stopline.audit); a failure here never touches the answer."""
+        try:
+            self.auditor.publish(audit.changes(result, trigger=delivery.trigger, key=work.key),
+                                 budget_s=self.deadline(delivery).left())
+        except Exception as exc:
+            log.error("internal error reporting audit events: %s: %s", type(exc).__name__, exc, exc_info=exc,
+                      extra={"event_id": delivery.event_id, "error_type": "internal"})
 
     # -- results --------------------------------------------------------------------------------------------
     def _failed(self, work: Work, error: StoplineError) -> Result:

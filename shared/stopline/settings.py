@@ -8,6 +8,7 @@ their values, since several of them are secrets (kept as ``SecretStr`` so no rep
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -61,6 +62,10 @@ def _from_environment(fields: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+SMN_TOPIC = re.compile(r"urn:smn:[a-z0-9-]+:[A-Za-z0-9]{1,64}:[A-Za-z0-9_-]{1,255}")
+"""An SMN topic URN (the ``smn://`` audit sink)."""
+
+
 class Settings(BaseModel):
     """stopline's configuration; see README "Configuration" for the table. ``Settings()`` reads the
     environment; keyword arguments (by field name) win over it."""
@@ -81,6 +86,7 @@ class Settings(BaseModel):
     dataarts_endpoint: str | None = None
     iam_endpoint: str | None = None
     codearts_pipeline_endpoint: str | None = None
+    smn_endpoint: str | None = None
     codearts_project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9]{32}$")
     timeout_s: float = Field(10.0, gt=0, le=300)
     sender_wait_s: float = Field(10.0, gt=0.5, le=3600)
@@ -151,7 +157,8 @@ class Settings(BaseModel):
     def _unset_if_empty(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint", "codearts_pipeline_endpoint")
+    @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint", "codearts_pipeline_endpoint",
+                     "smn_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -175,14 +182,18 @@ class Settings(BaseModel):
     def _audit_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
+        if value.startswith("smn://"):
+            if not SMN_TOPIC.fullmatch(value[len("smn://"):]):
+                raise ValueError("smn:// must be followed by a topic URN (urn:smn:<region>:<project id>:<topic>)")
+            return value
         if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https:// (unset: audit events are log lines)")
+            raise ValueError("must start with http://, https:// or smn:// (unset: audit events are log lines)")
         return value
 
     @model_validator(mode="after")
     def _audit_is_signed(self) -> Settings:
         # An unsigned audit event could be forged by anyone who can reach the receiver.
-        if self.audit_url is not None:
+        if self.audit_url is not None and not self.audit_url.startswith("smn://"):
             from stopline.webhooks import secret_key
 
             if self.audit_secret is None or not self.audit_secret.get_secret_value():

@@ -41,7 +41,7 @@ _CREDENTIAL_ENV = (
     "HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN", "HUAWEICLOUD_SDK_PROJECT_ID",
     "STOPLINE_AUTH_TOKEN", "STOPLINE_IAM_USERNAME", "STOPLINE_IAM_PASSWORD", "STOPLINE_IAM_DOMAIN",
     "STOPLINE_CODEARTS_BUILD_ENDPOINT", "STOPLINE_DATAARTS_ENDPOINT", "STOPLINE_IAM_ENDPOINT",
-    "STOPLINE_CODEARTS_PIPELINE_ENDPOINT", "STOPLINE_CODEARTS_PROJECT_ID",
+    "STOPLINE_CODEARTS_PIPELINE_ENDPOINT", "STOPLINE_CODEARTS_PROJECT_ID", "STOPLINE_SMN_ENDPOINT",
 )
 
 
@@ -68,6 +68,12 @@ class Emulator:
         """Every cloud call received, in order (method, path, status, auth, request_id, time, fault)."""
         with self.state.lock:
             return list(self.router.calls)
+
+    @property
+    def smn_messages(self) -> list[dict[str, Any]]:
+        """Every message published to an SMN topic (``topic_urn``, ``subject``, ``message``, ``message_id``)."""
+        with self.state.lock:
+            return list(self.state.smn_messages)
 
     @property
     def effects(self) -> list[dict[str, Any]]:

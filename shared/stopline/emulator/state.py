@@ -115,6 +115,8 @@ class CloudState:
             self.pipelines: dict[tuple[str, str], dict[str, PipelineRun]] = {}
             """(CodeArts project id, pipeline id) -> run id -> run."""
             self.effects: list[dict[str, Any]] = []
+            self.smn_messages: list[dict[str, Any]] = []
+            """What SMN topics were sent (the audit sink), in order."""
             self.token_requests = 0
 
     # -- seeding -------------------------------------------------------------------------------
@@ -201,6 +203,7 @@ class CloudState:
                     for (p, q), found in self.pipelines.items()
                 ],
                 "effects": list(self.effects),
+                "smn_messages": list(self.smn_messages),
                 "token_requests": self.token_requests,
             }
 
@@ -342,3 +345,9 @@ class CloudState:
             self.effects.append({"effect": "pipeline_run_stopped", "codearts_project_id": project,
                                  "pipeline_id": pipeline_id, "pipeline_run_id": run_id})
             return "stopped"
+
+    # -- SMN -------------------------------------------------------------------------------------
+    def publish(self, topic_urn: str, subject: str | None, message: str, message_id: str) -> None:
+        with self.lock:
+            self.smn_messages.append({"topic_urn": topic_urn, "subject": subject, "message": message,
+                                      "message_id": message_id})
