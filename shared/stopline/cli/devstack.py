@@ -29,6 +29,8 @@ TARGETS = (
     ("stop_pipeline_run", "http"),  # last: the ports of the others stay where the docs say
 )
 DEMO_RULES = Path(__file__).resolve().parents[1] / "data" / "demo-rules.yaml"
+DEV_AUDIT_TOPIC = "smn://urn:smn:cn-north-4:b384b9e9ab9b4ee8994c8633aabc9505:stopline-dev"
+"""The dev stack's audit sink: an SMN topic of the demo project on the emulator (the dashboard's feed)."""
 
 
 def find_functions_source() -> Path | None:
@@ -79,6 +81,7 @@ def _banner(emulator_url: str, urls: dict[str, str], secret: str, asgi: bool = F
     lines = [
         "",
         "stopline dev is up (Ctrl-C stops everything)",
+        f"  dashboard          {emulator_url}/   (live: builds, jobs, runs, and what stopline changed)",
         f"  emulator           {emulator_url}   (calls: {emulator_url}/_emulator/calls)",
         *(f"  {name:<18} {url}" for name, url in urls.items()),
         f"  webhook secret     {secret}",
@@ -213,7 +216,9 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
            "STOPLINE_WEBHOOK_SECRETS": os.environ.get("STOPLINE_WEBHOOK_SECRETS") or secret,
            "STOPLINE_GITHUB_SECRETS": os.environ.get("STOPLINE_GITHUB_SECRETS") or github_secret,
            "STOPLINE_GITLAB_TOKENS": os.environ.get("STOPLINE_GITLAB_TOKENS") or gitlab_token,
-           "STOPLINE_RULES": str(Path(rules_file).resolve()), "PYTHONUNBUFFERED": "1"}
+           "STOPLINE_RULES": str(Path(rules_file).resolve()), "PYTHONUNBUFFERED": "1",
+           # audit events go to the emulator's SMN, where the dashboard shows them
+           "STOPLINE_AUDIT_URL": os.environ.get("STOPLINE_AUDIT_URL") or DEV_AUDIT_TOPIC}
     framework = [sys.executable, "-m", "functions_framework"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from stopline.emulator import control, gateway_auth, pipelines, smn
+from stopline.emulator import control, dashboard, gateway_auth, pipelines, smn
 from stopline.emulator.faults import FaultRule, Faults
 from stopline.emulator.replies import EmuReply, EmuRequest, cloud_error, gateway_error, json_reply
 from stopline.emulator.state import CloudState
@@ -107,6 +107,8 @@ class Router:
     def handle(self, request: EmuRequest) -> EmuReply:
         if request.path.startswith("/_emulator/"):
             return self._control(request)
+        if request.path == "/" and request.method == "GET":  # the dev dashboard
+            return dashboard.page()
         with self.state.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

@@ -1,0 +1,17 @@
+"""The dev dashboard: one dependency-free page the emulator serves at ``/``, polling ``/_emulator/state``
+once a second -- the demo's builds, DataArts jobs and instances and pipeline runs with their states, and
+the audit events stopline published (``stopline dev`` points its audit sink at the emulator's SMN), each
+with its reason, delivery and verification. No build step, no framework: a newcomer watches a cancel stop
+a build here."""
+
+from __future__ import annotations
+
+from stopline.emulator.replies import EmuReply
+
+
+def page() -> EmuReply:
+    """The page (``dashboard.html`` beside this module), read when asked for, so it is edited as HTML."""
+    from importlib.resources import files
+
+    html = files("stopline.emulator").joinpath("dashboard.html").read_bytes()
+    return EmuReply(200, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}, html)

@@ -1,0 +1,139 @@
+"""The dev dashboard in a real browser: `stopline dev` runs, headless Chromium (Debian's, driven through its
+chromedriver by Selenium) opens the emulator's page, a GitHub cancel is sent as GitHub signs it, and the page
+shows the build turning from running to stopped within a few seconds, with the reason stopline gave.
+
+Set STOPLINE_DASHBOARD_SCREENSHOT=docs/dashboard.png to keep the screenshot (how the one in docs/ was made).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from stopline.cli.devstack import port_free
+from stopline.emulator.seeds import DEMO_JOB_ID
+
+from .conftest import ROOT, configured_secret, descendant_pids, free_port
+
+GH_SECRET = "dashboard-github-secret-0123456789"
+configured_secret(GH_SECRET)
+CANCELLED = (ROOT / "events" / "github-workflow_run-cancelled.json").read_bytes()
+SCREENSHOT = os.environ.get("STOPLINE_DASHBOARD_SCREENSHOT")  # read before the tests clear STOPLINE_*
+WHY = "github cancelled: Codertocat/Hello-World Manually triggered workflow run 1589141559 (5779607)"
+
+
+@pytest.fixture
+def dev_stack() -> Iterator[tuple[str, str]]:
+    """`stopline dev` with a known GitHub secret: (emulator URL, github target URL)."""
+    emulator_port, base = free_port(), free_port()
+    while any(not port_free(p) for p in range(base, base + 8)) or emulator_port in range(base, base + 8):
+        base = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))},
+           "STOPLINE_GITHUB_SECRETS": GH_SECRET}
+    proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "dev", "--emulator-port", str(emulator_port),
+                             "--port", str(base)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=ROOT, env=env)
+    try:
+        assert proc.stdout is not None
+        banner = []
+        for line in proc.stdout:
+            banner.append(line)
+            if "stopline running --pipeline" in line:
+                break
+        text = "".join(banner)
+        dashboard = re.search(r"dashboard\s+(\S+)", text)
+        github = re.search(r"^\s+github\s+(http://\S+)", text, re.M)
+        assert dashboard and github, text
+        yield dashboard.group(1), github.group(1)
+    finally:
+        family = descendant_pids(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "needs Debian's chromium and chromium-driver (bash scripts/test installs them)"
+    options = Options()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1500"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def build_state(driver: Any, build_no: int) -> str | None:
+    from selenium.webdriver.common.by import By
+
+    for row in driver.find_elements(By.CSS_SELECTOR, "#builds tbody tr"):
+        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        if cells and cells[0] == DEMO_JOB_ID and cells[1] == f"#{build_no}":
+            return str(cells[4])
+    return None
+
+
+def until(check: Any, timeout: float = 10.0) -> Any:
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    return check()
+
+
+def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, str], browser: Any,
+                                                          tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    dashboard, github = dev_stack
+    browser.get(dashboard)
+    assert until(lambda: build_state(browser, 24) == "running"), browser.page_source[:500]
+    signature = "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED, hashlib.sha256).hexdigest()
+    answer = httpx.post(github, content=CANCELLED, timeout=30, headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": "dash-1",
+        "X-Hub-Signature-256": signature})
+    assert answer.status_code == 200 and answer.json()["results"][0]["outcome"] == "stopped", answer.text
+    assert until(lambda: build_state(browser, 24) == "stopped"), "the page never showed build 24 stopped"
+
+    def audit_row() -> list[str] | None:
+        for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr"):
+            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+            if cells and cells[1] == f"{DEMO_JOB_ID}/24":
+                return cells
+        return None
+
+    row = until(audit_row)
+    assert row is not None and row[0] == "com.stopline.build.stopped" and row[2] == WHY and row[3] == "github"
+    shot = Path(SCREENSHOT or tmp_path / "dashboard.png")
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
