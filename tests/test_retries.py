@@ -256,16 +256,21 @@ def test_two_processes_sharing_redis_never_double_a_stop(redis_server: RedisServ
     assert listed.returncode == 0 and listed.stdout.strip() == "nothing pending"
 
 
+@pytest.mark.parametrize("store", ["memory", "redis"])
 def test_the_worker_thread_of_a_serving_process_stops_it(served: tuple[Emulator, EmulatorServer],
-                                                         tmp_path: Path) -> None:
+                                                         tmp_path: Path, store: str,
+                                                         request: pytest.FixtureRequest) -> None:
     """A real functions-framework github target, no taker but its own worker thread: the cancel answered
-    as pending is stopped a couple of seconds later without anyone sending anything again."""
+    as pending (the cloud failed three times) is stopped a few seconds later without anyone sending
+    anything again -- with the retry kept in the process (memory://) or in a real redis-server."""
     emulator, server = served
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     env = {**demo_environment(server.url), "STOPLINE_RULES": str(rules), "STOPLINE_GITHUB_SECRETS": GH_SECRET,
            "STOPLINE_MAX_ATTEMPTS": "1"}
-    emulator.inject(r"build-info-records", "error", status=503, count=1)
+    if store == "redis":
+        env["STOPLINE_IDEMPOTENCY_URL"] = request.getfixturevalue("redis_server").url
+    emulator.inject(r"build-info-records", "error", status=503, count=3)
     (proc,) = start_all([FunctionProcess("github", True, env, tmp_path / "github.log")])
     try:
         headers = {"Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": "w-1",
@@ -273,7 +278,7 @@ def test_the_worker_thread_of_a_serving_process_stops_it(served: tuple[Emulator,
                                                                hashlib.sha256).hexdigest()}
         answer = httpx.post(proc.url, content=CANCELLED, headers=headers, timeout=30).json()
         assert answer["pending"] == 1 and stops(emulator) == []
-        assert wait_until(lambda: stops(emulator) == [STOP_24], timeout=30)
+        assert wait_until(lambda: stops(emulator) == [STOP_24], timeout=60)
         time.sleep(1.5)  # and nothing more happens
         assert stops(emulator) == [STOP_24]
         assert [r["sha"] for r in [answer["event"]]] == [DEMO_EVENT_COMMIT]
