@@ -79,11 +79,12 @@ def test_the_id_is_the_same_when_the_delivery_runs_again(cloud: Emulator, log_li
 
 def test_each_kind_of_change_has_its_type(cloud: Emulator, log_lines: LogCapture) -> None:
     post({"action": "delete_build_task", "job_id": DEMO_TASK_ID}, "k-1")
-    post({"action": "stop_dataarts_job", "job_name": DEMO_DATAARTS_JOB, "scope": "instances"}, "k-2")
-    post({"action": "stop_dataarts_job", "job_name": "nightly"}, "k-4")  # the schedule
+    post({"action": "stop_dataarts_job", "job_name": DEMO_DATAARTS_JOB, "scope": "both"}, "k-2")
+    post({"action": "stop_dataarts_job", "job_name": "nightly"}, "k-4")  # the schedule alone
     post({"action": "stop_pipeline_run", "pipeline_id": DEMO_PIPELINE_ID, "pipeline_run_id": DEMO_RUN_ID}, "k-3")
     kinds = [(e["type"], e["subject"]) for e in audits(log_lines)]
     assert kinds == [("com.stopline.task.deleted", DEMO_TASK_ID),
+                     ("com.stopline.dataarts_job.stopped", DEMO_DATAARTS_JOB),  # scope both: the schedule,
                      ("com.stopline.dataarts_instance.stopped", f"{DEMO_DATAARTS_JOB}/{DEMO_INSTANCE_ID}"),
                      ("com.stopline.dataarts_job.stopped", "nightly"),
                      ("com.stopline.pipeline_run.stopped", f"{DEMO_PIPELINE_ID}/{DEMO_RUN_ID}")]

@@ -92,11 +92,16 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
-def build_state(driver: Any, build_no: int) -> str | None:
-    from selenium.webdriver.common.by import By
+def rows(driver: Any, table: str) -> list[list[str]]:
+    """The table's cells as the page shows them now, read in one script call: the page re-renders every
+    second, so element handles would go stale between reads."""
+    script = ("return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'))"
+              ".map(r => Array.from(r.cells).map(c => c.innerText))")
+    return list(driver.execute_script(script, f"#{table}"))
 
-    for row in driver.find_elements(By.CSS_SELECTOR, "#builds tbody tr"):
-        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+
+def build_state(driver: Any, build_no: int) -> str | None:
+    for cells in rows(driver, "builds"):
         if cells and cells[0] == DEMO_JOB_ID and cells[1] == f"#{build_no}":
             return str(cells[4])
     return None
@@ -114,8 +119,6 @@ def until(check: Any, timeout: float = 10.0) -> Any:
 
 def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, str], browser: Any,
                                                           tmp_path: Path) -> None:
-    from selenium.webdriver.common.by import By
-
     dashboard, github = dev_stack
     browser.get(dashboard)
     assert until(lambda: build_state(browser, 24) == "running"), browser.page_source[:500]
@@ -127,12 +130,12 @@ def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, 
     assert until(lambda: build_state(browser, 24) == "stopped"), "the page never showed build 24 stopped"
 
     def audit_row() -> list[str] | None:
-        for row in browser.find_elements(By.CSS_SELECTOR, "#audit tbody tr"):
-            cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
-            if cells and cells[1] == f"{DEMO_JOB_ID}/24":
-                return cells
-        return None
+        return next((cells for cells in rows(browser, "audit") if cells[1:2] == [f"{DEMO_JOB_ID}/24"]), None)
 
+    def stop_call() -> bool:
+        return any(cells[1] == "POST /v3/jobs/stop" and cells[2] == "200" for cells in rows(browser, "calls"))
+
+    assert until(stop_call), "the page never listed the stop call"
     row = until(audit_row)
     assert row is not None and row[0] == "com.stopline.build.stopped" and row[2] == WHY and row[3] == "github"
     shot = Path(SCREENSHOT or tmp_path / "dashboard.png")

@@ -57,6 +57,8 @@ def changes(result: Result, *, trigger: str, key: str | None) -> list[dict[str, 
         verb = "deleted" if result.outcome is Outcome.DELETED else "stopped"
         return [event(kind, verb, subject, {**base, "state_after": result.state_after}, source=trigger, key=key)]
     out = []
+    if result.schedule is Outcome.STOPPED:  # scope both: the job's schedule changed too
+        out.append(event("dataarts_job", "stopped", str(target.get("job_name", "")), base, source=trigger, key=key))
     for item in items:
         if item.get("outcome") != str(Outcome.STOPPED):
             continue

@@ -29,6 +29,8 @@ class Reply:
     """Set by :mod:`stopline.verify`: whether everything stopped was seen stopped."""
     state_after: str | None = None
     verify_calls: int | None = None
+    schedule: Outcome | None = None
+    """A DataArts ``scope: both`` command: what became of the job's schedule (its instances are ``resolved``)."""
 
 
 @dataclass(frozen=True, slots=True)

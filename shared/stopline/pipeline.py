@@ -214,7 +214,7 @@ class Pipeline:
         return Result(command.action, reply.outcome, command.target(), work.delivery.event_id, reply.request_id,
                       reply.attempts, api=reply.api or None, resolved=reply.resolved, error=reply.error,
                       reason=command.reason, verified=reply.verified, state_after=reply.state_after,
-                      verify_calls=reply.verify_calls)
+                      verify_calls=reply.verify_calls, schedule=reply.schedule)
 
     def _verified(self, client: Client, work: Work, reply: Reply, deadline: Deadline) -> Reply:
         """The stop, read back until seen stopped (stopline.verify); an unconfirmed one is a WARNING."""

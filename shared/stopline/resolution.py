@@ -109,14 +109,17 @@ def combine(command: Resolving, done: list[tuple[Member, Reply]]) -> Reply:
                             retry_after=max((f.retry_after or 0 for f in failures if f.transient), default=None)
                             or first.retry_after)
         return failed(error, attempts, api=api, resolved=resolved)
+    schedule = job_reply.outcome if job_reply is not None and job_reply.error is None else None
     if job_reply is not None and not entries:
-        return Reply(job_reply.outcome, job_reply.request_id, job_reply.api, job_reply.attempts, resolved)
+        return Reply(job_reply.outcome, job_reply.request_id, job_reply.api, job_reply.attempts, resolved,
+                     schedule=schedule)
     if job_reply is not None:
         request_id, api = job_reply.request_id, job_reply.api
     if not outcomes:
         return Reply(Outcome.NOTHING_RUNNING, None, api, attempts, resolved)
     stopped = Outcome.STOPPED in outcomes
-    return Reply(Outcome.STOPPED if stopped else Outcome.ALREADY_STOPPED, request_id, api, attempts, resolved)
+    return Reply(Outcome.STOPPED if stopped else Outcome.ALREADY_STOPPED, request_id, api, attempts, resolved,
+                 schedule=schedule)
 
 
 def job_member(command: StopDataArtsJob) -> StopDataArtsJob | None:

@@ -56,6 +56,8 @@ class Result:
     """After ``verify`` of one build or run: the cloud's last state string for it."""
     verify_calls: int | None = None
     """After ``verify``: the cloud calls the polls made (None: not verified)."""
+    schedule: Outcome | None = None
+    """A DataArts ``scope: both`` command: its schedule's own outcome (for the audit event; not answered)."""
 
     @property
     def ok(self) -> bool:
