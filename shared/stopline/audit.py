@@ -134,7 +134,8 @@ class Auditor:
 
         from stopline.webhooks import sign
 
-        assert self.url is not None and self._secret is not None
+        if self.url is None or self._secret is None:  # settings refuse an http(s) sink without a secret
+            return StoplineError("no audit receiver or secret configured")
         body = json.dumps(one, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/cloudevents+json", "User-Agent": "stopline-audit",
                    **sign(self._secret, str(one["id"]), body)}

@@ -1,8 +1,8 @@
 """The dev dashboard: one dependency-free page the emulator serves at ``/``, polling ``/_emulator/state``
-once a second -- the demo's builds, DataArts jobs and instances and pipeline runs with their states, and
-the audit events stopline published (``stopline dev`` points its audit sink at the emulator's SMN), each
-with its reason, delivery and verification, and the latest cloud calls. No build step, no framework: a newcomer watches a cancel stop
-a build here."""
+once a second -- the demo's builds, DataArts jobs and instances and pipeline runs with their states, the
+audit events stopline published (``stopline dev`` points its audit sink at the emulator's SMN), each with
+its reason, delivery and verification, and the latest cloud calls. No build step, no framework: a
+newcomer watches a cancel stop a build here."""
 
 from __future__ import annotations
 
