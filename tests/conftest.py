@@ -127,6 +127,16 @@ def demo_env(served: tuple[Emulator, EmulatorServer], monkeypatch: pytest.Monkey
     return emulator
 
 
+@pytest.fixture
+def signed_cloud(demo_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """The served demo emulator, stopline pointed at it, and the webhook target's secret set (the tests
+    post to it with tests/in_process.py)."""
+    from .functions.harness import SECRET
+
+    monkeypatch.setenv("STOPLINE_WEBHOOK_SECRETS", SECRET)
+    return demo_env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import (
     DEMO_AK,
@@ -23,31 +22,17 @@ from stopline.emulator.seeds import (
     DEMO_TASK_ID,
 )
 from stopline.entry import get_runtime, reset_runtime
-from stopline.triggers import http
 
 from .conftest import LogCapture
-from .functions.harness import SECRET
-
-
-@pytest.fixture
-def cloud(demo_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    monkeypatch.setenv("STOPLINE_WEBHOOK_SECRETS", SECRET)
-    return demo_env
-
-
-def post(command: dict[str, Any], msg_id: str) -> dict[str, Any]:
-    body = json.dumps(command).encode()
-    headers = {"content-type": "application/json", **webhooks.sign(SECRET, msg_id, body)}
-    reply = http.handle("webhook", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
-    assert reply.status == 200, reply.body
-    return reply.body
+from .in_process import post
 
 
 def audits(log_lines: LogCapture) -> list[dict[str, Any]]:
     return [r["audit"] for r in log_lines.records if "audit" in r]  # type: ignore[misc]
 
 
-def test_a_stopped_build_is_one_cloudevent_and_its_duplicate_none(cloud: Emulator, log_lines: LogCapture) -> None:
+def test_a_stopped_build_is_one_cloudevent_and_its_duplicate_none(signed_cloud: Emulator,
+                                                                   log_lines: LogCapture) -> None:
     post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20, "reason": "release freeze"}, "a-1")
     post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20, "reason": "release freeze"}, "a-1")
     post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 19}, "a-2")  # already stopped: no change
@@ -62,14 +47,14 @@ def test_a_stopped_build_is_one_cloudevent_and_its_duplicate_none(cloud: Emulato
     assert data["target"] == {"job_id": DEMO_JOB_ID, "build_no": 20} and data["upstream_request_id"]
 
 
-def test_the_id_is_the_same_when_the_delivery_runs_again(cloud: Emulator, log_lines: LogCapture) -> None:
+def test_the_id_is_the_same_when_the_delivery_runs_again(signed_cloud: Emulator, log_lines: LogCapture) -> None:
     """A store that forgot the delivery (memory:// in a new instance) runs it again: the change is named
     with the same id, so a sink drops the second event."""
     command = {"action": "stop_build", "job_id": DEMO_JOB_ID, "branch": "feature/x", "commit_id": "3f2a9c1"}
     post(command, "again-1")
     first = audits(log_lines)
-    cloud.reset()
-    cloud.seed("demo")
+    signed_cloud.reset()
+    signed_cloud.seed("demo")
     reset_runtime()  # a new instance: memory:// starts empty
     post(command, "again-1")
     second = audits(log_lines)[len(first):]
@@ -77,7 +62,7 @@ def test_the_id_is_the_same_when_the_delivery_runs_again(cloud: Emulator, log_li
     assert [e["id"] for e in second] == [e["id"] for e in first] and len({e["id"] for e in first}) == 2
 
 
-def test_each_kind_of_change_has_its_type(cloud: Emulator, log_lines: LogCapture) -> None:
+def test_each_kind_of_change_has_its_type(signed_cloud: Emulator, log_lines: LogCapture) -> None:
     post({"action": "delete_build_task", "job_id": DEMO_TASK_ID}, "k-1")
     post({"action": "stop_dataarts_job", "job_name": DEMO_DATAARTS_JOB, "scope": "both"}, "k-2")
     post({"action": "stop_dataarts_job", "job_name": "nightly"}, "k-4")  # the schedule alone
@@ -133,7 +118,7 @@ AUDIT_SECRET = "whsec_" + "QXVkaXQgc2VjcmV0IGZvciB0ZXN0cyAwMTIzNDU2Nzg5"
 
 
 def test_a_receiver_that_fails_three_times_gets_each_change_exactly_once(
-        cloud: Emulator, monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+        signed_cloud: Emulator, monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
     from .conftest import configured_secret
 
     configured_secret(AUDIT_SECRET)
@@ -178,7 +163,7 @@ TOPIC = f"urn:smn:cn-north-4:{DEMO_PROJECT_ID}:stopline-audit"
 
 
 def test_an_smn_topic_gets_each_change_published_as_the_sdk_would(
-        cloud: Emulator, served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        signed_cloud: Emulator, served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """``smn://<topic urn>``: each change is published, signed with the cloud credentials (the served
     emulator verifies the signature), subject ``<type> <subject>`` and the CloudEvent as the message; the
     official SDK (huaweicloudsdksmn, a test dependency only) sends the same method, path and body keys."""
@@ -189,12 +174,12 @@ def test_an_smn_topic_gets_each_change_published_as_the_sdk_would(
     reset_runtime()
     answer = post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20, "reason": "freeze"}, "smn-1")
     assert answer["outcome"] == "stopped"
-    (published,) = cloud.smn_messages
+    (published,) = signed_cloud.smn_messages
     event = json.loads(published["message"])
     assert published["topic_urn"] == TOPIC and event["type"] == "com.stopline.build.stopped"
     assert published["subject"] == f"com.stopline.build.stopped {DEMO_JOB_ID}/20"
     assert event["data"]["reason"] == "freeze"
-    ours = [c for c in cloud.calls if "/notifications/" in c["path"]]
+    ours = [c for c in signed_cloud.calls if "/notifications/" in c["path"]]
     assert [c["status"] for c in ours] == [200] and ours[0]["auth"] == "aksk"
 
     _, server = served
@@ -202,18 +187,19 @@ def test_an_smn_topic_gets_each_change_published_as_the_sdk_would(
            .with_endpoints([server.url]).build())
     sdk.publish_message(PublishMessageRequest(topic_urn=TOPIC, body=PublishMessageRequestBody(
         subject="s", message="m")))
-    theirs = [c for c in cloud.calls if "/notifications/" in c["path"]][1]
+    theirs = [c for c in signed_cloud.calls if "/notifications/" in c["path"]][1]
     assert (theirs["method"], theirs["path"], theirs["status"]) == (ours[0]["method"], ours[0]["path"], 200)
-    assert (cloud.smn_messages[1]["subject"], cloud.smn_messages[1]["message"]) == ("s", "m")
+    assert (signed_cloud.smn_messages[1]["subject"], signed_cloud.smn_messages[1]["message"]) == ("s", "m")
 
 
-def test_an_smn_topic_that_fails_keeps_the_event_pending(cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_smn_topic_that_fails_keeps_the_event_pending(signed_cloud: Emulator,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOPLINE_AUDIT_URL", f"smn://{TOPIC}")
     reset_runtime()
-    cloud.inject(r"/notifications/", "error", status=503, count=1)
+    signed_cloud.inject(r"/notifications/", "error", status=503, count=1)
     assert post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "smn-2")["outcome"] == "stopped"
     pipeline = get_runtime().pipeline
-    assert cloud.smn_messages == [] and len(pipeline.retries.pending()) == 1
+    assert signed_cloud.smn_messages == [] and len(pipeline.retries.pending()) == 1
     pipeline.retries.run_due(pipeline, everything=True)
-    assert [json.loads(m["message"])["subject"] for m in cloud.smn_messages] == [f"{DEMO_JOB_ID}/21"]
+    assert [json.loads(m["message"])["subject"] for m in signed_cloud.smn_messages] == [f"{DEMO_JOB_ID}/21"]
     assert pipeline.retries.pending() == []

@@ -294,11 +294,9 @@ def test_a_signed_webhook_sender_still_gets_503(cloud: Emulator) -> None:
 
 
 def signed_post_in_process(command: dict[str, Any]) -> http.HttpReply:
-    from stopline import webhooks
+    from .in_process import post_reply
 
-    body = json.dumps(command).encode()
-    headers = {"content-type": "application/json", **webhooks.sign(SECRET, "hook-1", body)}
-    return http.handle("webhook", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+    return post_reply(command, "hook-1")
 
 
 

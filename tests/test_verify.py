@@ -4,13 +4,10 @@ keeps running past STOPLINE_VERIFY_S stays ``stopped`` with ``verified: false`` 
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
 
 import pytest
 
-from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import (
     DEMO_DATAARTS_JOB,
@@ -20,43 +17,31 @@ from stopline.emulator.seeds import (
     DEMO_PROJECT_ID,
     DEMO_RUN_ID,
 )
-from stopline.entry import get_runtime, reset_runtime
-from stopline.triggers import http
+from stopline.entry import reset_runtime
 
 from .conftest import LogCapture
-from .functions.harness import SECRET
+from .in_process import post
 
 MANY = "e" * 32
 
 
-@pytest.fixture
-def cloud(demo_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    monkeypatch.setenv("STOPLINE_WEBHOOK_SECRETS", SECRET)
-    return demo_env
 
-
-def post(command: dict[str, Any], msg_id: str) -> dict[str, Any]:
-    body = json.dumps(command).encode()
-    headers = {"content-type": "application/json", **webhooks.sign(SECRET, msg_id, body)}
-    reply = http.handle("webhook", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
-    assert reply.status == 200, reply.body
-    return reply.body
 
 
 def listings(emulator: Emulator) -> int:
     return sum(1 for c in emulator.calls if "build-info-records" in str(c))
 
 
-def test_one_build_is_read_back_stopped(cloud: Emulator) -> None:
+def test_one_build_is_read_back_stopped(signed_cloud: Emulator) -> None:
     answer = post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20, "verify": True}, "v-1")
     assert (answer["outcome"], answer["verified"], answer["state_after"]) == ("stopped", True, "ABORTED")
-    assert answer["verify_calls"] == 1 == listings(cloud)
+    assert answer["verify_calls"] == 1 == listings(signed_cloud)
     plain = post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 21}, "v-2")
-    assert "verified" not in plain and listings(cloud) == 1  # not asked: nothing read
+    assert "verified" not in plain and listings(signed_cloud) == 1  # not asked: nothing read
 
 
-def test_a_resolution_of_20_builds_costs_one_look_up_per_poll(cloud: Emulator) -> None:
-    cloud.seed(build_tasks=[{"job_id": MANY, "project_id": DEMO_PROJECT_ID,
+def test_a_resolution_of_20_builds_costs_one_look_up_per_poll(signed_cloud: Emulator) -> None:
+    signed_cloud.seed(build_tasks=[{"job_id": MANY, "project_id": DEMO_PROJECT_ID,
                              "builds": [{"build_no": n, "branch": "feature/z"} for n in range(1, 21)]}])
     started = time.perf_counter()
     answer = post({"action": "stop_build", "job_id": MANY, "branch": "feature/z", "verify": True}, "v-20")
@@ -64,16 +49,16 @@ def test_a_resolution_of_20_builds_costs_one_look_up_per_poll(cloud: Emulator) -
     assert answer["outcome"] == "stopped" and answer["verified"] is True
     assert [(b["build_no"], b["verified"], b["state_after"]) for b in answer["builds"]] == \
         [(n, True, "ABORTED") for n in range(1, 21)]
-    assert answer["verify_calls"] == 1 and listings(cloud) == 2  # the resolution's listing, then one poll
+    assert answer["verify_calls"] == 1 and listings(signed_cloud) == 2  # the resolution's listing, then one poll
     print(f"verified resolution of 20 builds: {answer['verify_calls']} look-up(s), {took * 1000:.0f} ms")
 
 
 def test_a_build_still_running_past_the_limit_is_stopped_but_not_verified(
-        cloud: Emulator, monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+        signed_cloud: Emulator, monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
     monkeypatch.setenv("STOPLINE_VERIFY", "true")  # the default for every command
     monkeypatch.setenv("STOPLINE_VERIFY_S", "1.2")
     reset_runtime()
-    cloud.seed(build_tasks=[{"job_id": MANY, "project_id": DEMO_PROJECT_ID,
+    signed_cloud.seed(build_tasks=[{"job_id": MANY, "project_id": DEMO_PROJECT_ID,
                              "builds": [{"build_no": 7, "stop_takes_s": 60}]}])
     answer = post({"action": "stop_build", "job_id": MANY, "build_no": 7}, "v-slow")
     assert (answer["outcome"], answer["verified"], answer["state_after"]) == ("stopped", False, "Running")
@@ -84,7 +69,7 @@ def test_a_build_still_running_past_the_limit_is_stopped_but_not_verified(
     assert "verified" not in skipped  # a command's own verify: false wins over STOPLINE_VERIFY
 
 
-def test_dataarts_instances_are_read_back_and_a_schedule_has_nothing_to_read(cloud: Emulator) -> None:
+def test_dataarts_instances_are_read_back_and_a_schedule_has_nothing_to_read(signed_cloud: Emulator) -> None:
     answer = post({"action": "stop_dataarts_job", "job_name": DEMO_DATAARTS_JOB, "scope": "instances",
                    "verify": True}, "v-dlf")
     assert answer["outcome"] == "stopped" and answer["verified"] is True and answer["verify_calls"] == 1
@@ -94,7 +79,7 @@ def test_dataarts_instances_are_read_back_and_a_schedule_has_nothing_to_read(clo
     assert (schedule["verified"], schedule["verify_calls"]) == (None, 0) and "state_after" not in schedule
 
 
-def test_a_pipeline_run_is_read_back_canceled(cloud: Emulator) -> None:
+def test_a_pipeline_run_is_read_back_canceled(signed_cloud: Emulator) -> None:
     answer = post({"action": "stop_pipeline_run", "pipeline_id": DEMO_PIPELINE_ID, "pipeline_run_id": DEMO_RUN_ID,
                    "verify": True}, "v-run")
     assert (answer["outcome"], answer["verified"], answer["state_after"]) == ("stopped", True, "CANCELED")
