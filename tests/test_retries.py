@@ -329,15 +329,13 @@ def test_a_gitlab_cancel_is_pending_then_stopped_once(cloud: Emulator, monkeypat
     assert stops(cloud) == [STOP_24] and pipeline.retries.pending() == []
 
 
-def test_superseding_events_out_of_order_never_stop_the_newer_build(cloud: Emulator, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs A (older commit) and B (newer) on one branch, each with its running build. B's `requested`
-    arrives, then A's late `in_progress`: with the recipe (started_before: "{created_at}"), A's event stops
-    nothing of B's, and B's stops A's build."""
+def two_runs_on_a_branch(cloud: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> int:
+    """The superseding recipe for ``source`` as the rules, and two running builds on feature/y: build 1 of
+    commit a...a started 100 s ago, build 2 of b...b 20 s ago. Returns now (epoch seconds)."""
     rules = tmp_path / "supersede.yaml"
     rules.write_text(f"""rules:
   - name: supersede
-    when: {{source: github, kind: started}}
+    when: {{source: {source}, kind: started}}
     then:
       - {{action: stop_build, job_id: {JOB_S}, branch: "{{branch}}", except_commit_id: "{{sha}}",
          started_before: "{{created_at}}"}}
@@ -348,6 +346,15 @@ def test_superseding_events_out_of_order_never_stop_the_newer_build(cloud: Emula
     cloud.seed(build_tasks=[{"job_id": JOB_S, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505", "builds": [
         {"build_no": 1, "branch": "feature/y", "commit_id": "a" * 40, "start_time": (now - 100) * 1000},
         {"build_no": 2, "branch": "feature/y", "commit_id": "b" * 40, "start_time": (now - 20) * 1000}]}])
+    return now
+
+
+def test_superseding_events_out_of_order_never_stop_the_newer_build(cloud: Emulator, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs A (older commit) and B (newer) on one branch, each with its running build. B's `requested`
+    arrives, then A's late `in_progress`: with the recipe (started_before: "{created_at}"), A's event stops
+    nothing of B's, and B's stops A's build."""
+    now = two_runs_on_a_branch(cloud, tmp_path, monkeypatch, "github")
     template = json.loads((ROOT / "events" / "github-workflow_run-requested.json").read_text())
 
     def started(run_id: int, sha: str, created: int, action: str) -> bytes:
@@ -374,21 +381,8 @@ def test_gitlab_superseding_out_of_order_never_stops_the_newer_build(cloud: Emul
     A's late one; B's stops A's build, A's stops nothing."""
     token = "gl-supersede-token-0123456789"
     configured_secret(token)
-    rules = tmp_path / "supersede.yaml"
-    rules.write_text(f"""rules:
-  - name: supersede
-    when: {{source: gitlab, kind: started}}
-    then:
-      - {{action: stop_build, job_id: {JOB_S}, branch: "{{branch}}", except_commit_id: "{{sha}}",
-         started_before: "{{created_at}}"}}
-""")
-    for name, value in {"STOPLINE_RULES": str(rules), "STOPLINE_GITLAB_TOKENS": token}.items():
-        monkeypatch.setenv(name, value)
-    reset_runtime()
-    now = int(time.time())
-    cloud.seed(build_tasks=[{"job_id": JOB_S, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505", "builds": [
-        {"build_no": 1, "branch": "feature/y", "commit_id": "a" * 40, "start_time": (now - 100) * 1000},
-        {"build_no": 2, "branch": "feature/y", "commit_id": "b" * 40, "start_time": (now - 20) * 1000}]}])
+    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", token)
+    now = two_runs_on_a_branch(cloud, tmp_path, monkeypatch, "gitlab")
     template = json.loads((ROOT / "events" / "gitlab-pipeline-running.json").read_text())
 
     def running(pipeline_id: int, sha: str, created: int) -> dict[str, Any]:
