@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,25 +19,33 @@ from stopline.cli import (
 )
 from stopline.errors import ConfigurationError, StoplineError
 
+if TYPE_CHECKING:
+    from stopline.rules import Rules
+
 
 @main.group()
 def rules() -> None:
     """Check a rules file, or see what it does with an event."""
 
 
+def _load(given: str | None, how: str) -> tuple[str, Rules]:
+    """The rules file given on the command line, else STOPLINE_RULES, loaded; exits 2 naming the problem."""
+    from stopline.rules import load
+
+    path = given or os.environ.get("STOPLINE_RULES")
+    if not path:
+        _die(f"give {how} or set STOPLINE_RULES")
+    try:
+        return path, load(path, variable="" if given else "STOPLINE_RULES")
+    except ConfigurationError as exc:
+        _die(exc.message)
+
+
 @rules.command("check")
 @click.argument("file", required=False)
 def rules_check(file: str | None) -> None:
     """Validate FILE (default: STOPLINE_RULES) and print each rule."""
-    from stopline.rules import load
-
-    path = file or os.environ.get("STOPLINE_RULES")
-    if not path:
-        _die("give a rules FILE or set STOPLINE_RULES")
-    try:
-        loaded = load(path, variable="" if file else "STOPLINE_RULES")
-    except ConfigurationError as exc:
-        _die(exc.message)
+    path, loaded = _load(file, "a rules FILE")
     click.echo(f"{path}: {len(loaded.rules)} rule{'s' if len(loaded.rules) != 1 else ''}, valid")
     for i, rule in enumerate(loaded.rules):
         when = rule.when.model_dump(exclude_none=True, exclude_defaults=False)
@@ -61,16 +69,9 @@ def rules_check(file: str | None) -> None:
 def rules_explain(source: str, event_file: Path, event_type: str | None, rules_file: str | None) -> None:
     """Print the normalised event, the rules that match and the commands they produce; calls nothing."""
     from stopline import cts
-    from stopline.rules import load
     from stopline.sources import Ignored, normalise
 
-    path = rules_file or os.environ.get("STOPLINE_RULES")
-    if not path:
-        _die("give --rules FILE or set STOPLINE_RULES")
-    try:
-        loaded = load(path, variable="" if rules_file else "STOPLINE_RULES")
-    except ConfigurationError as exc:
-        _die(exc.message)
+    _, loaded = _load(rules_file, "--rules FILE")
     data = _read_json_file(event_file, "event file")
     if not isinstance(data, dict):
         _die(f"event file {event_file} must hold a JSON object")

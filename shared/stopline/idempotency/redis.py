@@ -22,31 +22,23 @@ import redis
 
 from stopline.idempotency import StoreUnavailable
 
-_COMPLETE = """
+_REPLACE_IF = """
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local ok, rec = pcall(cjson.decode, v)
-if ok and type(rec) == 'table' and rec['token'] == ARGV[1] then
+if ok and type(rec) == 'table' and rec[ARGV[4]] == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
 """
+"""Replace the record only if its field ARGV[4] still equals ARGV[1]: completing (the claim's ``token``)
+and taking over (its ``state``) are the same compare-and-set on different fields."""
 _RELEASE = """
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local ok, rec = pcall(cjson.decode, v)
 if ok and type(rec) == 'table' and rec['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_TAKEOVER = """
-local v = redis.call('GET', KEYS[1])
-if not v then return 0 end
-local ok, rec = pcall(cjson.decode, v)
-if ok and type(rec) == 'table' and rec['state'] == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
 return 0
 """
 _ADD_RETRY = """
@@ -139,13 +131,12 @@ def connect(url: str) -> Callable[[], Any]:
 
 
 class _Client:
-    """The redis-py client and its two scripts, made once on first use."""
+    """The redis-py client and its scripts, made once on first use."""
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self.redis = make()
-        self.complete = self.redis.register_script(_COMPLETE)
+        self.replace_if = self.redis.register_script(_REPLACE_IF)
         self.release = self.redis.register_script(_RELEASE)
-        self.takeover = self.redis.register_script(_TAKEOVER)
         self.add_retry = self.redis.register_script(_ADD_RETRY)
         self.take_retries = self.redis.register_script(_TAKE_RETRIES)
         self.drop_retry = self.redis.register_script(_DROP_RETRY)
@@ -197,7 +188,8 @@ class RedisStore:
 
     def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
         try:
-            done = self._c().complete(keys=[key], args=[token, json.dumps(record), max(1, int(ttl_s * 1000))])
+            done = self._c().replace_if(keys=[key], args=[token, json.dumps(record), max(1, int(ttl_s * 1000)),
+                                                          "token"])
         except _ERRORS as exc:
             raise self._unavailable(exc) from None
         return bool(done)
@@ -210,7 +202,8 @@ class RedisStore:
 
     def takeover(self, key: str, state: str, record: dict[str, Any], ttl_s: float) -> bool:
         try:
-            return bool(self._c().takeover(keys=[key], args=[state, json.dumps(record), max(1, int(ttl_s * 1000))]))
+            return bool(self._c().replace_if(keys=[key], args=[state, json.dumps(record),
+                                                              max(1, int(ttl_s * 1000)), "state"]))
         except _ERRORS as exc:
             raise self._unavailable(exc) from None
 
