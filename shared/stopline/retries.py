@@ -89,18 +89,27 @@ class Retries:
         now = time.time()
         retries = int(item.get("retries", 0)) + 1
         attempts = int(item.get("attempts", 0)) + result.attempts
-        if now - float(item.get("first_failed", now)) >= self.retry_for_s:
+        if self._expired(item, now):
             return self.abandon(item, result, retries, attempts)
-        updated = {**item, "retries": retries, "attempts": attempts,
-                   "last_error": result.error.to_json() if result.error else None}
+        due = self._reschedule(item, now, attempts=attempts,
+                               last_error=result.error.to_json() if result.error else None)
+        return self._pending(result, due)
+
+    def _expired(self, item: dict[str, Any], now: float) -> bool:
+        return now - float(item.get("first_failed", now)) >= self.retry_for_s
+
+    def _reschedule(self, item: dict[str, Any], now: float, **changes: Any) -> float:
+        """Back in the queue with the next wait (one more retry counted); when the store cannot take it,
+        the item stays held and is due again when the hold ends. Returns when it is due."""
+        retries = int(item.get("retries", 0)) + 1
         due = now + wait_s(retries)
         try:
-            self.store.add_retry(item["id"], updated, due)
-        except StoreUnavailable as exc:  # still in the queue, held: due again when the hold ends
+            self.store.add_retry(item["id"], {**item, "retries": retries, **changes}, due)
+        except StoreUnavailable as exc:
             log.warning("could not reschedule a pending retry (%s); it is due again in %.0f s", exc, self.hold_s,
                         extra={"event_id": item.get("event_id")})
             due = now + self.hold_s
-        return self._pending(result, due)
+        return due
 
     def abandon(self, item: dict[str, Any], result: Result, retries: int, attempts: int) -> Result:
         """Given up: one ERROR line and one audit line; the item leaves the queue (its taker drops it)."""
@@ -151,11 +160,10 @@ class Retries:
         failure = auditor.send(event)
         now = time.time()
         retries = int(item.get("retries", 0)) + 1
+        if failure is not None and failure.transient and not self._expired(item, now):
+            self._reschedule(item, now, last_error=failure.to_json())
+            return
         try:
-            if failure is not None and failure.transient and now - float(item["first_failed"]) < self.retry_for_s:
-                updated = {**item, "retries": retries, "last_error": failure.to_json()}
-                self.store.add_retry(item["id"], updated, now + wait_s(retries))
-                return
             self.store.drop_retry(item["id"])
         except StoreUnavailable as exc:  # held, then due again: at least once
             log.warning("audit retry not settled (%s)", exc)
