@@ -81,8 +81,7 @@ def _member(item: dict[str, Any]) -> dict[str, Any]:
 def _subject(target: dict[str, Any], item: dict[str, Any] | None) -> str:
     """``<job id>/<build>``, ``<job name>/<instance>``, ``<pipeline id>/<run>``, or the thing alone."""
     head = target.get("job_id") or target.get("pipeline_id") or target.get("job_name") or ""
-    tail = _member(item) if item is not None else {k: target[k] for k in ("build_no", "pipeline_run_id")
-                                                   if k in target}
+    tail = _member(item if item is not None else target)
     return "/".join([str(head), *(str(v) for v in tail.values())])
 
 
