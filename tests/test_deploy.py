@@ -41,7 +41,7 @@ def test_serverless_yml_handlers_and_variables() -> None:
         assert function["initializerHandler"] == "functiongraph.initializer" and function["initializerTimeout"] > 0
         triggers |= {event["triggerTypeCode"] for event in function.get("events", [])}
     assert triggers == {"DEDICATEDGATEWAY", "KAFKA", "SMN", "TIMER", "CTS"}
-    assert "stopline-rabbitmq" in config["functions"]
+    assert "rabbitmq" in config["functions"] and "github" in config["functions"]
     for value in config["provider"]["environment"]["variables"].values():
         assert "whsec_" not in str(value)  # secrets are taken from the deploying environment
 

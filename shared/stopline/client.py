@@ -377,6 +377,7 @@ def core_from(settings: Settings, *, agency: Credentials | None = None,
         settings.region, codearts_build=settings.codearts_build_endpoint,
         dataarts=settings.dataarts_endpoint, iam=settings.iam_endpoint,
         codearts_pipeline=settings.codearts_pipeline_endpoint, smn=settings.smn_endpoint,
+        functiongraph=settings.functiongraph_endpoint,
     )
     return ClientCore(
         credentials=credentials_from(settings, endpoints, agency=agency),

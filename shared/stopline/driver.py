@@ -213,7 +213,7 @@ def overdue(what: str, budget_s: float) -> Transient:
 
 _ENDPOINT_VARIABLES = {"codearts_build": "STOPLINE_CODEARTS_BUILD_ENDPOINT", "dataarts": "STOPLINE_DATAARTS_ENDPOINT",
                        "iam": "STOPLINE_IAM_ENDPOINT", "codearts_pipeline": "STOPLINE_CODEARTS_PIPELINE_ENDPOINT",
-                       "smn": "STOPLINE_SMN_ENDPOINT"}
+                       "smn": "STOPLINE_SMN_ENDPOINT", "functiongraph": "STOPLINE_FUNCTIONGRAPH_ENDPOINT"}
 
 
 def transport_failure(what: str, exc: Exception, call: Call | None = None, core: ClientCore | None = None) -> Transient:
@@ -300,6 +300,12 @@ class Client:
             return self._drive(what, flow, deadline)
         except StoplineError as exc:
             return exc
+
+    def perform(self, what: Any, flow: Callable[[], Generator[Step, Any, _R]],
+                deadline: Deadline | None = None) -> _R | StoplineError:
+        """A call of another API (FunctionGraph's, for ``stopline deploy``) with the same retries as a stop:
+        ``flow`` builds a fresh attempt; a transient failure it raises is retried, honouring Retry-After."""
+        return self._retried(what, flow, deadline)[0]
 
     def _member(self, member: Member | Command, deadline: Deadline | None) -> Reply:
         reply, attempt = self._retried(member, lambda: self.core.flow(member), deadline)

@@ -14,7 +14,7 @@ _EXCEPTIONS: dict[tuple[str, str], str] = {
     ("iam", "eu-west-101"): "https://iam.eu-west-101.myhuaweicloud.eu",
 }
 _PREFIX = {"codearts_build": "cloudbuild-ext", "dataarts": "dayu-dlf", "iam": "iam",
-           "codearts_pipeline": "cloudpipeline-ext", "smn": "smn"}
+           "codearts_pipeline": "cloudpipeline-ext", "smn": "smn", "functiongraph": "functiongraph"}
 _PIPELINE_PREFIX = {
     **dict.fromkeys(("tr-west-1", "la-south-2"), "pipeline-external"),
     **dict.fromkeys(("af-north-1", "me-east-1", "af-south-1"), "pipeline"),
@@ -29,6 +29,8 @@ class Endpoints:
     iam: str
     codearts_pipeline: str = ""
     smn: str = ""
+    functiongraph: str = ""
+    """FunctionGraph's management API: only ``stopline deploy functiongraph`` calls it."""
 
     @classmethod
     def for_region(
@@ -40,6 +42,7 @@ class Endpoints:
         iam: str | None = None,
         codearts_pipeline: str | None = None,
         smn: str | None = None,
+        functiongraph: str | None = None,
     ) -> Endpoints:
         def pick(service: str, override: str | None) -> str:
             if override:
@@ -49,7 +52,8 @@ class Endpoints:
             return _EXCEPTIONS.get((service, region), f"https://{_PREFIX[service]}.{region}.myhuaweicloud.com")
 
         return cls(pick("codearts_build", codearts_build), pick("dataarts", dataarts), pick("iam", iam),
-                   pick("codearts_pipeline", codearts_pipeline), pick("smn", smn))
+                   pick("codearts_pipeline", codearts_pipeline), pick("smn", smn),
+                   pick("functiongraph", functiongraph))
 
     def uses_tls(self) -> bool:
         """Whether any base URL is https (false only for the emulator or a local plain-HTTP proxy)."""

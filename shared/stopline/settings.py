@@ -87,6 +87,7 @@ class Settings(BaseModel):
     iam_endpoint: str | None = None
     codearts_pipeline_endpoint: str | None = None
     smn_endpoint: str | None = None
+    functiongraph_endpoint: str | None = None
     codearts_project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9]{32}$")
     timeout_s: float = Field(10.0, gt=0, le=300)
     sender_wait_s: float = Field(10.0, gt=0.5, le=3600)
@@ -158,7 +159,7 @@ class Settings(BaseModel):
         return None if value == "" else value
 
     @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint", "codearts_pipeline_endpoint",
-                     "smn_endpoint")
+                     "smn_endpoint", "functiongraph_endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value == "":

@@ -78,6 +78,7 @@ def main() -> None:
     """stopline: stop CodeArts Build builds and Pipeline runs, delete build tasks, stop DataArts Studio jobs."""
 
 
-from stopline.cli import direct, local, retriescmd, rulescmd, sending  # noqa: E402 - each registers its commands on main
+from stopline.cli import deploycmd, direct, local, retriescmd, rulescmd, sending  # noqa: E402 - each registers its commands on main
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "direct", "local", "main", "retriescmd", "rulescmd", "sending"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "deploycmd", "direct", "local", "main", "retriescmd", "rulescmd",
+           "sending"]

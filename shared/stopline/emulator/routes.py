@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
-from stopline.emulator import control, dashboard, gateway_auth, pipelines, smn
+from stopline.emulator import control, dashboard, functiongraph, gateway_auth, pipelines, smn
 from stopline.emulator.faults import FaultRule, Faults
 from stopline.emulator.replies import EmuReply, EmuRequest, cloud_error, gateway_error, json_reply
 from stopline.emulator.state import CloudState
@@ -92,10 +92,12 @@ class Router:
             ("POST", re.compile(r"^/v1/(?P<project_id>[^/]+)/jobs/(?P<job_name>[^/]+)/stop$"), self._stop_job),
             *((method, pattern, self._view(pipelines, name)) for method, pattern, name in pipelines.ROUTES),
             *((method, pattern, self._view(smn, name)) for method, pattern, name in smn.ROUTES),
+            *((method, pattern, self._view(functiongraph, name)) for method, pattern, name in functiongraph.ROUTES),
         ]
 
     def _view(self, module: Any, name: str) -> Callable[..., EmuReply]:
-        """A call of another service's module (pipelines.py, smn.py) behind the same authentication."""
+        """A call of another service's module (pipelines.py, smn.py, functiongraph.py) behind the same
+        authentication."""
         call = getattr(module, name)
 
         def view(request: EmuRequest, request_id: str, project: str | None, **params: str) -> EmuReply:

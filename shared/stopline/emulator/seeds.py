@@ -83,6 +83,7 @@ def demo_environment(url: str) -> dict[str, str]:
         "STOPLINE_IAM_ENDPOINT": url,
         "STOPLINE_CODEARTS_PIPELINE_ENDPOINT": url,
         "STOPLINE_SMN_ENDPOINT": url,
+        "STOPLINE_FUNCTIONGRAPH_ENDPOINT": url,
         "STOPLINE_CODEARTS_PROJECT_ID": DEMO_CODEARTS_PROJECT_ID,
         "HUAWEICLOUD_SDK_AK": DEMO_AK,
         "HUAWEICLOUD_SDK_SK": DEMO_SK,

@@ -21,6 +21,8 @@ from stopline.emulator.replies import EmuReply, EmuRequest
 from stopline.emulator.routes import Router
 
 MAX_BODY = 1024 * 1024
+MAX_UPLOAD_BODY = 72 * 1024 * 1024
+"""FunctionGraph's code calls carry a zip of up to 50 MB as base64 in JSON."""
 
 
 def _to_emu(method: str, raw_path: str, headers: dict[str, str], body: bytes) -> EmuRequest:
@@ -40,7 +42,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        if length > (MAX_UPLOAD_BODY if "/fgs/functions" in self.path else MAX_BODY):
             self.send_error(413)
             return
         body = self.rfile.read(length) if length else b""

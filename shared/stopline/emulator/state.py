@@ -7,6 +7,7 @@ change is appended to :attr:`CloudState.effects`, which is how tests count doubl
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import threading
 import time
@@ -117,6 +118,13 @@ class CloudState:
             self.effects: list[dict[str, Any]] = []
             self.smn_messages: list[dict[str, Any]] = []
             """What SMN topics were sent (the audit sink), in order."""
+            self.fg_region = "cn-north-4"
+            """The region in the URNs of FunctionGraph functions (the emulator serves one)."""
+            self.functions: dict[str, dict[str, Any]] = {}
+            """FunctionGraph functions by ``project:package:name:version``."""
+            self.fg_triggers: dict[str, list[dict[str, Any]]] = {}
+            self.fg_async: dict[str, dict[str, Any]] = {}
+            self.fg_code_uploads = 0
             self.token_requests = 0
 
     # -- seeding -------------------------------------------------------------------------------
@@ -204,6 +212,15 @@ class CloudState:
                 ],
                 "effects": list(self.effects),
                 "smn_messages": list(self.smn_messages),
+                "functions": [
+                    {"func_urn": f["func_urn"], "func_name": f["func_name"], "runtime": f["runtime"],
+                     "handler": f["handler"], "memory_size": f["memory_size"], "timeout": f["timeout"],
+                     "variables": sorted(json.loads(f.get("user_data") or "{}")), "code_size": f["code_size"],
+                     "triggers": [{"trigger_type_code": t["trigger_type_code"], "trigger_status": t["trigger_status"]}
+                                  for t in self.fg_triggers.get(key, [])],
+                     "async_config": key in self.fg_async}
+                    for key, f in self.functions.items()
+                ],
                 "token_requests": self.token_requests,
             }
 
