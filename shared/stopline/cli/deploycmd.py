@@ -53,7 +53,7 @@ def functiongraph(config_path: Path, plan: bool, only: tuple[str, ...], stage: s
         found = manifest_file.load(config_path, stage=stage, region=region, only=only,
                                    default_region=os.environ.get("STOPLINE_REGION") or "cn-north-4")
     except DeployFileError as exc:
-        _problems(exc.problems)
+        _problems(exc.problems, config_path.name)
     if not found.functions:
         _die(f"{config_path}: no functions to deploy")
     api = _api(found, timeout_s)
@@ -65,8 +65,8 @@ def functiongraph(config_path: Path, plan: bool, only: tuple[str, ...], stage: s
     sys.exit(_run(api, found, package, plan, replace_triggers))
 
 
-def _problems(problems: list[str]) -> None:
-    click.echo(f"stopline: serverless.yml has {len(problems)} problem{'s' if len(problems) > 1 else ''}; nothing "
+def _problems(problems: list[str], where: str = "serverless.yml") -> None:
+    click.echo(f"stopline: {where} has {len(problems)} problem{'s' if len(problems) > 1 else ''}; nothing "
                "was called:", err=True)
     for problem in problems:
         click.echo(f"  {problem}", err=True)
@@ -138,7 +138,7 @@ def _check_rules_shipped(found: Any, package: Any) -> None:
                             "set STOPLINE_RULES to your rules file when deploying, so it is packaged as "
                             f"{rules}, or deploy without this function (--only)")
     if problems:
-        _problems(problems)
+        _problems(problems, found.path.name)
 
 
 def _run(api: Any, found: Any, package: Any, plan_only: bool, replace_triggers: bool) -> int:
