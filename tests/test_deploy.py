@@ -152,3 +152,34 @@ def test_the_npm_lockfile_matches_package_json() -> None:
     serverless = lock["packages"]["node_modules/serverless"]
     assert serverless["version"] == manifest["devDependencies"]["serverless"] and serverless["version"].startswith("3.")
     assert serverless["integrity"].startswith("sha512-")  # npm ci checks every download against the lock
+
+
+def test_the_google_commands_give_each_target_what_it_needs(tmp_path: Path) -> None:
+    """docs/deploy.md's Google block, expanded by bash with a stand-in `gcloud` that prints its arguments
+    (and the packaging line left out): every target gets the credentials, project, region, Redis and VPC
+    connector; each public HTTP target its own secret; the rules file travels with the package."""
+    from .conftest import readme_bash_block
+
+    lines = readme_bash_block("## Google Cloud Functions / Cloud Run", doc="docs/deploy.md")
+    assert "bash scripts/package gcf" in lines and lines[0].startswith("export STOPLINE_RULES=")
+    script = "gcloud() { printf '%s\\n' \"$*\"; }\n" + "\n".join(line for line in lines if not line.startswith("bash "))
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    deployed: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        entry = re.search(r"--(?:entry-point|function)=(\w+)", line)
+        if entry:
+            deployed.setdefault(entry.group(1), []).append(line)
+    assert set(deployed) == {"webhook", "github", "gitlab", "on_event", "retries"}
+    own_secret = {"webhook": "STOPLINE_WEBHOOK_SECRETS", "github": "STOPLINE_GITHUB_SECRETS",
+                  "gitlab": "STOPLINE_GITLAB_TOKENS"}
+    for target, commands in deployed.items():
+        for command in commands:
+            for needed in ("HUAWEICLOUD_SDK_AK=", "HUAWEICLOUD_SDK_SK=", "HUAWEICLOUD_SDK_PROJECT_ID=",
+                           "STOPLINE_REGION=", "STOPLINE_IDEMPOTENCY_URL=redis://", "--vpc-connector=",
+                           "STOPLINE_RULES=stopline-rules.yaml"):
+                assert needed in command, (target, needed)
+            if target in own_secret:
+                assert own_secret[target] + "=" in command and "--allow-unauthenticated" in command, target
+    assert "--no-allow-unauthenticated" in deployed["retries"][0]
+    assert any(line.startswith("scheduler jobs create http stopline-retries") for line in done.stdout.splitlines())

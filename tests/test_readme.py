@@ -4,6 +4,7 @@ README's library snippet; docs/commands.md's command-line blocks against a serve
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -91,6 +92,20 @@ def test_calling_the_cloud_directly_works_as_written(served: Any) -> None:
     assert runs[0][1].startswith("RUN") and "feature/x" in runs[0][1] and "main" in runs[0][1]
     assert "run 0ba3c1e7d2f94f6aa5b8c7d6e5f40312: stopped" in runs[1][1]  # the run of that commit
     assert runs[2][1].startswith("stopped: stop_pipeline_run")
+
+
+def test_deploying_to_the_emulator_works_as_written(served: Any) -> None:
+    """docs/deploy.md "Try it on the emulator": plan, deploy, deploy again, against a served emulator."""
+    lines = readme_bash_block("### Try it on the emulator", doc="docs/deploy.md")
+    assert lines[0].startswith("uv run stopline emulator")  # the test serves its own emulator instead
+    results = run_lines(lines[1:], served[1].port)
+    assert [code for code, _ in results] == [0, 0, 0, 0], results
+    plan, deployed, again, state = (out for _, out in results)
+    assert "2 functions: 2 to create" in plan and "+ create trigger DEDICATEDGATEWAY /stopline/webhook" in plan
+    assert "2 functions: 2 created" in deployed and "create trigger TIMER stopline-retries: done" in deployed
+    assert "2 functions: 0 created, 0 updated, 2 unchanged" in again
+    names = sorted(f["func_name"] for f in json.loads(state)["functions"])
+    assert names == ["stopline-dev-retries", "stopline-dev-webhook"]
 
 
 def test_the_readme_library_snippet_runs(tmp_path: Path) -> None:
