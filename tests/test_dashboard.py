@@ -140,3 +140,47 @@ def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, 
     assert row is not None and row[0] == "com.stopline.build.stopped" and row[2] == WHY and row[3] == "github"
     shot = Path(SCREENSHOT or tmp_path / "dashboard.png")
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def send_cancel(github: str, delivery: str) -> httpx.Response:
+    signature = "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED, hashlib.sha256).hexdigest()
+    return httpx.post(github, content=CANCELLED, timeout=30, headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": signature})
+
+
+def test_the_dashboard_lists_deliveries_and_the_pending_retry_until_it_runs(dev_stack: tuple[str, str],
+                                                                            browser: Any) -> None:
+    """A cancel whose stop fails on every attempt (the emulator answers 503) is pending: the page lists the
+    delivery and the pending retry, then -- once the dev stack's worker thread retries it -- the stop, and
+    the pending list empties. A second delivery that changes nothing is listed too."""
+    dashboard, github = dev_stack
+    emulator = dashboard.rstrip("/")
+    browser.get(dashboard)
+    assert until(lambda: build_state(browser, 24) == "running")
+    httpx.post(f"{emulator}/_emulator/faults", json={"path": "/v3/jobs/stop", "kind": "error", "status": 503,
+                                                     "count": 4, "retry_after": 0}, timeout=10).raise_for_status()
+    answer = send_cancel(github, "dash-pending")
+    assert answer.status_code == 200 and answer.json()["results"][0]["outcome"] == "pending", answer.text
+
+    def delivery(outcome: str, event: str) -> list[str] | None:
+        return next((cells for cells in rows(browser, "deliveries")
+                     if cells[2] == event and cells[4] == "stop_build" and cells[6] == outcome), None)
+
+    pending = until(lambda: delivery("pending", "dash-pending"))
+    assert pending is not None and pending[1] == "github" and pending[3].startswith("workflow_run:1589141559")
+    assert f"job_id={DEMO_JOB_ID[:8]}" in pending[5] and pending[7] == WHY and pending[9].startswith("retry due")
+    listed = until(lambda: [r for r in rows(browser, "pending") if r[0] == "dash-pending"])
+    assert listed and listed[0][3] == "stop_build"
+    # the worker thread's retry, about 2 s later: its line carries no delivery id, the same event id
+    stopped = until(lambda: next((c for c in rows(browser, "deliveries") if c[3] == pending[3]
+                                  and c[4] == "stop_build" and c[6] == "stopped"), None), timeout=30)
+    assert stopped is not None and stopped[7] == WHY
+    assert until(lambda: build_state(browser, 24) == "stopped")
+    assert until(lambda: not [r for r in rows(browser, "pending") if r[0] == "dash-pending"])
+
+    again = send_cancel(github, "dash-again")  # a fresh delivery of the same cancel: nothing left to stop
+    assert again.status_code == 200, again.text
+    nothing = until(lambda: next((c for c in rows(browser, "deliveries") if c[2] == "dash-again"
+                                  and c[4] == "stop_build"), None))
+    assert nothing is not None and nothing[9] == "duplicate: answered from the first delivery", nothing

@@ -296,6 +296,7 @@ class Pipeline:
             **({"sender_delivery_id": delivery.sender_id} if delivery.sender_id else {}),
             **({"api": result.api} if result.api else {}),
             **({"reason": result.reason} if result.reason else {}),
+            **({"retry_at": round(result.retry_at, 3)} if result.retry_at else {}),
             **({"verified": result.verified, "verify_calls": result.verify_calls}
                if result.verify_calls is not None else {}), **more,
         }

@@ -1,7 +1,8 @@
 """``stopline dev``: the emulator plus every function target on 127.0.0.1, ready to try.
 
 The emulator runs in this process; each function target is a real ``functions-framework`` child
-process. Ctrl-C (or SIGTERM) stops every child before this process exits, so nothing is orphaned.
+process, whose stderr passes through this one (its JSON log lines also feed the dashboard's list of
+deliveries). Ctrl-C (or SIGTERM) stops every child before this process exits, so nothing is orphaned.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -147,6 +149,24 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _relay(child: subprocess.Popen[bytes], name: str, emulator: Any) -> None:
+    """Pass the target's stderr through unchanged, and hand each JSON log line reporting an outcome to the
+    dashboard's delivery feed (emulator/feed.py). It keeps reading to the end, whatever a line holds, so
+    the child never blocks on a full pipe."""
+    import json
+
+    assert child.stderr is not None
+    out = getattr(sys.stderr, "buffer", None)
+    for raw in child.stderr:
+        with contextlib.suppress(OSError, ValueError):
+            if out is not None:
+                out.write(raw)
+                out.flush()
+        if raw.startswith(b"{"):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                emulator.router.deliveries.record(name, json.loads(raw))
+
+
 def _port_problem(emulator_port: int, base_port: int) -> str | None:
     """Why these ports cannot work, in one line; None when they can."""
     last = base_port + len(TARGETS) - 1
@@ -228,7 +248,10 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
         for name, kind in TARGETS:
             cmd = [*framework, "--target", name, "--source", str(source), "--host", "127.0.0.1",
                    "--port", str(ports[name]), "--signature-type", kind, *(["--asgi"] if asgi else [])]
-            children.append(subprocess.Popen(cmd, env=env, start_new_session=True))
+            child = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+            children.append(child)
+            threading.Thread(target=_relay, args=(child, name, emulator), daemon=True,
+                             name=f"stopline-dev-{name}-log").start()
         deadline = time.monotonic() + 60
         for name, port in ports.items():
             if not wait_for_port(port, deadline, give_up=lambda: stopping["now"]) or stopping["now"]:

@@ -1,4 +1,5 @@
-"""The emulator's control API, under ``/_emulator/``: health, reset, seed, calls, state and faults."""
+"""The emulator's control API, under ``/_emulator/``: health, reset, seed, calls, state, faults and the
+dashboard's delivery feed."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def handle(router: Router, request: EmuRequest) -> EmuReply:
         if route == ("GET", "/_emulator/calls"):
             with router.state.lock:
                 return json_reply(200, {"calls": list(router.calls)})
+        if route == ("GET", "/_emulator/deliveries"):
+            return json_reply(200, {"deliveries": router.deliveries.items()})
+        if route == ("POST", "/_emulator/deliveries"):  # one of stopline's JSON log lines, and whose
+            function = str(body.pop("function", "") or "")
+            return json_reply(200, {"ok": True, "kept": router.deliveries.record(function, body)})
         if route == ("GET", "/_emulator/state"):
             return json_reply(200, {**router.state.snapshot(), "faults_injected": dict(router.faults.injected),
                                "max_in_flight": router.max_in_flight})

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 from stopline.emulator import control, dashboard, functiongraph, gateway_auth, pipelines, smn
 from stopline.emulator.faults import FaultRule, Faults
+from stopline.emulator.feed import Deliveries
 from stopline.emulator.replies import EmuReply, EmuRequest, cloud_error, gateway_error, json_reply
 from stopline.emulator.state import CloudState
 
@@ -78,6 +79,7 @@ class Router:
         self.calls: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.deliveries = Deliveries()  # the dashboard's feed, not cloud state (feed.py)
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., EmuReply]]] = [
             ("POST", re.compile(r"^/v3/auth/tokens$"), self._iam_token),
             ("POST", re.compile(r"^/v3/jobs/stop$"), self._stop_build_v3),
@@ -394,3 +396,4 @@ class Router:
         with self.state.lock:
             self.calls.clear()
             self.max_in_flight = 0
+        self.deliveries.clear()
