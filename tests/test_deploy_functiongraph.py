@@ -288,3 +288,15 @@ def _zip_base64(content: bytes) -> str:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("functiongraph.py", content)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_an_unreachable_endpoint_is_named_with_its_variable(fg: tuple[Emulator, dict[str, str]], built: Path) -> None:
+    _, env = fg
+    shutil.copy(ROOT / "serverless.yml", built / "serverless.yml")
+    from .conftest import free_port
+
+    env = {**env, "STOPLINE_FUNCTIONGRAPH_ENDPOINT": f"http://127.0.0.1:{free_port()}", "STOPLINE_MAX_ATTEMPTS": "1"}
+    done = deploy(env, "--no-build", "--only", "retries", "--plan", cwd=built)
+    assert done.returncode == 1
+    assert "stopline-dev-retries (functions.retries): could not read the function" in done.stderr
+    assert "STOPLINE_FUNCTIONGRAPH_ENDPOINT" in done.stderr and "nothing was changed" in done.stderr

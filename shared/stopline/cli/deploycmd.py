@@ -150,7 +150,7 @@ def _run(api: Any, found: Any, package: Any, plan_only: bool, replace_triggers: 
         try:
             planned = plan_function(api, spec, package, replace_triggers=replace_triggers)
         except CloudRefusal as exc:
-            return _refused(spec.name, f"functions.{spec.key}", exc)
+            return _refused(spec.name, f"functions.{spec.key}", exc, plan_only)
         click.echo(f"{spec.name}  ({planned.urn})")
         kind = "unchanged" if not planned.steps else "updated" if planned.exists else "created"
         counts[kind] += 1
@@ -166,7 +166,7 @@ def _run(api: Any, found: Any, package: Any, plan_only: bool, replace_triggers: 
                 step.run()
             except CloudRefusal as exc:
                 click.echo(f"  {mark} {step.text}: FAILED")
-                return _refused(spec.name, step.key, exc)
+                return _refused(spec.name, step.key, exc, plan_only)
             click.echo(f"  {mark} {step.text}: done ({time.monotonic() - started:.1f} s)")
     verb = {"created": "to create", "updated": "to update"} if plan_only else {}
     click.echo(f"{len(found.functions)} functions: " + ", ".join(
@@ -174,8 +174,8 @@ def _run(api: Any, found: Any, package: Any, plan_only: bool, replace_triggers: 
     return EXIT_OK
 
 
-def _refused(name: str, key: str, exc: Any) -> int:
-    click.echo(f"stopline: {name} ({key}): FunctionGraph refused to {exc}" +
-               (f" [request {exc.request_id}]" if exc.request_id else "") +
-               "; what came before it is deployed, and running the command again continues from here", err=True)
+def _refused(name: str, key: str, exc: Any, plan_only: bool) -> int:
+    after = ("nothing was changed" if plan_only else
+             "what came before it is deployed, and running the command again continues from here")
+    click.echo(f"stopline: {name} ({key}): {exc.sentence()}; {after}", err=True)
     return EXIT_FAILED

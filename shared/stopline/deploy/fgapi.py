@@ -35,7 +35,17 @@ class CloudRefusal(Exception):
         self.what = what
         self.status = status
         self.code = code
+        self.detail = message or ""
         self.request_id = request_id
+
+    def sentence(self) -> str:
+        """What happened, for a person: the refusal with its code, or why there was no answer."""
+        if self.status is None:
+            return f"could not {self.what}: {self.detail}"
+        said = f"HTTP {self.status}" + (f" {self.code}" if self.code else "")
+        said += f": {self.detail}" if self.detail else ""
+        said += f" [request {self.request_id}]" if self.request_id else ""
+        return f"FunctionGraph refused to {self.what}: {said}"
 
 
 class FunctionGraph:
@@ -117,7 +127,7 @@ class FunctionGraph:
                                 upstream=UpstreamInfo(reply.status, code, msg, reply.header("x-request-id")))
             return reply
 
-        found = self._client.perform(f"FunctionGraph: {what}", flow)
+        found = self._client.perform(f"FunctionGraph ({what})", flow)
         if isinstance(found, StoplineError):
             upstream = found.upstream
             raise CloudRefusal(what, upstream.status if upstream else None, upstream.error_code if upstream else None,
