@@ -149,6 +149,19 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
             child.wait()
 
 
+def _start_targets(children: list[subprocess.Popen[bytes]], source: Path, ports: dict[str, int],
+                   env: dict[str, str], asgi: bool, emulator: Any) -> None:
+    """One functions-framework process per target, each in its own session, its stderr relayed."""
+    for name, kind in TARGETS:
+        cmd = [sys.executable, "-m", "functions_framework", "--target", name, "--source", str(source),
+               "--host", "127.0.0.1", "--port", str(ports[name]), "--signature-type", kind,
+               *(["--asgi"] if asgi else [])]
+        child = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+        children.append(child)
+        threading.Thread(target=_relay, args=(child, name, emulator), daemon=True,
+                         name=f"stopline-dev-{name}-log").start()
+
+
 def _relay(child: subprocess.Popen[bytes], name: str, emulator: Any) -> None:
     """Pass the target's stderr through unchanged, and hand each JSON log line reporting an outcome to the
     dashboard's delivery feed (emulator/feed.py). It keeps reading to the end, whatever a line holds, so
@@ -239,19 +252,12 @@ def run_dev(*, emulator_port: int = 8790, base_port: int = 8080, asgi: bool = Fa
            "STOPLINE_RULES": str(Path(rules_file).resolve()), "PYTHONUNBUFFERED": "1",
            # audit events go to the emulator's SMN, where the dashboard shows them
            "STOPLINE_AUDIT_URL": os.environ.get("STOPLINE_AUDIT_URL") or DEV_AUDIT_TOPIC}
-    framework = [sys.executable, "-m", "functions_framework"]
     children: list[subprocess.Popen[bytes]] = []
     stopping = {"now": False}
     previous = {sig: signal.signal(sig, lambda *_: stopping.update(now=True))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for name, kind in TARGETS:
-            cmd = [*framework, "--target", name, "--source", str(source), "--host", "127.0.0.1",
-                   "--port", str(ports[name]), "--signature-type", kind, *(["--asgi"] if asgi else [])]
-            child = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
-            children.append(child)
-            threading.Thread(target=_relay, args=(child, name, emulator), daemon=True,
-                             name=f"stopline-dev-{name}-log").start()
+        _start_targets(children, source, ports, env, asgi, emulator)
         deadline = time.monotonic() + 60
         for name, port in ports.items():
             if not wait_for_port(port, deadline, give_up=lambda: stopping["now"]) or stopping["now"]:
