@@ -13,6 +13,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from stopline.emulator.seeds import DEMO_AK, DEMO_PROJECT_ID, DEMO_SK
+
 from .conftest import ROOT, as_user_runs, readme_bash_block
 
 MARKER = "<!-- tested: tests/test_readme.py runs this block and the next verbatim -->"
@@ -106,6 +108,22 @@ def test_deploying_to_the_emulator_works_as_written(served: Any) -> None:
     assert "2 functions: 0 created, 0 updated, 2 unchanged" in again
     names = sorted(f["func_name"] for f in json.loads(state)["functions"])
     assert names == ["stopline-dev-retries", "stopline-dev-webhook"]
+
+
+def test_the_readme_deploy_block_runs(served: Any) -> None:
+    """README "Deploy": plan, then deploy, the repository's serverless.yml to a served emulator."""
+    from .test_deploy_functiongraph import FILE_VARIABLES, RULES
+
+    url = served[1].url
+    exports = [f"export STOPLINE_FUNCTIONGRAPH_ENDPOINT={url} STOPLINE_IAM_ENDPOINT={url} "
+               f"HUAWEICLOUD_SDK_AK={DEMO_AK} HUAWEICLOUD_SDK_SK={DEMO_SK} "
+               f"HUAWEICLOUD_SDK_PROJECT_ID={DEMO_PROJECT_ID} "
+               f"STOPLINE_RULES={RULES} " + " ".join(f"{k}={v}" for k, v in FILE_VARIABLES.items())]
+    lines = readme_bash_block("## Deploy")
+    assert [line.split()[-1] for line in lines] == ["--plan", "functiongraph"]
+    (plan_code, plan), (code, deployed) = run_lines(exports + lines, served[1].port)
+    assert (plan_code, code) == (0, 0), (plan, deployed)
+    assert "8 functions: 8 to create" in plan and "8 functions: 8 created" in deployed
 
 
 def test_the_readme_library_snippet_runs(tmp_path: Path) -> None:
