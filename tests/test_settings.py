@@ -50,3 +50,15 @@ def test_region_endpoints_and_overrides() -> None:
     assert Endpoints.for_region("eu-west-101").iam == "https://iam.eu-west-101.myhuaweicloud.eu"
     assert Endpoints.for_region("cn-east-4").dataarts == "https://dayu.cn-east-4.myhuaweicloud.com"
     assert Endpoints.for_region("cn-north-4", dataarts="http://127.0.0.1:1/").dataarts == "http://127.0.0.1:1"
+
+
+def test_tls_verification_stays_on_while_any_endpoint_is_https() -> None:
+    """The client skips loading the trust store only when every endpoint is plain HTTP (the emulator); an
+    https SMN or FunctionGraph endpoint beside plain-HTTP others must still be verified."""
+    from stopline.endpoints import Endpoints
+
+    local = "http://127.0.0.1:8790"
+    plain = {name: local for name in ("codearts_build", "dataarts", "iam", "codearts_pipeline", "smn", "functiongraph")}
+    assert not Endpoints.for_region("cn-north-4", **plain).uses_tls()
+    for name in plain:
+        assert Endpoints.for_region("cn-north-4", **{**plain, name: None}).uses_tls(), name

@@ -58,4 +58,4 @@ class Endpoints:
     def uses_tls(self) -> bool:
         """Whether any base URL is https (false only for the emulator or a local plain-HTTP proxy)."""
         return any(url.startswith("https://") for url in (self.codearts_build, self.dataarts, self.iam,
-                                                          self.codearts_pipeline))
+                                                          self.codearts_pipeline, self.smn, self.functiongraph))
