@@ -300,3 +300,23 @@ def test_an_unreachable_endpoint_is_named_with_its_variable(fg: tuple[Emulator, 
     assert done.returncode == 1
     assert "stopline-dev-retries (functions.retries): could not read the function" in done.stderr
     assert "STOPLINE_FUNCTIONGRAPH_ENDPOINT" in done.stderr and "nothing was changed" in done.stderr
+
+
+def test_a_failure_destination_is_set_once(fg: tuple[Emulator, dict[str, str]], built: Path) -> None:
+    """custom.stopline.asyncInvoke.onFailure reaches the queue function's async config; the answer's own
+    fields (timestamps, URN) are not taken for a difference, so the next deploy changes nothing."""
+    emulator, env = fg
+    config = yaml.safe_load((ROOT / "serverless.yml").read_text())
+    topic = f"urn:smn:cn-north-4:{DEMO_PROJECT_ID}:stopline-failures"
+    config["custom"]["stopline"]["asyncInvoke"]["onFailure"] = {"destination": "SMN", "topic_urn": topic}
+    (built / "serverless.yml").write_text(yaml.safe_dump(config))
+    first = deploy(env, "--no-build", "--only", "retries", cwd=built)
+    assert first.returncode == 0, first.stderr
+    assert "set async invocation: 3 retries, events kept 3600 s, failures to SMN: done" in first.stdout
+    with emulator.state.lock:
+        (stored,) = emulator.state.fg_async.values()
+    assert stored["destination_config"] == {"on_failure": {"destination": "SMN",
+                                                           "param": json.dumps({"topic_urn": topic}).replace(" ", "")}}
+    before = len(emulator.calls)
+    again = deploy(env, "--no-build", "--only", "retries", cwd=built)
+    assert "= unchanged" in again.stdout and changes(emulator, before) == []

@@ -82,13 +82,22 @@ def plan_function(api: FunctionGraph, spec: FunctionSpec, package: Package, *,
     steps += _trigger_steps(api, urn, spec.triggers, existing, replace_triggers)
     if spec.async_config is not None:
         wanted = spec.async_config.body()
-        if current_async is None or any(current_async.get(k) != v for k, v in wanted.items()):
+        if current_async is None or not _covers(current_async, wanted):
             failure = spec.async_config.on_failure
             text = (f"set async invocation: {spec.async_config.max_retry_attempts} retries, events kept "
                     f"{spec.async_config.max_event_age_s} s" + (f", failures to {failure[0]}" if failure else ""))
             steps.append(Step("async", text, f"custom.stopline.asyncInvoke ({where})",
                               lambda: api.set_async_config(urn, wanted)))
     return FunctionPlan(spec, urn, current is not None, tuple(steps))
+
+
+def _covers(current: Any, wanted: Any) -> bool:
+    """Whether ``current`` says everything ``wanted`` does: nested objects are compared by the keys
+    ``wanted`` has, so fields the cloud adds to its answer (timestamps, an empty ``on_success``) are not
+    taken for a difference."""
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(_covers(current.get(k), v) for k, v in wanted.items())
+    return bool(current == wanted)
 
 
 def _variables(user_data: Any) -> dict[str, str]:
