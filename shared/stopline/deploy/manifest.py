@@ -13,6 +13,7 @@ both tools agree.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,8 +180,6 @@ def _plain(value: Any) -> str | None:
 
 def _resolve(node: Any, key: str, options: dict[str, str | None]) -> Any:
     """``node`` with its variables replaced; an unset one becomes a :class:`_Missing` marker."""
-    import os
-
     if isinstance(node, dict):
         return {k: _resolve(v, f"{key}.{k}", options) for k, v in node.items()}
     if isinstance(node, list):

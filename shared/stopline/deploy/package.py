@@ -43,8 +43,7 @@ def build(checkout: Path, out: Path) -> None:
         raise DeployFileError(f"no scripts/package beside {checkout / 'serverless.yml'}: stopline deploy builds the "
                               "package with a stopline checkout's script; run it there, or build the folder "
                               "code.codeUri names yourself and pass --no-build")
-    done = subprocess.run(["bash", str(script), "fg", str(out)], cwd=checkout, stdout=sys.stderr, check=False,
-                          env={**os.environ})
+    done = subprocess.run(["bash", str(script), "fg", str(out)], cwd=checkout, stdout=sys.stderr, check=False)
     if done.returncode != 0:
         raise DeployFileError(f"scripts/package fg failed (exit {done.returncode}); its messages are above")
 
