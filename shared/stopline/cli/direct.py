@@ -145,31 +145,33 @@ def running(job_id: str | None, pipeline_id: str | None, codearts_project_id: st
 def _print_builds(job_id: str, records: list[dict[str, Any]], as_json: bool) -> None:
     from stopline.resolution import running_rows
 
-    rows = running_rows(records)
-    if as_json:
-        click.echo(json.dumps({"job_id": job_id, "builds": rows}, indent=2))
-    elif not rows:
-        click.echo(f"nothing running: no running or queued build of {job_id} in the last 24 hours")
-    else:
-        click.echo(f"{'BUILD':>7}  {'STATE':<10} {'BRANCH':<24} COMMIT")
-        for row in rows:
-            click.echo(f"{row['build_no']:>7}  {row['state']:<10} {row['branch'] or '-':<24} "
-                       f"{row['commit_id'] or '-'}")
+    _print_running({"job_id": job_id}, "builds", running_rows(records), as_json,
+                   f"no running or queued build of {job_id} in the last 24 hours",
+                   (("BUILD", "build_no", ">7"), ("STATE", "state", "<10"), ("BRANCH", "branch", "<24"),
+                    ("COMMIT", "commit_id", "")))
 
 
 def _print_runs(pipeline_id: str, runs: list[dict[str, Any]], as_json: bool) -> None:
     from stopline.codearts_pipeline import running_rows
 
-    rows = running_rows(runs)
+    _print_running({"pipeline_id": pipeline_id}, "runs", running_rows(runs), as_json,
+                   f"no running run of pipeline {pipeline_id}",
+                   (("RUN", "pipeline_run_id", "<32"), ("NO.", "run_number", ">4"), ("STATE", "state", "<8"),
+                    ("BRANCH", "branch", "<24"), ("COMMIT", "commit_id", "")))
+
+
+def _print_running(owner: dict[str, str], name: str, rows: list[dict[str, Any]], as_json: bool, empty: str,
+                   columns: tuple[tuple[str, str, str], ...]) -> None:
+    """What runs, as JSON or as a table of ``columns`` (header, row key, format spec); '-' for no value."""
     if as_json:
-        click.echo(json.dumps({"pipeline_id": pipeline_id, "runs": rows}, indent=2))
+        click.echo(json.dumps({**owner, name: rows}, indent=2))
     elif not rows:
-        click.echo(f"nothing running: no running run of pipeline {pipeline_id}")
+        click.echo(f"nothing running: {empty}")
     else:
-        click.echo(f"{'RUN':<32}  {'NO.':>4}  {'STATE':<8} {'BRANCH':<24} COMMIT")
+        click.echo("  ".join(f"{header:{spec}}" for header, _, spec in columns).rstrip())
         for row in rows:
-            click.echo(f"{row['pipeline_run_id']:<32}  {row['run_number'] or '-':>4}  {row['state']:<8} "
-                       f"{row['branch'] or '-':<24} {row['commit_id'] or '-'}")
+            click.echo("  ".join(f"{row[key] if row[key] not in (None, '') else '-':{spec}}"
+                                 for _, key, spec in columns).rstrip())
 
 
 @main.command("stop-pipeline", short_help="Stop a CodeArts Pipeline run, or its running runs.")
