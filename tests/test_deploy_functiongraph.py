@@ -179,13 +179,15 @@ def test_mistakes_in_the_file_are_named_before_anything_is_called(fg: tuple[Emul
     config["functions"]["retries"]["events"][0]["eventData"]["schedule"] = "90m"
     (built / "bad.yml").write_text(yaml.safe_dump(config))
     config["functions"]["nightly"]["memorySize"] = 300  # reported with the unset variable below
+    config["custom"]["stopline"]["functions"]["rabbit"] = {"events": []}  # a key that names no function
     (built / "bad.yml").write_text(yaml.safe_dump(config))
     done = deploy({k: v for k, v in env.items() if k != "KAFKA_INSTANCE_ID"}, "-c", "bad.yml", "--no-build", cwd=built)
     assert done.returncode == 2
     assert "functions.retries.memorysize: not a key stopline deploy reads (did you mean memorySize?)" in done.stderr
     assert "functions.retries.events[0].eventData.schedule: '90m' is not a rate" in done.stderr
     assert "functions.nightly.memorySize: 300 MB is not one of 128, 256" in done.stderr
-    assert "bad.yml has 4 problems; nothing was called" in done.stderr
+    assert "custom.stopline.functions.rabbit: no function rabbit under functions:" in done.stderr
+    assert "bad.yml has 5 problems; nothing was called" in done.stderr
     assert "functions.kafka.events[0].eventData.instanceId: ${env:KAFKA_INSTANCE_ID} is not set" in done.stderr
     assert "nothing was called" in done.stderr and emulator.calls == []
 

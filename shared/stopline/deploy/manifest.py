@@ -149,6 +149,8 @@ def load(path: Path, *, stage: str | None = None, region: str | None = None, def
         raise DeployFileError(f"--only {', '.join(unknown)}: no such function in {path} (it has "
                               f"{', '.join(raw['functions'])})")
     custom = ((raw.get("custom") or {}).get("stopline") or {})
+    problems += [f"custom.stopline.functions.{key}: no function {key} under functions:"
+                 for key in (custom.get("functions") or {}) if key not in raw["functions"]]
     functions = []
     unset: dict[str, list[str]] = {}
     for key, body in raw["functions"].items():
@@ -221,6 +223,9 @@ def _missing_in(node: Any) -> list[_Missing]:
 
 def _function(key: str, body: Any, provider: dict[str, Any], custom: dict[str, Any], service: str, stage: str,
               options: dict[str, str | None]) -> FunctionSpec:
+    """One function: the provider's keys under its own (shallowly, as the plugin merges them), its
+    ``custom.stopline`` additions, every value checked; :class:`_Unset` first when variables are missing,
+    since the other checks would only repeat what the missing values cause."""
     where = f"functions.{key}"
     if not isinstance(body, dict):
         raise DeployFileError(f"{where}: must be a mapping", [f"{where}: must be a mapping"])
