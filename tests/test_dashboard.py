@@ -184,3 +184,29 @@ def test_the_dashboard_lists_deliveries_and_the_pending_retry_until_it_runs(dev_
     nothing = until(lambda: next((c for c in rows(browser, "deliveries") if c[2] == "dash-again"
                                   and c[4] == "stop_build"), None))
     assert nothing is not None and nothing[9] == "duplicate: answered from the first delivery", nothing
+
+
+def test_the_dashboard_lists_the_functions_a_deploy_created(served: Any, browser: Any, tmp_path: Path) -> None:
+    """`stopline deploy functiongraph` against the served emulator: the page lists the function it created
+    with its runtime, memory, variables, trigger and async config."""
+    from stopline.emulator.seeds import demo_environment
+
+    _, server = served
+    subprocess.run(["bash", str(ROOT / "scripts" / "package"), "fg", str(tmp_path / "build" / "fg")], cwd=ROOT,
+                   check=True, capture_output=True, timeout=600)
+    shutil.copy(ROOT / "serverless.yml", tmp_path / "serverless.yml")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))},
+           **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+           "STOPLINE_IDEMPOTENCY_URL": "redis://10.0.0.3:6379/0"}
+    browser.get(server.url + "/")
+    done = subprocess.run([sys.executable, "-m", "stopline.cli", "deploy", "functiongraph", "--only", "retries",
+                           "--no-build"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    def listed() -> list[str] | None:
+        return next((cells for cells in rows(browser, "functions") if cells[0] == "stopline-dev-retries"), None)
+
+    row = until(listed)
+    assert row is not None, browser.page_source[:500]
+    assert row[1:4] == ["Python3.12", "256 MB", "30 s"] and row[6] == "TIMER ACTIVE" and row[7] == "set"
+    assert int(row[4]) >= 10  # the file's variables and STOPLINE_PACKAGE_SHA256

@@ -2,7 +2,8 @@
 once a second -- the demo's builds, DataArts jobs and instances and pipeline runs with their states; the
 recent deliveries (each command's outcome, reason and verification, from the functions' log lines that
 ``stopline dev`` relays) and the pending retries among them; the audit events stopline published
-(``stopline dev`` points its audit sink at the emulator's SMN); and the latest cloud calls. No build
+(``stopline dev`` points its audit sink at the emulator's SMN); the FunctionGraph functions
+``stopline deploy functiongraph`` created here; and the latest cloud calls. No build
 step, no framework: a newcomer watches a cancel stop a build here."""
 
 from __future__ import annotations
