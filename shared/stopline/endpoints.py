@@ -6,7 +6,7 @@ host differs by region (as the SDK's region table lists them), so it has a table
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 # Hosts that do not follow the "<service>.<region>.myhuaweicloud.com" pattern, as the SDK region classes list them.
 _EXCEPTIONS: dict[tuple[str, str], str] = {
@@ -57,5 +57,4 @@ class Endpoints:
 
     def uses_tls(self) -> bool:
         """Whether any base URL is https (false only for the emulator or a local plain-HTTP proxy)."""
-        return any(url.startswith("https://") for url in (self.codearts_build, self.dataarts, self.iam,
-                                                          self.codearts_pipeline, self.smn, self.functiongraph))
+        return any(getattr(self, field.name).startswith("https://") for field in fields(self))
