@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from stopline.deploy import triggers as trigger_specs
-from stopline.deploy.triggers import DeployFileError, Trigger
+from stopline.deploy.triggers import DeployFileError, Trigger, whole_number
 
 MEMORY_SIZES = (128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096)
 RUNTIMES = ("Python3.12",)
@@ -271,14 +271,14 @@ def _checked(key: str, where: str, resolved: dict[str, Any], service: str, stage
     handler = str(resolved.get("handler") or "")
     if not _HANDLER.match(handler):
         problems.append(f"{where}.handler: {handler or 'unset'} is not `file.function`")
-    memory = _number(resolved.get("memorySize", 256), f"{where}.memorySize", problems)
+    memory = whole_number(resolved.get("memorySize", 256), f"{where}.memorySize", problems)
     if memory is not None and memory not in MEMORY_SIZES:
         problems.append(f"{where}.memorySize: {memory} MB is not one of {', '.join(map(str, MEMORY_SIZES))}")
-    timeout = _number(resolved.get("timeout", 30), f"{where}.timeout", problems)
+    timeout = whole_number(resolved.get("timeout", 30), f"{where}.timeout", problems)
     if timeout is not None and not 3 <= timeout <= 259200:
         problems.append(f"{where}.timeout: {timeout} s is outside 3..259200")
     initializer = str(resolved.get("initializerHandler") or "")
-    init_timeout = _number(resolved.get("initializerTimeout", 30 if initializer else 0),
+    init_timeout = whole_number(resolved.get("initializerTimeout", 30 if initializer else 0),
                            f"{where}.initializerTimeout", problems)
     if initializer and not _HANDLER.match(initializer):
         problems.append(f"{where}.initializerHandler: {initializer} is not `file.function`")
@@ -327,17 +327,9 @@ def _unknown_key(where: str, key: str) -> str:
     return f"{where}.{key}: not a key stopline deploy reads ({hint})"
 
 
-def _number(value: Any, key: str, problems: list[str]) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        problems.append(f"{key}: {value!r} is not a whole number")
-        return None
-
-
 def _async_config(settings: dict[str, Any], key: str, problems: list[str]) -> AsyncConfig:
-    retries = _number(settings.get("maxRetryAttempts", 3), f"{key}.maxRetryAttempts", problems)
-    age = _number(settings.get("maxEventAgeInSeconds", 3600), f"{key}.maxEventAgeInSeconds", problems)
+    retries = whole_number(settings.get("maxRetryAttempts", 3), f"{key}.maxRetryAttempts", problems)
+    age = whole_number(settings.get("maxEventAgeInSeconds", 3600), f"{key}.maxEventAgeInSeconds", problems)
     if retries is not None and not 0 <= retries <= 3:
         problems.append(f"{key}.maxRetryAttempts: {retries} is outside 0..3")
     if age is not None and not 1 <= age <= 86400:

@@ -22,7 +22,7 @@ from typing import Any
 from stopline.deploy.fgapi import FunctionGraph
 from stopline.deploy.manifest import PACKAGE_SHA256, FunctionSpec
 from stopline.deploy.package import Package
-from stopline.deploy.triggers import Trigger
+from stopline.deploy.triggers import Trigger, label
 
 _COMPARED = ("runtime", "handler", "memory_size", "timeout", "xrole", "app_xrole", "description",
              "initializer_handler", "initializer_timeout")
@@ -160,6 +160,4 @@ def _trigger_steps(api: FunctionGraph, urn: str, wanted: tuple[Trigger, ...], ex
 
 
 def _label(current: dict[str, Any]) -> str:
-    type_code = str(current.get("trigger_type_code"))
-    stand_in = Trigger(type_code, "ACTIVE", dict(current.get("event_data") or {}), "")
-    return stand_in.label
+    return label(str(current.get("trigger_type_code")), current.get("event_data") or {})

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from stopline.settings import SMN_TOPIC
+
 SYNC_TYPES = frozenset({"APIG", "DEDICATEDGATEWAY"})
 """Triggers that invoke synchronously; every other kind invokes asynchronously (a queue function)."""
 SECRET_FIELDS = frozenset({"kafka_password", "access_password", "db_password"})
@@ -35,7 +37,6 @@ _BOOLEANS = frozenset({"kafka_ssl_enable", "ssl_enable", "is_serial"})
 _UPPER = frozenset({"protocol", "match_mode", "req_method", "auth"})
 _RATE = re.compile(r"^(?P<n>[1-9][0-9]*)(?P<unit>[mhd])$")
 _RATE_MAX = {"m": 60, "h": 24, "d": 30}
-_TOPIC_URN = re.compile(r"^urn:smn:[a-z0-9-]+:[A-Za-z0-9]{1,64}:[A-Za-z0-9_-]{1,255}$")
 _OPERATION = re.compile(r"^[^:\s]+:[^:\s]+:[^:\s]+$")
 
 
@@ -46,6 +47,12 @@ class DeployFileError(Exception):
         super().__init__(message)
         self.message = message
         self.problems = problems or [message]
+
+
+def label(type_code: str, event_data: dict[str, Any]) -> str:
+    """How a trigger is named in what is printed: its type and the field that tells it apart."""
+    value = event_data.get(_LABEL.get(type_code, "name"), "")
+    return f"{type_code} {','.join(value) if isinstance(value, list) else value}".strip()
 
 
 def snake(name: str) -> str:
@@ -66,8 +73,7 @@ class Trigger:
 
     @property
     def label(self) -> str:
-        value = self.event_data.get(_LABEL.get(self.type_code, "name"), "")
-        return f"{self.type_code} {','.join(value) if isinstance(value, list) else value}".strip()
+        return label(self.type_code, self.event_data)
 
     def body(self) -> dict[str, Any]:
         """The create-trigger body (``event_type_code`` equals the type, as the console and plugin send)."""
@@ -142,10 +148,11 @@ def _event_data(type_code: str, raw: dict[str, Any], origin: str,
     for key, value in raw.items():
         name = snake(str(key))
         if type_code in SYNC_TYPES and name in ("timeout", "invocation_type"):
-            func_info[name] = _integer(value, f"{origin}.eventData.{key}", problems) if name == "timeout" else value
+            func_info[name] = whole_number(value, f"{origin}.eventData.{key}", problems) if name == "timeout" \
+                else value
             continue
         if name in _INTEGERS:
-            value = _integer(value, f"{origin}.eventData.{key}", problems)
+            value = whole_number(value, f"{origin}.eventData.{key}", problems)
         elif name in _BOOLEANS:
             value = str(value).lower() in ("true", "1", "yes")
         elif name in _UPPER and isinstance(value, str):
@@ -171,7 +178,7 @@ def _checks(type_code: str, data: dict[str, Any], origin: str) -> list[str]:
         if rate is None or int(rate["n"]) > _RATE_MAX[rate["unit"]]:
             problems.append(f"{origin}.eventData.schedule: {data.get('schedule')!r} is not a rate FunctionGraph takes "
                             "(minutes 1m..60m, hours 1h..24h or days 1d..30d)")
-    if type_code == "SMN" and data.get("topic_urn") and not _TOPIC_URN.match(str(data["topic_urn"])):
+    if type_code == "SMN" and data.get("topic_urn") and not SMN_TOPIC.fullmatch(str(data["topic_urn"])):
         problems.append(f"{origin}.eventData.topicUrn: {data['topic_urn']!r} is not an SMN topic URN")
     if type_code == "CTS" and data.get("operations"):
         operations = data["operations"]
@@ -185,12 +192,13 @@ def _checks(type_code: str, data: dict[str, Any], origin: str) -> list[str]:
     return problems
 
 
-def _integer(value: Any, key: str, problems: list[str]) -> int:
+def whole_number(value: Any, key: str, problems: list[str]) -> int | None:
+    """``value`` as an int, or None after noting the problem under ``key``."""
     try:
         return int(value)
     except (TypeError, ValueError):
         problems.append(f"{key}: {value!r} is not a whole number")
-        return 0
+        return None
 
 
 def _camel(name: str) -> str:
