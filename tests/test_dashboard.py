@@ -116,16 +116,19 @@ def until(check: Any, timeout: float = 10.0) -> Any:
         time.sleep(0.2)
     return check()
 
+def send_cancel(github: str, delivery: str) -> httpx.Response:
+    signature = "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED, hashlib.sha256).hexdigest()
+    return httpx.post(github, content=CANCELLED, timeout=30, headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": signature})
+
 
 def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, str], browser: Any,
                                                           tmp_path: Path) -> None:
     dashboard, github = dev_stack
     browser.get(dashboard)
     assert until(lambda: build_state(browser, 24) == "running"), browser.page_source[:500]
-    signature = "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED, hashlib.sha256).hexdigest()
-    answer = httpx.post(github, content=CANCELLED, timeout=30, headers={
-        "Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": "dash-1",
-        "X-Hub-Signature-256": signature})
+    answer = send_cancel(github, "dash-1")
     assert answer.status_code == 200 and answer.json()["results"][0]["outcome"] == "stopped", answer.text
     assert until(lambda: build_state(browser, 24) == "stopped"), "the page never showed build 24 stopped"
 
@@ -141,12 +144,6 @@ def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, 
     shot = Path(SCREENSHOT or tmp_path / "dashboard.png")
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
-
-def send_cancel(github: str, delivery: str) -> httpx.Response:
-    signature = "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED, hashlib.sha256).hexdigest()
-    return httpx.post(github, content=CANCELLED, timeout=30, headers={
-        "Content-Type": "application/json", "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": delivery,
-        "X-Hub-Signature-256": signature})
 
 
 def test_the_dashboard_lists_deliveries_and_the_pending_retry_until_it_runs(dev_stack: tuple[str, str],
