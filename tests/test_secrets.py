@@ -116,6 +116,24 @@ def test_an_authorised_request_prints_no_credentials() -> None:
     assert "MIIZ" not in repr(call) and "Signature" not in repr(call) and "/v3/jobs/stop" in repr(call)
 
 
+def test_a_runtime_prints_no_webhook_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The senders hold the raw keys; printing the runtime's senders (a debugger, an error report) shows how
+    many there are, never their bytes."""
+    from stopline.entry import Runtime
+    from stopline.settings import load_settings
+
+    monkeypatch.setenv("STOPLINE_WEBHOOK_SECRETS", "whsec_" + base64.b64encode(b"webhook-key-never-printed").decode())
+    monkeypatch.setenv("STOPLINE_GITHUB_SECRETS", "github-secret-never-printed")
+    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", "gitlab-token-never-printed")
+    monkeypatch.setenv("STOPLINE_GITLAB_SIGNING_SECRETS",
+                       "whsec_" + base64.b64encode(b"gitlab-key-never-printed").decode())
+    shown = repr(Runtime(load_settings()).sources)
+    assert "never-printed" not in shown and "never-printed".encode().hex() not in shown
+    assert "StandardWebhooks(allow_unsigned=False, keys=<1 secret(s)>" in shown
+    assert "GitHub(allow_unsigned=False, keys=<1 secret(s)>)" in shown
+    assert "signing_keys=<1 secret(s)>" in shown and "tokens=<1 secret(s)>" in shown
+
+
 RETRY_SCRIPT = """
 from stopline.emulator import mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID

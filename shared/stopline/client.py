@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote
 
 from stopline import codearts_pipeline as runs
 from stopline import resolution
 from stopline.answers import Answers
-from stopline.auth.credentials import AkSk, Credentials, IamPasswordToken, StaticToken
+from stopline.auth.credentials import AkSk, Credentials, StaticToken
 from stopline.endpoints import Endpoints
 from stopline.errors import (
     ConfigurationError,
@@ -48,6 +48,7 @@ from stopline.operations import (
 from stopline.wire import Call, RawReply
 
 if TYPE_CHECKING:
+    from stopline.auth.iam import IamPasswordToken
     from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
@@ -181,9 +182,9 @@ class ClientCore:
 
     def _refresh(self, exc: UpstreamAuth, token: str | None, refreshed: bool) -> bool:
         """Whether to resend once with a new IAM token after a 401 (section 5, mode 3)."""
-        if (isinstance(self.credentials, IamPasswordToken) and token is not None
+        if (self.credentials.needs_token and token is not None
                 and exc.upstream is not None and exc.upstream.status == 401 and not refreshed):
-            self.credentials.invalidate(token)
+            cast("IamPasswordToken", self.credentials).invalidate(token)
             return True
         return False
 
@@ -362,6 +363,8 @@ def credentials_from(settings: Settings, endpoints: Endpoints, *, agency: Creden
         return StaticToken(settings.auth_token)
     if mode == "iam":
         assert settings.iam_username and settings.iam_password and settings.iam_domain
+        from stopline.auth.iam import IamPasswordToken
+
         return IamPasswordToken(settings.iam_username, settings.iam_password, settings.iam_domain,
                                 endpoints.iam, settings.project_id, settings.region)
     if agency is not None:

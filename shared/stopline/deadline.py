@@ -18,7 +18,7 @@ HTTP delivery make its first attempt at all.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ANSWER_MARGIN_S = 0.5
 """Kept back from the platform's and the sender's ends to write the answer."""
@@ -27,8 +27,7 @@ CLAIM_MARGIN_S = 5.0
 long, and no longer."""
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
+class Deadline(NamedTuple):
     """``at``: when the work is over (``time.monotonic()`` seconds); ``hard``: the end past which the
     process may not be there to finish an attempt (``hard >= at``)."""
 

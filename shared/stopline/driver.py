@@ -30,9 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from stopline.auth.credentials import IamPasswordToken
 from stopline.client import FAN_OUT, ClientCore
 from stopline.errors import StoplineError, Transient
 from stopline.models import Command, StopBuild, StopDataArtsJob, StopPipelineRun
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     import httpcore
     import httpx
 
+    from stopline.auth.iam import IamPasswordToken
     from stopline.deadline import Deadline
 
 log = logging.getLogger("stopline")
@@ -393,7 +393,6 @@ class Client:
         return RawReply(response.status_code, response.headers, b"".join(chunks))
 
     def _token(self, deadline: Deadline | None) -> str:
-        creds = self.core.credentials
-        assert isinstance(creds, IamPasswordToken)
+        creds = cast("IamPasswordToken", self.core.credentials)  # the only credentials that need a token
         attempt_budget(self.core.timeout_s, "IAM token", deadline)
         return creds.fetch(lambda call: self._send("IAM token", call, deadline), wait_s=self.core.timeout_s)

@@ -6,7 +6,7 @@ host differs by region (as the SDK's region table lists them), so it has a table
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 # Hosts that do not follow the "<service>.<region>.myhuaweicloud.com" pattern, as the SDK region classes list them.
 _EXCEPTIONS: dict[tuple[str, str], str] = {
@@ -22,8 +22,7 @@ _PIPELINE_PREFIX = {
 """CodeArts Pipeline regions whose host is not ``cloudpipeline-ext.<region>``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoints:
+class Endpoints(NamedTuple):
     codearts_build: str
     dataarts: str
     iam: str
@@ -57,4 +56,4 @@ class Endpoints:
 
     def uses_tls(self) -> bool:
         """Whether any base URL is https (false only for the emulator or a local plain-HTTP proxy)."""
-        return any(getattr(self, field.name).startswith("https://") for field in fields(self))
+        return any(url.startswith("https://") for url in self)

@@ -32,12 +32,10 @@ Messages are shown to callers as they are, so they never contain a secret.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamInfo:
+class UpstreamInfo(NamedTuple):
     """What the cloud said, kept for the ``error.upstream`` object of a response."""
 
     status: int

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from stopline.errors import StoplineError, UpstreamMisconfigured, UpstreamRejected
 from stopline.models import Command, DeleteBuildTask, Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
 from stopline.wire import Call
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """An upstream answer (or the failure that stood for one), reduced to what a result needs."""
 
     outcome: Outcome
@@ -33,13 +31,11 @@ class Reply:
     """A DataArts ``scope: both`` command: what became of the job's schedule (its instances are ``resolved``)."""
 
 
-@dataclass(frozen=True, slots=True)
 class NeedToken:
     """Flow step: the driver must supply a valid IAM token (fetching it under its lock)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StopInstance:
+class StopInstance(NamedTuple):
     """One member of a DataArts ``scope: instances`` command: a running job instance to stop."""
 
     project_id: str
@@ -110,8 +106,7 @@ def commit_matches(commit: Any, prefix: str) -> bool:
     return isinstance(commit, str) and commit.strip().lower().startswith(prefix)
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(NamedTuple):
     """One look-up page read: what it holds and whether another page follows."""
 
     items: list[dict[str, Any]]

@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stopline import audit
 from stopline.deadline import Deadline
@@ -28,6 +27,8 @@ from stopline.settings import Settings
 from stopline.wire import RETRY_AFTER_CAP_S
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from stopline.operations import Reply
     from stopline.retries import Retries
 
@@ -67,8 +68,7 @@ class Delivery:
     ``Idempotency-Key``): logged, so a delivery can be found in the sender's log, never keyed on."""
 
 
-@dataclass(slots=True)
-class Work:
+class Work(NamedTuple):
     """A validated, allowed command on its way through idempotency and the call."""
 
     command: Command
@@ -268,6 +268,8 @@ class Pipeline:
             raw, delivery, index = items[0]
             return [self.handle(raw, delivery, index=index)]
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # loaded by the first batch, not every cold start
+
             self._pool = ThreadPoolExecutor(max_workers=self.settings.batch_concurrency,
                                             thread_name_prefix="stopline-batch")
         futures = [self._pool.submit(self.handle, raw, delivery, index=index) for raw, delivery, index in items]

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stopline.codearts_pipeline import still_running
 from stopline.models import Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
@@ -31,8 +30,7 @@ LONGEST_WAIT_S = 4.0
 ENTRY_KEYS = {"builds": "build_no", "instances": "instance_id", "runs": "pipeline_run_id"}
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
+class Verification(NamedTuple):
     """What the polls saw: per stopped item its last state (None: never seen), and the calls they cost."""
 
     states: dict[str, str | None]
@@ -54,16 +52,16 @@ def verify(client: Client, command: Command, reply: Reply, deadline: Deadline | 
     items = stopped_items(command, reply)
     look = _look(client, command)
     if not items or look is None:  # nothing with a state to read: verified stays None, at no cost
-        return replace(reply, verified=None, verify_calls=0)
+        return reply._replace(verified=None, verify_calls=0)
     seen = poll(client, command, look, items, deadline, limit_s)
     if reply.resolved is None:
         only = items[0]
-        return replace(reply, verified=seen.verified, state_after=seen.states[only], verify_calls=seen.calls)
+        return reply._replace(verified=seen.verified, state_after=seen.states[only], verify_calls=seen.calls)
     kind, entries = reply.resolved
     key = ENTRY_KEYS[kind]
     marked = [{**e, "verified": seen.stopped[str(e[key])], "state_after": seen.states[str(e[key])]}
               if str(e.get(key)) in seen.stopped else e for e in entries]
-    return replace(reply, resolved=(kind, marked), verified=seen.verified, verify_calls=seen.calls)
+    return reply._replace(resolved=(kind, marked), verified=seen.verified, verify_calls=seen.calls)
 
 
 def stopped_items(command: Command, reply: Reply) -> list[str]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from stopline.auth.signer import canonical_query
@@ -25,8 +25,7 @@ def _split_base(base_url: str) -> tuple[str, str, str]:
     return parts.scheme, parts.netloc, parts.path.rstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One HTTP request to the cloud, before authentication headers are added."""
 
     method: str
@@ -34,9 +33,14 @@ class Call:
     host: str
     path: str
     query: tuple[tuple[str, str], ...]
-    headers: Mapping[str, str] = field(repr=False)  # once authorised they hold a token or a signature
-    body: bytes = field(repr=False)
+    headers: Mapping[str, str]
+    body: bytes
     api: str = ""
+
+    def __repr__(self) -> str:
+        # Headers and body are left out: once authorised they hold a token or a signature.
+        return (f"Call(method={self.method!r}, scheme={self.scheme!r}, host={self.host!r}, path={self.path!r}, "
+                f"query={self.query!r}, api={self.api!r})")
 
     @classmethod
     def build(
@@ -59,12 +63,14 @@ class Call:
         return f"{self.scheme}://{self.host}{self.path}" + (f"?{query}" if query else "")
 
 
-@dataclass(frozen=True, slots=True)
-class RawReply:
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class RawReply(NamedTuple):
     """A cloud answer: status, headers (looked up by lower-case name) and body bytes."""
 
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = NO_HEADERS
     body: bytes = b""
 
     def header(self, name: str) -> str | None:

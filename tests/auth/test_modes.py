@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from stopline import transport
-from stopline.auth.credentials import AkSk, IamPasswordToken
+from stopline.auth.credentials import AkSk
+from stopline.auth.iam import IamPasswordToken
 from stopline.client import core_from
 from stopline.driver import Client
 from stopline.emulator import Emulator, EmulatorServer, mock_huaweicloud

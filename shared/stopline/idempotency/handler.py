@@ -23,8 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from stopline.deadline import Deadline
 from stopline.errors import Conflict, InProgress, Transient
@@ -41,8 +40,7 @@ COMPLETE_RETRY_S = 3.0
 State = Literal["in_progress", "done", "pending"]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """What the store keeps under a key: a claim in progress, a finished command's result, or a pending
     one's (its retries are under way; a duplicate answers it as pending)."""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stopline import jsonin
 from stopline.errors import (
@@ -55,11 +56,10 @@ SOURCE_TARGETS = ("github", "gitlab")
 """Pipeline sources (docs/sources.md): their own verification, and rules instead of commands."""
 
 
-@dataclass(slots=True)
-class HttpReply:
+class HttpReply(NamedTuple):
     status: int
     body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
     body_unread: bool = False
     """Refused before the request's body was read (and too large to drain): the server should not read
     it after answering, nor keep the connection for another request."""
@@ -72,8 +72,7 @@ class HttpReply:
         return {"Content-Type": "application/json", **self.headers}
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     delivery: Delivery
     commands: list[Any] | None  # a batch
     command: Any = None  # a single command
@@ -96,9 +95,7 @@ def error_reply(error: StoplineError) -> HttpReply:
 
 def result_reply(result: Result) -> HttpReply:
     if result.error is not None:
-        reply = error_reply(result.error)
-        reply.body = result.to_json()
-        return reply
+        return error_reply(result.error)._replace(body=result.to_json())
     return HttpReply(200, result.to_json())
 
 
@@ -312,7 +309,7 @@ def handle(target: str, method: str, headers: Mapping[str, str], read_body: Call
         if drain := _drain_size(exc, headers):
             read_body(drain)
         elif not reading:  # refused on its headers (method, size): the body was never touched
-            reply.body_unread = _has_body(headers)
+            reply = reply._replace(body_unread=_has_body(headers))
         return reply
     delivery = parsed.delivery if trigger is None else replace(parsed.delivery, trigger=trigger,
                                                                           platform_ends=platform_ends)
