@@ -29,7 +29,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from stopline.client import FAN_OUT, ClientCore
@@ -40,6 +39,8 @@ from stopline.resolution import combine, job_member
 from stopline.wire import Call, RawReply
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     import httpcore
     import httpx
 
@@ -317,6 +318,8 @@ class Client:
         if self._fan_out is None:
             with self._fan_lock:
                 if self._fan_out is None:
+                    from concurrent.futures import ThreadPoolExecutor  # the first fan-out loads it
+
                     self._fan_out = ThreadPoolExecutor(max_workers=FAN_OUT, thread_name_prefix="stopline-stop")
         return self._fan_out
 

@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +136,8 @@ class Retries:
         items = self.store.take_retries(now, limit, self.hold_s)
         if not items:
             return []
+        from concurrent.futures import ThreadPoolExecutor  # only a sweep with work loads it
+
         with ThreadPoolExecutor(max_workers=min(concurrency, len(items)),
                                 thread_name_prefix="stopline-retry") as pool:
             return [r for r in pool.map(lambda item: self._run_one(pipeline, item), items) if r is not None]

@@ -178,7 +178,7 @@ def _checks(type_code: str, data: dict[str, Any], origin: str) -> list[str]:
         if rate is None or int(rate["n"]) > _RATE_MAX[rate["unit"]]:
             problems.append(f"{origin}.eventData.schedule: {data.get('schedule')!r} is not a rate FunctionGraph takes "
                             "(minutes 1m..60m, hours 1h..24h or days 1d..30d)")
-    if type_code == "SMN" and data.get("topic_urn") and not SMN_TOPIC.fullmatch(str(data["topic_urn"])):
+    if type_code == "SMN" and data.get("topic_urn") and not re.fullmatch(SMN_TOPIC, str(data["topic_urn"])):
         problems.append(f"{origin}.eventData.topicUrn: {data['topic_urn']!r} is not an SMN topic URN")
     if type_code == "CTS" and data.get("operations"):
         operations = data["operations"]
