@@ -15,10 +15,9 @@ pipeline -- so a claim is released only after its connection is closed. This cos
 per socket operation and no thread; a watchdog thread closing sockets would cost a thread hand-off
 per request (measured with ``python -m bench --only percall``, bench/README.md).
 
-Requests go to the transport directly rather than through ``httpx.Client``: stopline uses none of the
-client layer (cookies, redirects, auth hooks), and skipping it saves a fifth of a call's CPU. With a
-proxy configured in the environment the full ``httpx.Client`` is used, since it implements
-HTTP(S)_PROXY and NO_PROXY; its transports get the same bound.
+Requests go to the transport directly rather than through ``httpx.Client``: stopline uses none of the client layer
+(cookies, redirects, auth hooks), and skipping it saves a fifth of a call's CPU. With a proxy in the environment the
+full ``httpx.Client`` is used (it implements HTTP(S)_PROXY and NO_PROXY); its transports get the same bound.
 """
 
 from __future__ import annotations
