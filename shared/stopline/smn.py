@@ -14,8 +14,8 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from stopline.errors import ConfigurationError, StoplineError, Transient, UpstreamAuth, UpstreamInfo, UpstreamRejected
-from stopline.wire import Call, decode_body, parse_error_body
+from stopline.errors import ConfigurationError, StoplineError, Transient, UpstreamAuth, UpstreamRejected
+from stopline.wire import Call, decode_body
 
 if TYPE_CHECKING:
     from stopline.client import ClientCore
@@ -46,12 +46,11 @@ def publish_flow(core: ClientCore, topic_urn: str, event: dict[str, Any]) -> Gen
     """One attempt at publishing ``event``: SMN's message id, or the failure raised."""
     reply = yield from core.exchange(plan(core, topic_urn, event))
     data = decode_body(reply.body)
-    request_id = reply.header("x-request-id")
     if 200 <= reply.status < 300 and isinstance(data, dict) and data.get("message_id"):
         return str(data["message_id"])
-    code, msg = parse_error_body(reply.body)
-    info = UpstreamInfo(reply.status, code, msg, request_id)
-    said = f"SMN answered HTTP {reply.status}" + (f" {code}" if code else "") + (f": {msg}" if msg else "")
+    info = reply.upstream()
+    said = (f"SMN answered HTTP {reply.status}" + (f" {info.error_code}" if info.error_code else "")
+            + (f": {info.error_msg}" if info.error_msg else ""))
     error: StoplineError
     if reply.status in (401, 403):
         error = UpstreamAuth(f"{said} (the credentials need SMN publish permission on the topic)", upstream=info)

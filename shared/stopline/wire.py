@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from stopline.auth.signer import canonical_query
+from stopline.errors import UpstreamInfo
 
 
 @lru_cache(maxsize=16)
@@ -81,6 +82,12 @@ class RawReply(NamedTuple):
             return json.loads(self.body) if self.body else None
         except ValueError:
             return None
+
+    def upstream(self) -> UpstreamInfo:
+        """What a refusal said, for an error's ``upstream``: the status, the cloud's error code and message
+        (wherever the service puts them), and the request id."""
+        code, msg = parse_error_body(self.body)
+        return UpstreamInfo(self.status, code, msg, self.header("x-request-id"))
 
 
 def _find_code(node: Any, depth: int = 0) -> tuple[str | None, str | None]:

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from stopline.errors import StoplineError, Transient, UpstreamAuth, UpstreamInfo
-from stopline.wire import Call, RawReply, parse_error_body
+from stopline.errors import StoplineError, Transient, UpstreamAuth
+from stopline.wire import Call, RawReply
 
 TOKEN_REFRESH_MARGIN_S = 300.0
 FAILURE_MEMORY_S = 3.0
@@ -152,8 +152,7 @@ class IamPasswordToken:
             self._refresh_at = time.monotonic() + max(0.0, lifetime - TOKEN_REFRESH_MARGIN_S)
             self._failure = None
             return token
-        code, msg = parse_error_body(reply.body)
-        info = UpstreamInfo(reply.status, code, msg, reply.header("x-request-id"))
+        info = reply.upstream()
         if reply.status == 429 or reply.status >= 500:
             raise Transient(f"IAM answered {reply.status} when asked for a token", upstream=info)
         raise UpstreamAuth(

@@ -14,7 +14,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from stopline.errors import StoplineError, Transient, UpstreamInfo
+from stopline.errors import StoplineError, Transient
 from stopline.wire import Call, RawReply, decode_body, parse_error_body, parse_retry_after
 
 if TYPE_CHECKING:
@@ -121,10 +121,10 @@ class FunctionGraph:
         def flow() -> Generator[Step, Any, RawReply]:
             reply = yield from core.exchange(call)
             if reply.status == 429 or reply.status >= 500:
-                code, msg = parse_error_body(reply.body)
-                raise Transient(f"FunctionGraph answered HTTP {reply.status} {code or ''}".strip() + f" to {what}",
-                                retry_after=parse_retry_after(reply.header("retry-after")),
-                                upstream=UpstreamInfo(reply.status, code, msg, reply.header("x-request-id")))
+                info = reply.upstream()
+                raise Transient(f"FunctionGraph answered HTTP {reply.status} {info.error_code or ''}".strip()
+                                + f" to {what}", retry_after=parse_retry_after(reply.header("retry-after")),
+                                upstream=info)
             return reply
 
         found = self._client.perform(f"FunctionGraph ({what})", flow)
@@ -139,8 +139,8 @@ class FunctionGraph:
     def _expect(reply: RawReply, what: str, statuses: tuple[int, ...]) -> Any:
         if reply.status in statuses:
             return decode_body(reply.body) if reply.body else {}
-        code, msg = parse_error_body(reply.body)
-        raise CloudRefusal(what, reply.status, code, msg, reply.header("x-request-id"))
+        info = reply.upstream()
+        raise CloudRefusal(what, reply.status, info.error_code, info.error_msg, info.request_id)
 
 
 def _object(value: Any) -> dict[str, Any]:
