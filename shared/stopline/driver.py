@@ -211,10 +211,6 @@ def overdue(what: str, budget_s: float) -> Transient:
     return Transient(f"{what}: the exchange was still going after {budget_s:.3g} s (STOPLINE_TIMEOUT_S or "
                      "the delivery's deadline); abandoned", retry_after=1)
 
-_ENDPOINT_VARIABLES = {"codearts_build": "STOPLINE_CODEARTS_BUILD_ENDPOINT", "dataarts": "STOPLINE_DATAARTS_ENDPOINT",
-                       "iam": "STOPLINE_IAM_ENDPOINT", "codearts_pipeline": "STOPLINE_CODEARTS_PIPELINE_ENDPOINT",
-                       "smn": "STOPLINE_SMN_ENDPOINT", "functiongraph": "STOPLINE_FUNCTIONGRAPH_ENDPOINT"}
-
 
 def transport_failure(what: str, exc: Exception, call: Call | None = None, core: ClientCore | None = None) -> Transient:
     """A timeout or dropped connection, as the transient failure it is -- naming where it went, the variable
@@ -222,12 +218,15 @@ def transport_failure(what: str, exc: Exception, call: Call | None = None, core:
     kind = "timed out" if "Timeout" in type(exc).__name__ else "connection failed"
     if call is None or core is None:
         return Transient(f"{what}: the request {kind} ({type(exc).__name__})")
+    from stopline.settings import env_name  # each endpoint is the setting <service>_endpoint
+
     base = f"{call.scheme}://{call.host}"
-    variables = [v for name, v in _ENDPOINT_VARIABLES.items() if getattr(core.endpoints, name, "") == base]
+    variables = [env_name(f"{name}_endpoint") for name, url in core.endpoints._asdict().items() if url == base]
     where = f" to {base}" + (f" (set by {' / '.join(variables)})" if variables else "")
     local = call.host.split(":")[0] in ("127.0.0.1", "localhost", "::1")
     hint = "; is `stopline dev` (or `stopline emulator`) running there?" if local and kind != "timed out" else ""
     return Transient(f"{what}: the request{where} {kind} ({type(exc).__name__}){hint}")
+
 
 def retry_wait(exc: Exception) -> bool | float:
     """stamina's ``on=`` hook: retry transient failures only, honouring Retry-After."""
