@@ -7,6 +7,7 @@ matches. FunctionGraph's own ``digest`` cannot serve: which bytes it hashes is n
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from stopline.deploy.triggers import DeployFileError
@@ -30,6 +32,11 @@ class Package:
     sha256: str
     files: frozenset[str]
     unpacked: int
+
+    @cached_property
+    def encoded(self) -> str:
+        """The zip as base64, the form the API takes it in: encoded once, however many functions upload it."""
+        return base64.b64encode(self.data).decode()
 
     def describe(self) -> str:
         return (f"{len(self.files)} files, {self.unpacked / 1e6:.1f} MB unpacked, zip {len(self.data) / 1e6:.1f} MB, "

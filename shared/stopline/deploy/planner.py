@@ -12,7 +12,6 @@ trigger's password.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ def plan_function(api: FunctionGraph, spec: FunctionSpec, package: Package, *,
     steps: list[Step] = []
     if current is None:
         body = {**config, "package": spec.package, "code_type": "zip", "type": "v2",
-                "func_code": {"file": base64.b64encode(package.data).decode()}}
+                "func_code": {"file": package.encoded}}
         if spec.enterprise_project_id:
             body["enterprise_project_id"] = spec.enterprise_project_id
         steps.append(Step("create", f"create function ({spec.runtime}, {spec.memory_size} MB, {spec.timeout} s, "
@@ -70,7 +69,7 @@ def plan_function(api: FunctionGraph, spec: FunctionSpec, package: Package, *,
         recorded = variables.get(PACKAGE_SHA256, "")
         if recorded != package.sha256:
             was = f"was {recorded[:12]}" if recorded else "none recorded"
-            code = {"code_type": "zip", "func_code": {"file": base64.b64encode(package.data).decode()}}
+            code = {"code_type": "zip", "func_code": {"file": package.encoded}}
             steps.append(Step("code", f"upload the package (sha256 {package.sha256[:12]}, {was})",
                               f"{where}.code", lambda: api.update_code(urn, code)))
         changes = _config_changes(current, config, variables)
