@@ -3,15 +3,27 @@
 Variable names are spelled here and nowhere else. Loading never raises anything but
 :class:`~stopline.errors.ConfigurationError`, whose message names the offending variables -- never
 their values, since several of them are secrets (kept as ``SecretStr`` so no repr shows them).
-"""
 
-from __future__ import annotations
+Built for a cold start, since every function target validates these first: the checks of single variables
+ride on their types (``Annotated`` validators), and annotations are not postponed -- pydantic would
+otherwise evaluate 45 annotation strings and inspect 11 decorated methods when the class is defined, about
+2 ms of every cold start (bench/README.md, "Cold start").
+"""
 
 import os
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from stopline.errors import ConfigurationError
 from stopline.models import Action
@@ -37,10 +49,10 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
 """Fields read from variables other than ``STOPLINE_<FIELD>``, first match wins. Every other field is
 ``STOPLINE_<FIELD>``; names are matched case-insensitively, like the environment of most platforms."""
 
-CommaList = tuple[str, ...]
-
-
 def _split(value: Any) -> Any:
+    """A comma-separated variable as a tuple of its non-empty parts."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
     return value
@@ -66,6 +78,51 @@ SMN_TOPIC = r"urn:smn:[a-z0-9-]+:[A-Za-z0-9]{1,64}:[A-Za-z0-9_-]{1,255}"
 """An SMN topic URN (the ``smn://`` audit sink); compiled by ``re`` when first matched, not at import."""
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def _store_url(value: str) -> str:
+    # Only the scheme is judged here, and the message never repeats the value: it may hold a password.
+    if not value.startswith(("memory://", "redis://", "rediss://", "unix://", "redis+cluster://",
+                             "rediss+cluster://", "redis+sentinel://")):
+        raise ValueError("must be memory://, redis://, rediss://, redis+cluster://, rediss+cluster:// "
+                         "or redis+sentinel://")
+    return value
+
+
+def _audit_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value.startswith("smn://"):
+        if not re.fullmatch(SMN_TOPIC, value[len("smn://"):]):
+            raise ValueError("smn:// must be followed by a topic URN (urn:smn:<region>:<project id>:<topic>)")
+        return value
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http://, https:// or smn:// (unset: audit events are log lines)")
+    return value
+
+
+def _known_actions(value: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [a for a in value if a not in {x.value for x in Action}]
+    if unknown:
+        raise ValueError(f"unknown actions {unknown}; use {', '.join(a.value for a in Action)}")
+    return value
+
+
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_split)]
+Secrets = Annotated[tuple[SecretStr, ...], BeforeValidator(_split)]
+Endpoint = Annotated[str | None, AfterValidator(_http_url)]
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)]
+ProjectId32 = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{32}$")] | None,
+                        BeforeValidator(lambda value: None if value == "" else value)]
+
+
 class Settings(BaseModel):
     """stopline's configuration; see README "Configuration" for the table. ``Settings()`` reads the
     environment; keyword arguments (by field name) win over it."""
@@ -82,42 +139,42 @@ class Settings(BaseModel):
     iam_domain: str | None = None
 
     region: str = Field("cn-north-4", pattern=r"^[a-z0-9-]+$")
-    codearts_build_endpoint: str | None = None
-    dataarts_endpoint: str | None = None
-    iam_endpoint: str | None = None
-    codearts_pipeline_endpoint: str | None = None
-    smn_endpoint: str | None = None
-    functiongraph_endpoint: str | None = None
-    codearts_project_id: str | None = Field(None, pattern=r"^[A-Za-z0-9]{32}$")
+    codearts_build_endpoint: Endpoint = None
+    dataarts_endpoint: Endpoint = None
+    iam_endpoint: Endpoint = None
+    codearts_pipeline_endpoint: Endpoint = None
+    smn_endpoint: Endpoint = None
+    functiongraph_endpoint: Endpoint = None
+    codearts_project_id: ProjectId32 = None
     timeout_s: float = Field(10.0, gt=0, le=300)
     sender_wait_s: float = Field(10.0, gt=0.5, le=3600)
     max_attempts: int = Field(4, ge=1, le=20)
     build_stop_api: Literal["auto", "v3", "v1"] = "auto"
     not_running_codes: CommaList = DEFAULT_NOT_RUNNING_CODES
 
-    webhook_secrets: tuple[SecretStr, ...] = ()
-    github_secrets: tuple[SecretStr, ...] = ()
-    gitlab_tokens: tuple[SecretStr, ...] = ()
-    gitlab_signing_secrets: tuple[SecretStr, ...] = ()
+    webhook_secrets: Secrets = ()
+    github_secrets: Secrets = ()
+    gitlab_tokens: Secrets = ()
+    gitlab_signing_secrets: Secrets = ()
     rules: str | None = None
     webhook_tolerance_s: int = Field(300, ge=1, le=86400)
     allow_unsigned: bool = False
-    allowed_actions: CommaList = tuple(a.value for a in Action)
+    allowed_actions: Annotated[CommaList, AfterValidator(_known_actions)] = tuple(a.value for a in Action)
     allowed_job_ids: CommaList = ()
     allowed_project_ids: CommaList = ()
     allowed_pipeline_ids: CommaList = ()
     dry_run: bool = False
 
-    idempotency_url: str = "memory://"
+    idempotency_url: Annotated[str, AfterValidator(_store_url)] = "memory://"
     idempotency_prefix: str = Field("stopline:", max_length=64)
     idempotency_ttl_s: int = Field(3600, ge=1)
     idempotency_max_entries: int = Field(100_000, ge=100)
     retry_for_s: int = Field(3600, ge=1, le=7 * 86400)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_level: LogLevel = "INFO"
     batch_concurrency: int = Field(16, ge=1, le=100)
     verify: bool = False
     verify_s: float = Field(30, gt=0, le=600)
-    audit_url: str | None = None
+    audit_url: Annotated[str | None, AfterValidator(_audit_url)] = None
     audit_secret: SecretStr | None = None
     prewarm: bool = False  # read by stopline.entry.warm_if_asked at import; validated here
 
@@ -128,71 +185,8 @@ class Settings(BaseModel):
             return data
         return {**_from_environment(cls.model_fields), **data}
 
-    _split_lists = field_validator(
-        "not_running_codes", "allowed_actions", "allowed_job_ids", "allowed_project_ids", "allowed_pipeline_ids",
-        mode="before"
-    )(_split)
-
-    @field_validator("webhook_secrets", "github_secrets", "gitlab_tokens", "gitlab_signing_secrets", mode="before")
-    @classmethod
-    def _split_secrets(cls, value: Any) -> Any:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        return _split(value)
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("allowed_actions")
-    @classmethod
-    def _known_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [a for a in value if a not in {x.value for x in Action}]
-        if unknown:
-            raise ValueError(f"unknown actions {unknown}; use {', '.join(a.value for a in Action)}")
-        return value
-
-    @field_validator("codearts_project_id", mode="before")
-    @classmethod
-    def _unset_if_empty(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator("codearts_build_endpoint", "dataarts_endpoint", "iam_endpoint", "codearts_pipeline_endpoint",
-                     "smn_endpoint", "functiongraph_endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("idempotency_url")
-    @classmethod
-    def _store_url(cls, value: str) -> str:
-        # Only the scheme is judged here, and the message never repeats the value: it may hold a password.
-        if not value.startswith(("memory://", "redis://", "rediss://", "unix://", "redis+cluster://",
-                                 "rediss+cluster://", "redis+sentinel://")):
-            raise ValueError("must be memory://, redis://, rediss://, redis+cluster://, rediss+cluster:// "
-                             "or redis+sentinel://")
-        return value
-
-    @field_validator("audit_url")
-    @classmethod
-    def _audit_url(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        if value.startswith("smn://"):
-            if not re.fullmatch(SMN_TOPIC, value[len("smn://"):]):
-                raise ValueError("smn:// must be followed by a topic URN (urn:smn:<region>:<project id>:<topic>)")
-            return value
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http://, https:// or smn:// (unset: audit events are log lines)")
-        return value
-
     @model_validator(mode="after")
-    def _audit_is_signed(self) -> Settings:
+    def _audit_is_signed(self) -> Self:
         # An unsigned audit event could be forged by anyone who can reach the receiver.
         if self.audit_url is not None and not self.audit_url.startswith("smn://"):
             from stopline.webhooks import secret_key
@@ -207,7 +201,7 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _replays_stay_duplicates(self) -> Settings:
+    def _replays_stay_duplicates(self) -> Self:
         # A replay inside the signature window must still find its key (docs/sources.md).
         if self.idempotency_ttl_s < self.webhook_tolerance_s:
             raise ValueError(f"STOPLINE_IDEMPOTENCY_TTL_S ({self.idempotency_ttl_s}) must be at least "
