@@ -15,8 +15,6 @@ inside it and be cut there. With the defaults (a 10 s timeout, a 10 s sender wai
 HTTP delivery make its first attempt at all.
 """
 
-from __future__ import annotations
-
 import time
 from typing import NamedTuple
 
@@ -35,14 +33,14 @@ class Deadline(NamedTuple):
     hard: float
 
     @classmethod
-    def after(cls, seconds: float) -> Deadline:
+    def after(cls, seconds: float) -> "Deadline":
         """A deadline ``seconds`` from now, hard and soft alike (tests, the library, the CLI)."""
         at = time.monotonic() + seconds
         return cls(at, at)
 
     @classmethod
     def of_delivery(cls, arrived: float, bound_s: float, *, platform_ends: float | None = None,
-                    sender_wait_s: float | None = None) -> Deadline:
+                    sender_wait_s: float | None = None) -> "Deadline":
         """The deadline of a delivery that arrived at ``arrived`` (``time.monotonic()`` seconds)."""
         hard = arrived + bound_s
         if platform_ends is not None:

@@ -4,8 +4,6 @@ Most services follow ``https://<service>.<region>.myhuaweicloud.com``; CodeArts 
 host differs by region (as the SDK's region table lists them), so it has a table of its own.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 # Hosts that do not follow the "<service>.<region>.myhuaweicloud.com" pattern, as the SDK region classes list them.
@@ -42,7 +40,7 @@ class Endpoints(NamedTuple):
         codearts_pipeline: str | None = None,
         smn: str | None = None,
         functiongraph: str | None = None,
-    ) -> Endpoints:
+    ) -> "Endpoints":
         def pick(service: str, override: str | None) -> str:
             if override:
                 return override.rstrip("/")

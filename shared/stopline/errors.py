@@ -30,8 +30,6 @@ StoplineError
 Messages are shown to callers as they are, so they never contain a secret.
 """
 
-from __future__ import annotations
-
 from typing import Any, ClassVar, NamedTuple
 
 

@@ -1,8 +1,6 @@
 """The vocabulary the client's parts share: what a flow asks the driver for, what a resolved command runs,
 and how each is described in messages a user can quote."""
 
-from __future__ import annotations
-
 import time
 from collections.abc import Generator
 from typing import Any, NamedTuple

@@ -4,8 +4,6 @@ No I/O here; both the client drivers and (separately written) the emulator's HTT
 these shapes.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -54,7 +52,7 @@ class Call(NamedTuple):
         query: tuple[tuple[str, str], ...] = (),
         headers: Mapping[str, str] | None = None,
         body: bytes = b"",
-    ) -> Call:
+    ) -> "Call":
         scheme, netloc, prefix = _split_base(base_url)
         return cls(method, scheme, netloc, prefix + path, query, headers or {}, body, api)
 

@@ -5,8 +5,6 @@ loaded only when configured.
 Secrets stay ``SecretStr`` until the moment a header is built, and no repr shows them.
 """
 
-from __future__ import annotations
-
 from typing import Literal, NamedTuple, Protocol
 
 from pydantic import SecretStr

@@ -16,8 +16,6 @@ Powertools' ``IdempotencyHandler`` over a persistence layer; the rules are stopl
   would all sweep the same ghosts at once.
 """
 
-from __future__ import annotations
-
 import logging
 import threading
 import time
@@ -59,7 +57,7 @@ class Record(NamedTuple):
         return body
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Record:
+    def from_json(cls, data: dict[str, Any]) -> "Record":
         """Read a stored record; one written by an earlier version (``lease_until``) reads the same."""
         raw = data.get("state")
         state: State = raw if raw in ("done", "pending") else "in_progress"
