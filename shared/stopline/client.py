@@ -4,7 +4,8 @@ Request building lives once, in :class:`ClientCore`, as a generator "flow" that 
 (an IAM token, or a request to send) and receives the answer -- the same sans-IO shape as
 ``httpx.Auth.auth_flow``. :class:`stopline.driver.Client` drives it over httpx. Reading an answer is
 :mod:`stopline.answers`' job; choosing what to stop from a look-up and combining the members' results,
-:mod:`stopline.resolution`'s; the CodeArts Pipeline requests, :mod:`stopline.codearts_pipeline`'s.
+:mod:`stopline.resolution`'s (loaded by the first look-up: a cold start stopping one build does without); the
+CodeArts Pipeline requests, :mod:`stopline.codearts_pipeline`'s.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import quote
 
 from stopline import codearts_pipeline as runs
-from stopline import resolution
 from stopline.answers import Answers
 from stopline.auth.credentials import AkSk, Credentials, StaticToken
 from stopline.endpoints import Endpoints
@@ -253,6 +253,7 @@ class ClientCore:
 
     def running_flow(self, command: StopBuild) -> Generator[Step, Any, list[dict[str, Any]]]:
         """The running or queued build records that match the command's filters, oldest build first."""
+        from stopline import resolution
         records = yield from self.records_flow(command)
         return resolution.select_builds(command, records)
 
@@ -336,6 +337,7 @@ class ClientCore:
 
     def lookup_flow(self, command: Resolving) -> Generator[Step, Any, list[Member]]:
         """One attempt at the look-up: every page, then the members to stop."""
+        from stopline import resolution
         if isinstance(command, StopBuild):
             records = yield from self.running_flow(command)
             return [StopBuild(job_id=command.job_id, build_no=build_no(r)) for r in records]

@@ -34,7 +34,6 @@ from stopline.client import FAN_OUT, ClientCore
 from stopline.errors import StoplineError, Transient
 from stopline.models import Command, StopBuild, StopDataArtsJob, StopPipelineRun
 from stopline.operations import Member, NeedToken, Reply, Resolving, Step, describe, failed
-from stopline.resolution import combine, job_member
 from stopline.wire import Call, RawReply
 
 if TYPE_CHECKING:
@@ -270,6 +269,7 @@ class Client:
         return self._member(command, deadline)
 
     def _resolve(self, command: Resolving, deadline: Deadline | None) -> Reply:
+        from stopline.resolution import combine, job_member  # a look-up's path only: not on a cold start
         members, attempt = self._retried(command, lambda: self.core.lookup_flow(command), deadline)
         if isinstance(members, StoplineError):
             return failed(members, attempt)
