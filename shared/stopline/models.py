@@ -23,7 +23,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
 )
 
 from stopline.errors import InvalidCommand
@@ -99,6 +98,9 @@ FILTERS = ("commit_id", "branch", "except_commit_id", "started_before")
 """The resolution filters: given as null or "" they are refused, never read as "no filter"."""
 Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
+Scope = Annotated[Literal["job", "instances", "both"], AfterValidator(lambda value: None if value == "job" else value)]
+"""What a DataArts stop covers. "job" is the default: stored as absent, so both spellings are one command
+(same hash and target)."""
 
 
 def _printable(value: str) -> str:
@@ -173,13 +175,7 @@ class StopDataArtsJob(_Command):
     job_name: JobName
     project_id: ProjectId | None = None
     workspace: Workspace | None = None
-    scope: Literal["job", "instances", "both"] | None = None
-
-    @field_validator("scope")
-    @classmethod
-    def _default_scope(cls, value: str | None) -> str | None:
-        # "job" is the default: stored as absent, so both spellings are one command (same hash and target)
-        return None if value == "job" else value
+    scope: Scope | None = None
 
     @property
     def resolves(self) -> bool:
