@@ -30,6 +30,33 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.dry_run and s.project_id == "p1"
 
 
+def test_values_are_normalised_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What deployment templates really produce: a lower-case level, an empty optional variable, a trailing
+    slash, blanks between commas -- read as the documented value, not refused and not kept verbatim."""
+    monkeypatch.setenv("STOPLINE_LOG_LEVEL", "warning")
+    monkeypatch.setenv("STOPLINE_CODEARTS_PROJECT_ID", "")
+    monkeypatch.setenv("STOPLINE_AUDIT_URL", "")
+    monkeypatch.setenv("STOPLINE_CODEARTS_BUILD_ENDPOINT", "http://127.0.0.1:8790/")
+    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", " one, ,two ,")
+    monkeypatch.setenv("STOPLINE_ALLOWED_JOB_IDS", "")
+    s = load_settings()
+    assert (s.log_level, s.codearts_project_id, s.audit_url, s.codearts_build_endpoint) == (
+        "WARNING", None, None, "http://127.0.0.1:8790")
+    assert [t.get_secret_value() for t in s.gitlab_tokens] == ["one", "two"] and s.allowed_job_ids == ()
+    topic = "smn://urn:smn:cn-north-4:0b5a6cd3d0ab4e7f93aab04d8dfb1a71:stopline-audit"
+    assert load_settings(audit_url=topic).audit_url == topic
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("STOPLINE_CODEARTS_PROJECT_ID", "not-32-letters"), ("STOPLINE_AUDIT_URL", "smn://not-a-topic"),
+    ("STOPLINE_SMN_ENDPOINT", "smn.example.com"),
+])
+def test_bad_optional_values_name_the_variable(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings()
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("STOPLINE_TIMEOUT_S", "soon"), ("STOPLINE_MAX_ATTEMPTS", "0"), ("STOPLINE_BUILD_STOP_API", "v2"),
     ("STOPLINE_ALLOWED_ACTIONS", "stop_build,launch"), ("STOPLINE_IDEMPOTENCY_URL", "postgres://x"),
