@@ -33,12 +33,10 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_values_are_normalised_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
     """What deployment templates really produce: a lower-case level, an empty optional variable, a trailing
     slash, blanks between commas -- read as the documented value, not refused and not kept verbatim."""
-    monkeypatch.setenv("STOPLINE_LOG_LEVEL", "warning")
-    monkeypatch.setenv("STOPLINE_CODEARTS_PROJECT_ID", "")
-    monkeypatch.setenv("STOPLINE_AUDIT_URL", "")
-    monkeypatch.setenv("STOPLINE_CODEARTS_BUILD_ENDPOINT", "http://127.0.0.1:8790/")
-    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", " one, ,two ,")
-    monkeypatch.setenv("STOPLINE_ALLOWED_JOB_IDS", "")
+    for name, value in {"STOPLINE_LOG_LEVEL": "warning", "STOPLINE_CODEARTS_PROJECT_ID": "", "STOPLINE_AUDIT_URL": "",
+                        "STOPLINE_CODEARTS_BUILD_ENDPOINT": "http://127.0.0.1:8790/",
+                        "STOPLINE_GITLAB_TOKENS": " one, ,two ,", "STOPLINE_ALLOWED_JOB_IDS": ""}.items():
+        monkeypatch.setenv(name, value)
     s = load_settings()
     assert (s.log_level, s.codearts_project_id, s.audit_url, s.codearts_build_endpoint) == (
         "WARNING", None, None, "http://127.0.0.1:8790")
