@@ -279,7 +279,7 @@ def _checked(key: str, where: str, resolved: dict[str, Any], service: str, stage
         problems.append(f"{where}.timeout: {timeout} s is outside 3..259200")
     initializer = str(resolved.get("initializerHandler") or "")
     init_timeout = whole_number(resolved.get("initializerTimeout", 30 if initializer else 0),
-                           f"{where}.initializerTimeout", problems)
+                                f"{where}.initializerTimeout", problems)
     if initializer and not _HANDLER.match(initializer):
         problems.append(f"{where}.initializerHandler: {initializer} is not `file.function`")
     if initializer and init_timeout is not None and not 1 <= init_timeout <= 300:

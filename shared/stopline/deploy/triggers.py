@@ -148,8 +148,9 @@ def _event_data(type_code: str, raw: dict[str, Any], origin: str,
     for key, value in raw.items():
         name = snake(str(key))
         if type_code in SYNC_TYPES and name in ("timeout", "invocation_type"):
-            func_info[name] = whole_number(value, f"{origin}.eventData.{key}", problems) if name == "timeout" \
-                else value
+            if name == "timeout":
+                value = whole_number(value, f"{origin}.eventData.{key}", problems)
+            func_info[name] = value
             continue
         if name in _INTEGERS:
             value = whole_number(value, f"{origin}.eventData.{key}", problems)
