@@ -1,6 +1,7 @@
 """One cold start, run in a fresh process by bench/run.py: import a target and handle its first request.
 
     python bench/cold_probe.py KIND [BUILD_NO]  ->  prints {"handler_ms", "init_ms", "rss_mb"}
+    python bench/cold_probe.py breakdown BUILD_NO MODULE,...  ->  prints {"modules_ms", "first_request_ms"}
 
 The served emulator's address and credentials come in the environment (bench/run.py sets them).
 
@@ -20,6 +21,9 @@ KIND:
                  the same floor with msgspec for pydantic and/or httpcore for httpx: what a swap would buy
   sdk-http       bench/sdk_target.py: a functions-framework target using the official SDK, first request
                  (builds its client and stops one build over HTTP)
+  breakdown      the floor's first request, then the given stopline modules one at a time (in the order the
+                 production path loads them, so each is timed without what it imports), then the
+                 production path's first request: where stopline's share over the floor goes
 """
 
 from __future__ import annotations
@@ -71,6 +75,25 @@ def _webhook(build_no: int, app: Any = None) -> None:
     body, headers = _signed_body(build_no)
     answer = app.post("/", data=body, headers=headers)
     assert answer.get_json()["outcome"] == "stopped", answer.get_data()
+
+
+def breakdown(build_no: int, modules: list[str]) -> dict[str, Any]:
+    """Each step's own time once the floor's work is done (its imports, its model, its HTTP client and request):
+    the milliseconds stopline adds, module by module, then its target's first request."""
+    import importlib
+
+    from functions_framework import create_app
+
+    floor = create_app("floor", str(ROOT / "bench" / "floor.py")).test_client()  # type: ignore[no-untyped-call]
+    assert floor.post("/", json={"job_id": JOB, "build_no": build_no}).status_code == 200
+    steps: dict[str, float] = {}
+    for name in modules:
+        start = time.perf_counter()
+        importlib.import_module(name)
+        steps[name] = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    _webhook(build_no)
+    return {"modules_ms": steps, "first_request_ms": (time.perf_counter() - start) * 1000}
 
 
 def main(kind: str, build_no: int) -> None:
@@ -129,4 +152,7 @@ def main(kind: str, build_no: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    if sys.argv[1] == "breakdown":
+        print(json.dumps(breakdown(int(sys.argv[2]), sys.argv[3].split(","))))
+    else:
+        main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 20)

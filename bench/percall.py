@@ -173,7 +173,7 @@ def traps(calls_per_client: int) -> str:
     """A known httpx trap, measured in a fresh process, and how stopline stays clear of it."""
     import subprocess
 
-    from bench.run import runtime_python
+    from bench.cold import runtime_python
 
     python, _ = runtime_python()
     out = subprocess.run([python, "-c", _TRAP_PROBE], capture_output=True, text=True, check=True,
@@ -190,8 +190,27 @@ def traps(calls_per_client: int) -> str:
     ])
 
 
+def _matrix(title: str, data: dict[tuple[str, str, str], list[float]], unit: str) -> str:
+    """One table of the per-call scenario: each operation and credential mode, stopline beside its peers."""
+    rows = [f"### {title}", "",
+            f"| operation | mode | stopline ({unit}) | raw httpx (same headers) "
+            "| official SDK | stopline / raw | SDK / stopline |", "|---|---|---|---|---|---|---|"]
+    for op in OPS:
+        for mode in MODES:
+            raw_name = "raw httpx, same " + ("signing" if mode == "AK/SK" else "token")
+            sync = statistics.median(data[(op, mode, "stopline sync")])
+            raw = statistics.median(data[(op, mode, raw_name)])
+            sdk_values = data.get((op, mode, "official SDK"))
+            sdk = statistics.median(sdk_values) if sdk_values else None
+            rows.append(
+                f"| {op} | {mode} | {sync:,.0f} | "
+                f"{raw:,.0f} | {f'{sdk:,.0f}' if sdk else '-'} | {sync / raw:.2f}x | "
+                f"{f'{sdk / sync:.2f}x' if sdk else '-'} |")
+    return "\n".join(rows)
+
+
 def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, Any]]:
-    from bench.run import rotate
+    from bench.common import rotate
 
     fresh = Fresh(job, itertools.count(1), itertools.count(0), itertools.count(0))
     peers = Peers(url)
@@ -222,31 +241,14 @@ def per_call(url: str, job: str, calls: int, reps: int) -> tuple[str, dict[str, 
     finally:
         peers.close()
 
-    def matrix(title: str, data: dict[tuple[str, str, str], list[float]], unit: str) -> str:
-        rows = [f"### {title}", "",
-                f"| operation | mode | stopline ({unit}) | raw httpx (same headers) "
-                "| official SDK | stopline / raw | SDK / stopline |", "|---|---|---|---|---|---|---|"]
-        for op in OPS:
-            for mode in MODES:
-                raw_name = "raw httpx, same " + ("signing" if mode == "AK/SK" else "token")
-                sync = statistics.median(data[(op, mode, "stopline sync")])
-                raw = statistics.median(data[(op, mode, raw_name)])
-                sdk_values = data.get((op, mode, "official SDK"))
-                sdk = statistics.median(sdk_values) if sdk_values else None
-                rows.append(
-                    f"| {op} | {mode} | {sync:,.0f} | "
-                    f"{raw:,.0f} | {f'{sdk:,.0f}' if sdk else '-'} | {sync / raw:.2f}x | "
-                    f"{f'{sdk / sync:.2f}x' if sdk else '-'} |")
-        return "\n".join(rows)
-
     rate_rows = ["### Throughput, stop_build, AK/SK (req/s, higher is better)", "",
                  "| peer | 1 at a time | 16 concurrent |", "|---|---|---|"]
     for name in aksk:
         rate_rows.append(f"| {name} | {_median_cell(throughput[(name, 1)])} | {_median_cell(throughput[(name, 16)])} |")
     text = "\n\n".join([
-        matrix("Per call, p50 wall time (sequential, emulator served by another process)", p50, "µs"),
-        matrix("Per call, p99 wall time", p99, "µs"),
-        matrix("Per call, client CPU time", cpu, "µs"),
+        _matrix("Per call, p50 wall time (sequential, emulator served by another process)", p50, "µs"),
+        _matrix("Per call, p99 wall time", p99, "µs"),
+        _matrix("Per call, client CPU time", cpu, "µs"),
         "\n".join(rate_rows),
         traps(calls * reps * len(OPS)),
     ])
