@@ -22,6 +22,7 @@ from stopline import logs
 from stopline.emulator import Emulator, EmulatorServer
 from stopline.emulator.seeds import demo_environment
 from stopline.entry import reset_runtime
+from stopline.idempotency import IdempotencyStore, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -245,3 +246,15 @@ def raising(reply: Any) -> Any:
     if reply.error is not None:
         raise reply.error
     return reply
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[IdempotencyStore]:
+    """An idempotency store, once as memory:// and once on a real redis-server: the protocol must hold on both."""
+    if request.param == "memory":
+        made = open_store("memory://")
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        made = open_store(server.url)
+    yield made
+    made.close()
