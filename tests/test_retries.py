@@ -4,7 +4,8 @@ The cloud fails while a GitHub or GitLab cancel (or a FunctionGraph queue event)
 200 with the command ``pending``, a duplicate delivery answers it as pending without a call, and each taker
 -- the worker thread of a serving process, a FunctionGraph timer event, the ``retries`` target, the CLI --
 stops the build exactly once. On ``memory://`` and on a real redis-server; two processes sharing one Redis
-never double a stop; past STOPLINE_RETRY_FOR_S a retry is abandoned, loudly.
+never double a stop; past STOPLINE_RETRY_FOR_S a retry is abandoned, loudly. Also here, on the same served
+cloud and senders: superseding events that arrive out of order never stop the newer build.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from stopline.triggers.queue import RedeliveryRequested
 
 from .conftest import ROOT, LogCapture, RedisServer, configured_secret
 from .functions.harness import SECRET, FunctionProcess, start_all, wait_until
+from .in_process import post_reply
 
 GH_SECRET = "gh-retry-secret-0123456789"
 configured_secret(GH_SECRET)
@@ -44,6 +46,8 @@ rules:
 """
 CANCELLED = (ROOT / "events" / "github-workflow_run-cancelled.json").read_bytes()
 STOP_24 = ("build_stopped", DEMO_JOB_ID, 24)
+JOB_S = "5555bbbb2222bbbb3333cccc4444dddd"
+"""The task of the superseding tests (two running builds on one branch)."""
 WHY = "github cancelled: Codertocat/Hello-World Manually triggered workflow run 1589141559 (5779607)"
 """The reason the rule gives the cancel of events/github-workflow_run-cancelled.json (it sets none)."""
 
@@ -289,17 +293,8 @@ def test_the_worker_thread_of_a_serving_process_stops_it(served: tuple[Emulator,
 def test_a_signed_webhook_sender_still_gets_503(cloud: Emulator) -> None:
     """Standard Webhooks senders redeliver on 5xx: the webhook target keeps answering 503, nothing parked."""
     cloud.inject(r"^/v3/jobs/stop$", "error", status=503, count=1)
-    reply = signed_post_in_process({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20})
+    reply = post_reply({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}, "hook-1")
     assert reply.status == 503 and get_runtime().pipeline.retries.pending() == []
-
-
-def signed_post_in_process(command: dict[str, Any]) -> http.HttpReply:
-    from .in_process import post_reply
-
-    return post_reply(command, "hook-1")
-
-
-
 
 
 def test_a_gitlab_cancel_is_pending_then_stopped_once(cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -400,6 +395,3 @@ def test_gitlab_superseding_out_of_order_never_stops_the_newer_build(cloud: Emul
     late_a = running(1, "a" * 40, now - 102)
     assert late_a["results"][0]["outcome"] == "nothing_running"
     assert stops(cloud) == [("build_stopped", JOB_S, 1)]
-
-
-JOB_S = "5555bbbb2222bbbb3333cccc4444dddd"
