@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from stopline import webhooks
-from stopline.emulator import Emulator
+from stopline.emulator import Emulator, EmulatorServer
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
 from ..functions.harness import SECRET, FunctionProcess, start_all
@@ -57,10 +57,8 @@ def effect_key(effect: dict[str, Any]) -> tuple[str, ...]:
     return ("job_stopped", effect["job_name"])
 
 
-def soak(n: int, faults: list[tuple[str, float, dict[str, Any]]], tmp_path: Path, *, name: str,
-         env_extra: dict[str, str] | None = None, during: Any = None) -> float:
-    """Deliver n commands (half by webhook, half by on_event) under ``faults``; ``during`` runs in a thread
-    meanwhile (a store restart). Prints the figures; asserts 0 lost and 0 doubles."""
+def _soak_cloud(n: int, faults: Faults) -> EmulatorServer:
+    """The served emulator with the soak's builds, tasks and jobs, and the faults injected on every API."""
     emulator = Emulator().seed("demo")
     emulator.seed(
         build_tasks=[{"job_id": SOAK_JOB, "project_id": DEMO_PROJECT_ID, "builds": [{"build_no": b} for b in
@@ -69,53 +67,72 @@ def soak(n: int, faults: list[tuple[str, float, dict[str, Any]]], tmp_path: Path
         dataarts_jobs=[{"project_id": DEMO_PROJECT_ID, "job_name": f"soak-{i}"} for i in range(2, n, 3)])
     for seed, (kind, rate, extra) in enumerate(faults):
         emulator.inject(r"^/v[13]/", kind, rate=rate, seed=1000 + seed, **extra)  # type: ignore[arg-type]
-    server = emulator.serve()
+    return emulator.serve()
+
+
+class Senders:
+    """Delivers each command as its sender would: even ones signed to the webhook target, redelivered on 503
+    after Retry-After; odd ones as CloudEvents to on_event, redelivered on any non-2xx. Gives up (``lost``)
+    after 20 tries."""
+
+    def __init__(self, hook: FunctionProcess, queue: FunctionProcess) -> None:
+        self.hook, self.queue = hook, queue
+        self.redeliveries = Counter[str]()
+        self.finals: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def deliver(self, i: int) -> None:
+        cmd, _ = command(i)
+        self.finals[i] = (self._webhook if i % 2 == 0 else self._queue)(i, cmd)
+
+    def _redelivered(self, target: str) -> None:
+        with self._lock:
+            self.redeliveries[target] += 1
+
+    def _webhook(self, i: int, cmd: dict[str, Any]) -> Any:
+        body = json.dumps(cmd).encode()
+        for _ in range(20):
+            headers = {"Content-Type": "application/json", **webhooks.sign(SECRET, f"soak-{i}", body)}
+            r = httpx.post(self.hook.url, content=body, headers=headers, timeout=60)
+            if r.status_code == 200:
+                return r.json()["outcome"]
+            if r.status_code != 503:
+                return f"refused {r.status_code}: {r.text}"
+            self._redelivered("webhook")
+            time.sleep(float(r.headers.get("Retry-After", "1")))
+        return "lost"
+
+    def _queue(self, i: int, cmd: dict[str, Any]) -> Any:
+        event = {"specversion": "1.0", "id": f"soak-{i}", "source": "//soak", "type": "soak.command",
+                 "datacontenttype": "application/json", "data": cmd}
+        for _ in range(20):
+            r = httpx.post(self.queue.url, content=json.dumps(event),
+                           headers={"Content-Type": "application/cloudevents+json"}, timeout=60)
+            if r.status_code == 200:
+                return "acknowledged"
+            self._redelivered("on_event")
+            time.sleep(0.2)
+        return "lost"
+
+
+def soak(n: int, faults: Faults, tmp_path: Path, *, name: str, env_extra: dict[str, str] | None = None,
+         during: Any = None) -> float:
+    """Deliver n commands (half by webhook, half by on_event) under ``faults``; ``during`` runs in a thread
+    meanwhile (a store restart). Prints the figures; asserts 0 lost and 0 doubles. Returns when the last
+    delivery ended (``time.monotonic()``)."""
+    server = _soak_cloud(n, faults)
     env = {**demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": SECRET, "STOPLINE_TIMEOUT_S": "0.5",
            "STOPLINE_MAX_ATTEMPTS": "3", **(env_extra or {})}
     hook = FunctionProcess("webhook", False, env, tmp_path / "webhook.log")
     queue = FunctionProcess("on_event", True, env, tmp_path / "on_event.log", signature="cloudevent")
     start_all([hook, queue])
-    redeliveries = Counter[str]()
-    lock = threading.Lock()
-    finals: dict[int, Any] = {}
-
-    def via_webhook(i: int, cmd: dict[str, Any]) -> Any:
-        body = json.dumps(cmd).encode()
-        for _ in range(20):
-            headers = {"Content-Type": "application/json", **webhooks.sign(SECRET, f"soak-{i}", body)}
-            r = httpx.post(hook.url, content=body, headers=headers, timeout=60)
-            if r.status_code == 200:
-                return r.json()["outcome"]
-            if r.status_code != 503:
-                return f"refused {r.status_code}: {r.text}"
-            with lock:
-                redeliveries["webhook"] += 1
-            time.sleep(float(r.headers.get("Retry-After", "1")))
-        return "lost"
-
-    def via_queue(i: int, cmd: dict[str, Any]) -> Any:
-        event = {"specversion": "1.0", "id": f"soak-{i}", "source": "//soak", "type": "soak.command",
-                 "datacontenttype": "application/json", "data": cmd}
-        for _ in range(20):
-            r = httpx.post(queue.url, content=json.dumps(event),
-                           headers={"Content-Type": "application/cloudevents+json"}, timeout=60)
-            if r.status_code == 200:
-                return "acknowledged"
-            with lock:
-                redeliveries["on_event"] += 1
-            time.sleep(0.2)
-        return "lost"
-
-    def deliver(i: int) -> None:
-        cmd, _ = command(i)
-        finals[i] = (via_webhook if i % 2 == 0 else via_queue)(i, cmd)
-
+    senders = Senders(hook, queue)
     side = threading.Thread(target=during) if during is not None else None
     try:
         if side is not None:
             side.start()
         with ThreadPoolExecutor(max_workers=16) as pool:
-            list(pool.map(deliver, range(n)))
+            list(pool.map(senders.deliver, range(n)))
         finished = time.monotonic()
         if side is not None:
             side.join()
@@ -124,14 +141,20 @@ def soak(n: int, faults: list[tuple[str, float, dict[str, Any]]], tmp_path: Path
         hook.stop()
         queue.stop()
         server.stop()
+    _check(name, n, senders, state)
+    return finished
 
+
+def _check(name: str, n: int, senders: Senders, state: dict[str, Any]) -> None:
+    """Every command ended in one success and caused exactly one state change; the faults really fired."""
     queue_outcomes: dict[str, list[str]] = {}
     retries = 0
-    for proc in (hook, queue):
+    for proc in (senders.hook, senders.queue):
         for line in proc.log_records():
             retries += line.get("message", "").startswith("retrying")
-            if proc is queue and line.get("outcome") in SUCCESS and line.get("event_id"):
+            if proc is senders.queue and line.get("outcome") in SUCCESS and line.get("event_id"):
                 queue_outcomes.setdefault(line["event_id"], []).append(line["outcome"])
+    finals = senders.finals
     effects = Counter(effect_key(e) for e in state["effects"])
     lost = [i for i, f in finals.items() if f == "lost" or str(f).startswith("refused")]
     not_once = [i for i in range(n) if effects[command(i)[1]] != 1]
@@ -139,12 +162,11 @@ def soak(n: int, faults: list[tuple[str, float, dict[str, Any]]], tmp_path: Path
     webhook_bad = [i for i in range(0, n, 2) if finals[i] not in SUCCESS]
     doubles = sum(1 for count in effects.values() if count > 1)
     print(f"\n{name}: commands={n} faults_injected={sum(state['faults_injected'].values())} "
-          f"({dict(state['faults_injected'])}) retries={retries} redeliveries={dict(redeliveries)} "
+          f"({dict(state['faults_injected'])}) retries={retries} redeliveries={dict(senders.redeliveries)} "
           f"lost={len(lost)} doubles={doubles}")
     assert sum(state["faults_injected"].values()) > n * 0.15
     assert lost == [] and webhook_bad == [] and queue_not_once == []
     assert not_once == [] and doubles == 0 and len(state["effects"]) == n
-    return finished
 
 
 def test_fault_soak_with_redelivery(tmp_path: Path, request: pytest.FixtureRequest) -> None:
