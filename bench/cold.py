@@ -21,6 +21,17 @@ from bench.common import ROOT, RemoteEmulator, Series, rotate, table
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
 COLD_JOB = "f9d6c8466d614a9788e9a0acf6c15f46"  # bench/cold_probe.py's
+PEERS = {"bare functions-framework echo": "echo",
+         "stopline webhook, in-process emulator": "stopline",
+         "stopline webhook, served emulator (production path)": "stopline-http",
+         "first request after STOPLINE_PREWARM=1 set-up at import": "prewarm",
+         "FunctionGraph: first APIG event after the initializer": "fg-init",
+         "stack floor: functions-framework + pydantic + httpx, no stopline (served emulator)": "floor",
+         "what-if floor: msgspec instead of pydantic": "floor-msgspec",
+         "what-if floor: httpcore instead of httpx": "floor-httpcore",
+         "what-if floor: msgspec + httpcore": "floor-msgspec-httpcore",
+         "functions-framework target using the official SDK (served emulator)": "sdk-http"}
+"""Each cold-start peer by its row label, and the kind bench/cold_probe.py runs for it."""
 
 
 def _import_cost_by_package(stderr: str) -> dict[str, int]:
@@ -81,34 +92,26 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
     builds = iter(range(100, 300))
     seed = {"job_id": COLD_JOB, "project_id": DEMO_PROJECT_ID, "builds": [{"build_no": n} for n in range(1, 300)]}
     httpx.post(f"{server.url}/_emulator/seed", timeout=60, json={"build_tasks": [seed]}).raise_for_status()
-    peers = {"bare functions-framework echo": "echo",
-             "stopline webhook, in-process emulator": "stopline",
-             "stopline webhook, served emulator (production path)": "stopline-http",
-             "first request after STOPLINE_PREWARM=1 set-up at import": "prewarm",
-             "FunctionGraph: first APIG event after the initializer": "fg-init",
-             "stack floor: functions-framework + pydantic + httpx, no stopline (served emulator)": "floor",
-             "what-if floor: msgspec instead of pydantic": "floor-msgspec",
-             "what-if floor: httpcore instead of httpx": "floor-httpcore",
-             "what-if floor: msgspec + httpcore": "floor-msgspec-httpcore",
-             "functions-framework target using the official SDK (served emulator)": "sdk-http"}
-    wall, handler, rss, init = ({n: Series(n) for n in peers} for _ in range(4))
+    wall, handler, rss, init = ({n: Series(n) for n in PEERS} for _ in range(4))
     for rep in range(reps):
-        for name in rotate(list(peers), rep):
+        for name in rotate(list(PEERS), rep):
             t0 = time.perf_counter()
-            out = subprocess.run([python, script, peers[name], str(next(builds))], capture_output=True,
+            out = subprocess.run([python, script, PEERS[name], str(next(builds))], capture_output=True,
                                  text=True, env=env, timeout=120, check=True)
             wall[name].values.append((time.perf_counter() - t0) * 1000)
             data = json.loads(out.stdout.strip().splitlines()[-1])
             handler[name].values.append(data["handler_ms"])
             rss[name].values.append(data["rss_mb"])
             init[name].values.append(data["init_ms"])
-    order = list(peers)
+    order = list(PEERS)
     importtime = {kind: subprocess.run([python, "-X", "importtime", script, kind, str(next(builds))],
                                        capture_output=True, text=True, env=env, timeout=120, check=True).stderr
                   for kind in ("echo", "stopline-http")}
     profiles = {kind: _import_cost_by_package(stderr) for kind, stderr in importtime.items()}
     extra = sorted(((us, name) for name, us in profiles["stopline-http"].items() if name not in profiles["echo"]),
                    reverse=True)[:12]
+    share, share_ms = _where_the_share_goes([python, script, "breakdown"], env, builds,
+                                            _stopline_modules(importtime["stopline-http"]), reps)
     fg = "FunctionGraph: first APIG event after the initializer"
     pre = "first request after STOPLINE_PREWARM=1 set-up at import"
     text = "\n\n".join([
@@ -125,12 +128,11 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
         "`python -X importtime`: what the production path (served emulator) imports beyond the bare echo, by "
         "package (self time summed over its modules):\n\n"
         + "\n".join(f"- {name}: {us / 1000:.1f} ms" for us, name in extra),
-        _where_the_share_goes([python, script, "breakdown"], env, builds,
-                              _stopline_modules(importtime["stopline-http"]), reps),
+        share,
     ])
     return text, {"wall_ms": {n: wall[n].values for n in order}, "handler_ms": {n: handler[n].values for n in order},
                   "rss_mb": {n: rss[n].values for n in order}, "init_ms": {fg: init[fg].values, pre: init[pre].values},
-                  "extra_imports_us": dict((name, us) for us, name in extra)}
+                  "extra_imports_us": dict((name, us) for us, name in extra), "share_steps_ms": share_ms}
 
 
 def _stopline_modules(importtime: str) -> list[str]:
@@ -141,9 +143,10 @@ def _stopline_modules(importtime: str) -> list[str]:
 
 
 def _where_the_share_goes(probe: list[str], env: dict[str, str], builds: Any, modules: list[str],
-                          processes: int) -> str:
+                          processes: int) -> tuple[str, dict[str, float]]:
     """Median milliseconds of each of stopline's steps after the floor's own first request (the probe's
-    ``breakdown``): the largest modules by name, the rest together, then the target's first request."""
+    ``breakdown``): a table of the largest modules by name, the rest together, then the target's first request;
+    and every step's median for the JSON results."""
     runs = [json.loads(subprocess.run([*probe, str(next(builds)), ",".join(modules)], capture_output=True, text=True,
                                       env=env, timeout=120, check=True).stdout.strip().splitlines()[-1])
             for _ in range(processes)]
@@ -152,6 +155,7 @@ def _where_the_share_goes(probe: list[str], env: dict[str, str], builds: Any, mo
     shown = each[:6]
     rows = [f"| `{name}` | {ms:.1f} |" for ms, name in shown]
     rows.append(f"| the other {len(each) - len(shown)} modules | {sum(ms for ms, _ in each[len(shown):]):.1f} |")
+    medians = {name: ms for ms, name in each} | {"first_request": first}
     return "\n".join([
         f"### Where stopline's share goes (median of {processes} processes, after the floor's own first request)",
         "", "| step | ms |", "|---|---|",
@@ -159,7 +163,7 @@ def _where_the_share_goes(probe: list[str], env: dict[str, str], builds: Any, mo
         f"| functions/main.py and the first request | {first:.1f} |", "",
         "A module's time includes the cyclic garbage collections that happen to fall in it. The first request "
         "builds the command's validator, the runtime, and an HTTP client and request like the floor's, so this "
-        "counts some of the floor's own work again and sums to more than stopline's share above."])
+        "counts some of the floor's own work again and sums to more than stopline's share above."]), medians
 
 
 def _cold_goals(handler: dict[str, Series]) -> str:
