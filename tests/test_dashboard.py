@@ -116,6 +116,7 @@ def until(check: Any, timeout: float = 10.0) -> Any:
         time.sleep(0.2)
     return check()
 
+
 def send_cancel(github: str, delivery: str) -> httpx.Response:
     signature = "sha256=" + hmac.new(GH_SECRET.encode(), CANCELLED, hashlib.sha256).hexdigest()
     return httpx.post(github, content=CANCELLED, timeout=30, headers={
@@ -143,7 +144,6 @@ def test_the_dashboard_shows_a_github_cancel_stop_a_build(dev_stack: tuple[str, 
     assert row is not None and row[0] == "com.stopline.build.stopped" and row[2] == WHY and row[3] == "github"
     shot = Path(SCREENSHOT or tmp_path / "dashboard.png")
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-
 
 
 def test_the_dashboard_lists_deliveries_and_the_pending_retry_until_it_runs(dev_stack: tuple[str, str],
