@@ -53,7 +53,7 @@ class Node:
         with (self.workdir / "redis.log").open("ab") as log:
             self.proc = subprocess.Popen([_binary("redis-server"), *first, *base, "--bind", "127.0.0.1", "--dir",
                                           str(self.workdir), *self.args], stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        wait_port(self.port, process=self.proc)
         return self
 
     def stop(self) -> None:

@@ -80,7 +80,7 @@ def test_emulator_command_serves_and_stops(tmp_path: Path) -> None:
     proc = subprocess.Popen([*STOPLINE, "emulator", "--port", str(port), "--seed", "demo"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        wait_port(port)
+        wait_port(port, process=proc)
         assert httpx.get(f"http://127.0.0.1:{port}/_emulator/health").json() == {"ok": True}
     finally:
         proc.terminate()

@@ -57,7 +57,12 @@ class FunctionProcess:
         return self
 
     def ready(self) -> FunctionProcess:
-        wait_port(self.port, timeout=60)
+        """Wait until the target listens; if it cannot, say why with the end of its log."""
+        try:
+            wait_port(self.port, timeout=60, process=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            tail, mode = self.log_path.read_text(errors="replace")[-3000:], "asgi" if self.asgi else "flask"
+            raise RuntimeError(f"{self.target} ({mode}): {exc}; its log ends:\n{tail}") from None
         return self
 
     def stop(self) -> None:
@@ -75,10 +80,17 @@ class FunctionProcess:
 
 
 def start_all(processes: list[FunctionProcess]) -> list[FunctionProcess]:
-    for p in processes:
-        p.start()
-    for p in processes:
-        p.ready()
+    """Start every process, then wait for each (they start in parallel); if one never listens, stop them all
+    before failing, so a broken start leaves no server behind."""
+    try:
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.ready()
+    except BaseException:
+        for p in processes:
+            p.stop()
+        raise
     return processes
 
 
