@@ -144,7 +144,8 @@ def served(server: RemoteEmulator, seconds: float, reps: int) -> tuple[str, dict
     counter = iter(range(200_000, 10**9))
     targets = {"stopline webhook (Flask)": ("webhook", ROOT / "functions" / "main.py", False),
                "stopline webhook (--asgi)": ("webhook", ROOT / "functions" / "main.py", True),
-               "peer: one signed raw httpx call (Flask)": ("raw_call", ROOT / "bench" / "peers.py", False)}
+               "peer: one signed raw httpx call (Flask)": ("raw_call", ROOT / "bench" / "peers.py", False),
+               "peer: one signed raw httpx call (--asgi)": ("raw_call_asgi", ROOT / "bench" / "peers.py", True)}
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     for name, (target, source, asgi) in targets.items():
         port = free_port()

@@ -24,3 +24,4 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
     assert "**1 token request**" in done.stdout
     assert "The stack floor (no stopline code) / official SDK target is" in done.stdout  # the cold-start goals
     assert "### Where stopline's share goes" in done.stdout and "| `stopline.settings` |" in done.stdout
+    assert "| peer: one signed raw httpx call (--asgi) |" in done.stdout  # each mode has a raw peer of its own
