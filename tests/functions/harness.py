@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 
 from stopline import webhooks
+from stopline.emulator import EmulatorServer
 
 from ..conftest import ROOT, SUITE_LOG_FILES, configured_secret, free_port, stop_process, wait_port
 
@@ -92,6 +94,19 @@ def start_all(processes: list[FunctionProcess]) -> list[FunctionProcess]:
             p.stop()
         raise
     return processes
+
+
+@contextlib.contextmanager
+def serving(server: EmulatorServer, processes: dict[str, FunctionProcess]) -> Iterator[None]:
+    """A module's stack: the function processes started in front of a served emulator, and afterwards (or when
+    one of them cannot start) each process stopped, then the emulator."""
+    try:
+        start_all(list(processes.values()))
+        yield
+    finally:
+        for p in processes.values():
+            p.stop()
+        server.stop()
 
 
 def signed_post(url: str, body: Any, *, msg_id: str | None = None, secret: str = SECRET,

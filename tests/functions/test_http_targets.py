@@ -14,7 +14,7 @@ import pytest
 from stopline.emulator import Emulator, EmulatorServer
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
-from .harness import OLD_SECRET, SECRET, FunctionProcess, signed_post, start_all
+from .harness import OLD_SECRET, SECRET, FunctionProcess, serving, signed_post
 
 JOB = "1111aaaa2222bbbb3333cccc4444dddd"  # 2000 running builds, for tests that need fresh ones
 FAIL_JOB = "9999aaaa2222bbbb3333cccc4444dddd"
@@ -60,11 +60,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "prewarm-flask": ("webhook", False, {**base, "STOPLINE_PREWARM": "1"}),
     }
     procs = {name: FunctionProcess(t, asgi, env, logs / f"{name}.log") for name, (t, asgi, env) in specs.items()}
-    start_all(list(procs.values()))
-    yield Stack(emulator, server, procs)
-    for p in procs.values():
-        p.stop()
-    server.stop()
+    with serving(server, procs):
+        yield Stack(emulator, server, procs)
 
 
 def url(stack: Stack, name: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from stopline.emulator import Emulator, EmulatorServer
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
-from .harness import FunctionProcess, start_all
+from .harness import FunctionProcess, serving
 
 JOB = "2222aaaa2222bbbb3333cccc4444dddd"
 MODES = ["flask", "asgi"]
@@ -30,11 +30,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, 
     env = {**demo_environment(server.url), "STOPLINE_MAX_ATTEMPTS": "2"}
     procs = {m: FunctionProcess("on_event", m == "asgi", env, logs / f"{m}.log", signature="cloudevent")
              for m in MODES}
-    start_all(list(procs.values()))
-    yield emulator, procs
-    for p in procs.values():
-        p.stop()
-    server.stop()
+    with serving(server, procs):
+        yield emulator, procs
 
 
 _builds = iter(range(1, 200))

@@ -19,7 +19,7 @@ from stopline.emulator.seeds import DEMO_EVENT_COMMIT, DEMO_JOB_ID, demo_environ
 from stopline.entry import get_runtime
 
 from ..conftest import ROOT, configured_secret
-from .harness import FunctionProcess, start_all
+from .harness import FunctionProcess, serving
 
 GH_SECRET, GH_OLD = "gh-webhook-secret-current", "gh-webhook-secret-retired"
 GL_TOKEN = "gl-hook-token-1234567890"
@@ -67,11 +67,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     specs = {f"{t}-{m}": (t, m == "asgi", base) for t in ("github", "gitlab") for m in MODES}
     specs["github-norules"] = ("github", False, {k: v for k, v in base.items() if k != "STOPLINE_RULES"})
     procs = {n: FunctionProcess(t, asgi, env, folder / f"{n}.log") for n, (t, asgi, env) in specs.items()}
-    start_all(list(procs.values()))
-    yield Stack(emulator, server, procs)
-    for p in procs.values():
-        p.stop()
-    server.stop()
+    with serving(server, procs):
+        yield Stack(emulator, server, procs)
 
 
 def github(stack: Stack, name: str, event: str, body: bytes, *, secret: str | None = GH_SECRET,
