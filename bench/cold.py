@@ -34,14 +34,22 @@ PEERS = {"bare functions-framework echo": "echo",
 """Each cold-start peer by its row label, and the kind bench/cold_probe.py runs for it."""
 
 
-def _import_cost_by_package(stderr: str) -> dict[str, int]:
-    """Self µs summed per top-level package from ``python -X importtime`` output."""
-    found: dict[str, int] = {}
+def _importtime_rows(stderr: str) -> list[tuple[int, str]]:
+    """``python -X importtime`` output as (self µs, module) pairs, in the order it reports modules done."""
+    rows = []
     for line in stderr.splitlines():
         parts = line.split("|")
         if line.startswith("import time:") and len(parts) == 3 and parts[1].strip().isdigit():
-            package = parts[2].strip().split(".")[0]
-            found[package] = found.get(package, 0) + int(parts[0].removeprefix("import time:"))
+            rows.append((int(parts[0].removeprefix("import time:")), parts[2].strip()))
+    return rows
+
+
+def _import_cost_by_package(stderr: str) -> dict[str, int]:
+    """Self µs summed per top-level package."""
+    found: dict[str, int] = {}
+    for us, module in _importtime_rows(stderr):
+        package = module.split(".")[0]
+        found[package] = found.get(package, 0) + us
     return found
 
 
@@ -138,8 +146,7 @@ def cold_start(server: RemoteEmulator, reps: int) -> tuple[str, dict[str, Any]]:
 def _stopline_modules(importtime: str) -> list[str]:
     """stopline's modules in the order ``python -X importtime`` reports them done: each one after the modules
     it imports, so importing them in this order times each module alone."""
-    found = [line.split("|")[2].strip() for line in importtime.splitlines() if line.startswith("import time:")]
-    return [name for name in found if name == "stopline" or name.startswith("stopline.")]
+    return [name for _, name in _importtime_rows(importtime) if name == "stopline" or name.startswith("stopline.")]
 
 
 def _where_the_share_goes(probe: list[str], env: dict[str, str], builds: Any, modules: list[str],
