@@ -54,7 +54,7 @@ def _redis(folder: Path) -> Iterator[str | None]:
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_port(port, 30)
+        wait_port(port, 30, process=proc)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()

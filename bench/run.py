@@ -133,67 +133,78 @@ def resolve(reps: int, running: int) -> tuple[str, dict[str, Any]]:
 
 
 # -- 4. served throughput ----------------------------------------------------------------------------------
+SERVED = {"stopline webhook (Flask)": ("webhook", ROOT / "functions" / "main.py", False),
+          "stopline webhook (--asgi)": ("webhook", ROOT / "functions" / "main.py", True),
+          "peer: one signed raw httpx call (Flask)": ("raw_call", ROOT / "bench" / "peers.py", False),
+          "peer: one signed raw httpx call (--asgi)": ("raw_call_asgi", ROOT / "bench" / "peers.py", True)}
+"""Each served peer: its functions-framework target, source file, and whether it runs with ``--asgi``."""
+
+
+def _start_served(env: dict[str, str]) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
+    """One functions-framework process per served peer, each on a free port of 127.0.0.1."""
+    from tests.conftest import free_port
+
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    for name, (target, source, asgi) in SERVED.items():
+        port = free_port()
+        cmd = [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(source),
+               "--host", "127.0.0.1", "--port", str(port)] + (["--asgi"] if asgi else [])
+        procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        cwd=ROOT), port)
+    return procs
+
+
 def served(server: RemoteEmulator, seconds: float, reps: int) -> tuple[str, dict[str, Any]]:
+    """Requests per second and p99 latency of each served peer at 1 and 16 connections, peers rotated."""
     from stopline import webhooks
-    from tests.conftest import free_port, wait_port
+    from tests.conftest import wait_port
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))},
            **demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": "bench-served-webhook-secret",
            "STOPLINE_LOG_LEVEL": "WARNING",
            "STOPLINE_BUILD_STOP_API": "v3"}
     counter = iter(range(200_000, 10**9))
-    targets = {"stopline webhook (Flask)": ("webhook", ROOT / "functions" / "main.py", False),
-               "stopline webhook (--asgi)": ("webhook", ROOT / "functions" / "main.py", True),
-               "peer: one signed raw httpx call (Flask)": ("raw_call", ROOT / "bench" / "peers.py", False),
-               "peer: one signed raw httpx call (--asgi)": ("raw_call_asgi", ROOT / "bench" / "peers.py", True)}
-    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
-    for name, (target, source, asgi) in targets.items():
-        port = free_port()
-        cmd = [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(source),
-               "--host", "127.0.0.1", "--port", str(port)] + (["--asgi"] if asgi else [])
-        procs[name] = (subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        cwd=ROOT), port)
+
+    def signed() -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"action": "stop_build", "job_id": JOB, "build_no": next(counter)}).encode()
+        headers = webhooks.sign("bench-served-webhook-secret", f"m{time.time_ns()}", body)
+        return body, {"Content-Type": "application/json", **headers}
+
+    def plain() -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"job_id": JOB, "build_no": str(next(counter))}).encode()
+        return body, {"Content-Type": "application/json"}
+
+    procs = _start_served(env)
     try:
-        for _, port in procs.values():
-            wait_port(port, 60)
-
-        def signed() -> tuple[bytes, dict[str, str]]:
-            body = json.dumps({"action": "stop_build", "job_id": JOB, "build_no": next(counter)}).encode()
-            headers = webhooks.sign("bench-served-webhook-secret", f"m{time.time_ns()}", body)
-            return body, {"Content-Type": "application/json", **headers}
-
-        def plain() -> tuple[bytes, dict[str, str]]:
-            body = json.dumps({"job_id": JOB, "build_no": str(next(counter))}).encode()
-            return body, {"Content-Type": "application/json"}
-
+        for proc, port in procs.values():
+            wait_port(port, 60, process=proc)
         for name, (_, port) in procs.items():  # first requests build each runtime: not what we measure
             load(f"http://127.0.0.1:{port}", signed if "stopline" in name else plain, 2, 1.0)
         results: dict[int, dict[str, Series]] = {}
         p99: dict[int, dict[str, Series]] = {}
         for conns in (1, 16):
-            results[conns] = {n: Series(n) for n in targets}
-            p99[conns] = {n: Series(n) for n in targets}
+            results[conns] = {n: Series(n) for n in SERVED}
+            p99[conns] = {n: Series(n) for n in SERVED}
             for rep in range(reps):
-                for name in rotate(list(targets), rep):
-                    url = f"http://127.0.0.1:{procs[name][1]}"
-                    gen = signed if "stopline" in name else plain
-                    outcome = load(url, gen, conns, seconds)
+                for name in rotate(list(SERVED), rep):
+                    outcome = load(f"http://127.0.0.1:{procs[name][1]}", signed if "stopline" in name else plain,
+                                   conns, seconds)
                     assert outcome.errors == 0, f"{name}: {outcome.errors} errors"
                     results[conns][name].values.append(outcome.rate)
                     p99[conns][name].values.append(outcome.p99_ms)
-        peer = "peer: one signed raw httpx call (Flask)"
-        parts = []
-        for conns in (1, 16):
-            parts.append(table(f"Served throughput, {conns} connection(s), {seconds:.0f} s each (req/s)",
-                               list(results[conns].values()), "req/s", peer))
-            parts.append(table(f"Served p99 latency, {conns} connection(s)", list(p99[conns].values()), "ms", peer))
-        parts.append(f"Load generator: {generator_name()}, one keep-alive connection per client, each request "
-                     "distinct (fresh webhook id and build number), prepared and signed before the timed run.")
-        return "\n\n".join(parts), {str(c): {n: s.values for n, s in results[c].items()} for c in results}
     finally:
         for proc, _ in procs.values():
             proc.terminate()
             proc.wait(timeout=10)
+    peer = "peer: one signed raw httpx call (Flask)"
+    parts = []
+    for conns in (1, 16):
+        parts.append(table(f"Served throughput, {conns} connection(s), {seconds:.0f} s each (req/s)",
+                           list(results[conns].values()), "req/s", peer))
+        parts.append(table(f"Served p99 latency, {conns} connection(s)", list(p99[conns].values()), "ms", peer))
+    parts.append(f"Load generator: {generator_name()}, one keep-alive connection per client, each request "
+                 "distinct (fresh webhook id and build number), prepared and signed before the timed run.")
+    return "\n\n".join(parts), {str(c): {n: s.values for n, s in results[c].items()} for c in results}
 
 
 # -- 5. token --------------------------------------------------------------------------------------------------
@@ -239,14 +250,14 @@ def main() -> int:
     port = free_port()
     emulator_proc = subprocess.Popen([sys.executable, "-m", "stopline.cli", "emulator", "--port", str(port),
                                       "--seed", "demo"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, 60)
     server = RemoteEmulator(f"http://127.0.0.1:{port}", emulator_proc)
     from bench.percall import seed_sections
 
-    for body in seed_sections(JOB, range(1, 600_000)):  # the control API takes bodies up to 1 MiB
-        httpx.post(f"{server.url}/_emulator/seed", timeout=120, json=body).raise_for_status()
     sections, data = [], {}
     try:
+        wait_port(port, 60, process=emulator_proc)
+        for body in seed_sections(JOB, range(1, 600_000)):  # the control API takes bodies up to 1 MiB
+            httpx.post(f"{server.url}/_emulator/seed", timeout=120, json=body).raise_for_status()
         steps: list[tuple[str, Callable[[], tuple[str, Any]]]] = [
             ("per_call", lambda: per_call_matrix(server.url, JOB, 10 if q else 200, reps)),
             ("cold", lambda: cold_start(server, reps if q else 3 * reps)),  # a few-ms goal needs more samples
