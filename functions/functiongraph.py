@@ -3,16 +3,24 @@ and timer triggers. Does not import functions_framework, which FunctionGraph doe
 
 from typing import Any
 
-from stopline.entry import get_runtime
+from stopline.entry import get_runtime, hold_gc, release_gc
 from stopline.triggers.functiongraph import handle, initialize
+
+hold_gc()  # until the initializer or the first event is done: a cold start leaves little garbage
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """Run the trigger's commands; raises (so FunctionGraph retries) only on transient failures."""
-    return handle(event, context, runtime=get_runtime)
+    try:
+        return handle(event, context, runtime=get_runtime)
+    finally:
+        release_gc()
 
 
 def initializer(context: Any) -> None:
     """FunctionGraph initializer (``initializer_handler: functiongraph.initializer``): moves the cold
     start's setup -- settings, validators, the HTTP client -- ahead of the first event."""
-    initialize(context)
+    try:
+        initialize(context)
+    finally:
+        release_gc()

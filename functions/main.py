@@ -10,15 +10,20 @@ from typing import Any
 import functions_framework
 from cloudevents.exceptions import GenericException  # functions-framework's own dependency, already loaded
 
-from stopline.entry import warm_if_asked
+from stopline.entry import hold_gc, release_gc, warm_if_asked
 from stopline.triggers.asgi_events import adopt_asgi_cloud_events
+
+hold_gc()  # until the first invocation is answered: a cold start allocates much and leaves little garbage
 
 
 def _serve(target: str, request: Any) -> Any:
     from stopline.entry import serving
     from stopline.triggers.frameworks import serve_http  # on the first request: pydantic, httpx
 
-    return serve_http(target, request, serving)
+    try:
+        return serve_http(target, request, serving)
+    finally:
+        release_gc()
 
 
 @functions_framework.http
@@ -111,7 +116,10 @@ def on_event(event: Any) -> None:
     from stopline.entry import serving
     from stopline.triggers import cloudevent
 
-    cloudevent.handle(event.get_attributes(), event.get_data(), runtime=serving)
+    try:
+        cloudevent.handle(event.get_attributes(), event.get_data(), runtime=serving)
+    finally:
+        release_gc()
 
 
 adopt_asgi_cloud_events()  # --asgi mode: on_event answers in JSON too (triggers/asgi_events.py)

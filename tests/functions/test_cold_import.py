@@ -1,6 +1,7 @@
 """Keeping the function path light: loading functions/main.py pulls in neither the CLI, the emulator,
 Redis, pydantic nor httpx -- unless STOPLINE_PREWARM=1 asks for the set-up at import; the FunctionGraph
-entry does not load functions_framework."""
+entry does not load functions_framework; the garbage collector stays out of a cold start and is back
+after the first invocation, whatever it answered."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
+
+import pytest
+
+from stopline.entry import COLD_START_GC_THRESHOLD
 
 from ..conftest import ROOT
 
@@ -76,3 +82,72 @@ def test_prewarm_with_a_malformed_store_url_logs_a_configuration_error_without_t
         assert errors and errors[0]["level"] == "ERROR" and "STOPLINE_IDEMPOTENCY_URL" in errors[0]["message"]
         assert "Traceback" not in done.stderr
         assert "pa/ss" not in done.stderr and "s3cret-pw" not in done.stderr and "ss@" not in done.stderr
+
+
+GC_PROBE = """
+import gc, json, sys
+from pathlib import Path
+
+root, entry, target = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(info["generation"]) if phase == "stop" else None)
+default = gc.get_threshold()
+if entry == "functiongraph":
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("functiongraph", root / "functions" / "functiongraph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    held = gc.get_threshold()
+    collections.clear()
+    answer = module.handler(json.loads((root / "events" / "functiongraph-timer.json").read_text()), object())
+    status = answer.get("statusCode", 200)
+else:
+    from functions_framework import create_app
+    app = create_app(target, str(root / "functions" / "main.py")).test_client()
+    held = gc.get_threshold()
+    collections.clear()
+    if target == "on_event":
+        body = json.dumps({"action": "stop_build", "job_id": "f9d6c8466d614a9788e9a0acf6c15f46", "build_no": 7})
+        headers = {"ce-specversion": "1.0", "ce-id": "gc-1", "ce-source": "tests", "ce-type": "stopline.stop_build",
+                   "Content-Type": "application/json"}
+    else:
+        from stopline import webhooks
+        body = json.dumps({"action": "stop_build", "job_id": "f9d6c8466d614a9788e9a0acf6c15f46", "build_no": 7})
+        headers = {**webhooks.sign("gc-probe-webhook-secret", "gc-1", body.encode()),
+                   "Content-Type": "application/json"}
+    status = app.post("/", data=body, headers=headers).status_code
+print(json.dumps({"default": default, "held": held, "after": gc.get_threshold(), "status": status,
+                  "collections_during_first": collections, "frozen": gc.get_freeze_count()}))
+"""
+
+
+def _first_invocation(entry: str, target: str, env: dict[str, str]) -> dict[str, Any]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    done = subprocess.run([sys.executable, "-c", GC_PROBE, str(ROOT), entry, target], capture_output=True,
+                          text=True, timeout=60, env={**clean, **env})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+DRY = {"STOPLINE_DRY_RUN": "1", "STOPLINE_WEBHOOK_SECRETS": "gc-probe-webhook-secret",
+       "HUAWEICLOUD_SDK_AK": "GCPROBEAK", "HUAWEICLOUD_SDK_SK": "gc-probe-sk",
+       "HUAWEICLOUD_SDK_PROJECT_ID": "0123456789abcdef0123456789abcdef"}
+
+
+@pytest.mark.parametrize(("entry", "target", "env", "status"), [
+    ("main", "webhook", DRY, 200),  # the whole set-up: settings, pydantic, the command's validator
+    ("main", "on_event", DRY, 200),
+    ("main", "webhook", {**DRY, "STOPLINE_MAX_ATTEMPTS": "many"}, 500),  # a first invocation that fails
+    ("functiongraph", "handler", DRY, 200),
+], ids=["webhook", "on_event", "bad-configuration", "functiongraph"])
+def test_no_collection_runs_during_a_cold_start_and_the_collector_is_back_after_it(
+        entry: str, target: str, env: dict[str, str], status: int) -> None:
+    """Importing an entry point holds CPython's collector off (its threshold raised, so memory stays bounded
+    even if nothing ever releases it); the first invocation -- set-up included -- runs without one
+    collection, and once it is answered the thresholds are the defaults again and what the set-up built
+    is frozen out of later collections' way."""
+    seen = _first_invocation(entry, target, env)
+    assert seen["status"] == status
+    assert seen["held"][0] == COLD_START_GC_THRESHOLD and seen["held"][1:] == seen["default"][1:]
+    assert seen["collections_during_first"] == []
+    assert seen["after"] == seen["default"] and seen["frozen"] > 10_000
