@@ -19,6 +19,7 @@ KIND:
                  stopline code (the chosen stack's own floor), first request against the served emulator
   floor-msgspec, floor-httpcore, floor-msgspec-httpcore
                  the same floor with msgspec for pydantic and/or httpcore for httpx: what a swap would buy
+  floor-gchold   the floor holding the garbage collector off its cold start as stopline's entry points do
   sdk-http       bench/sdk_target.py: a functions-framework target using the official SDK, first request
                  (builds its client and stops one build over HTTP)
   breakdown      the floor's first request, then the given stopline modules one at a time (in the order the
@@ -134,6 +135,7 @@ def main(kind: str, build_no: int) -> None:
             swapped = kind.split("-")[1:]
             os.environ["STOPLINE_BENCH_FLOOR"] = ("msgspec" if "msgspec" in swapped else "pydantic") + "+" + (
                 "httpcore" if "httpcore" in swapped else "httpx")
+            os.environ["STOPLINE_BENCH_FLOOR_GC"] = "hold" if "gchold" in swapped else ""
             from functions_framework import create_app
 
             app = create_app("floor", str(ROOT / "bench" / "floor.py")).test_client()  # type: ignore[no-untyped-call]

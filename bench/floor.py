@@ -7,10 +7,15 @@ official SDK's target is the best the chosen stack allows (bench/README.md, "Col
 
 ``STOPLINE_BENCH_FLOOR`` (``pydantic+httpx`` by default) swaps either half -- ``msgspec`` for the
 validation, ``httpcore`` for the HTTP client -- to measure what a stack swap would buy. Each library is
-imported on the first request, inside the timed window, and only the chosen one."""
+imported on the first request, inside the timed window, and only the chosen one.
+
+``STOPLINE_BENCH_FLOOR_GC=hold`` keeps the garbage collector out of the floor's cold start the way
+stopline's entry points do (``stopline.entry.hold_gc``, written out here so the floor loads no stopline
+code), so that stopline's share can also be read without that gain."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Callable
@@ -20,6 +25,9 @@ import functions_framework
 
 VALIDATION, HTTP = os.environ.get("STOPLINE_BENCH_FLOOR", "pydantic+httpx").split("+")
 _ready: tuple[Callable[[bytes], tuple[str, int]], Callable[[str, bytes], int]] | None = None
+_HELD = gc.get_threshold() if os.environ.get("STOPLINE_BENCH_FLOOR_GC") == "hold" else None
+if _HELD is not None:
+    gc.set_threshold(200_000, *_HELD[1:])
 
 
 def _validator() -> Callable[[bytes], tuple[str, int]]:
@@ -75,4 +83,9 @@ def floor(request: Any) -> Any:
     validate, send = _ready
     job_id, build_no = validate(request.get_data())
     status = send(f"{endpoint}/v3/jobs/stop", json.dumps({"job_id": job_id, "build_no": str(build_no)}).encode())
+    global _HELD
+    if _HELD is not None:
+        gc.freeze()
+        gc.set_threshold(*_HELD)
+        _HELD = None
     return json.dumps({"upstream_status": status}), 200, {"Content-Type": "application/json"}
