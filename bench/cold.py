@@ -169,7 +169,7 @@ def _where_the_share_goes(probe: list[str], env: dict[str, str], builds: Any, mo
         "", "| step | ms |", "|---|---|",
         f"| stopline's {len(each)} modules, each timed alone | {sum(ms for ms, _ in each):.1f} |", *rows,
         f"| functions/main.py and the first request | {first:.1f} |", "",
-        "A module's time includes the cyclic garbage collections that happen to fall in it. The first request "
+        "The modules are timed with the garbage collector held off, as in production. The first request "
         "builds the command's validator, the runtime, and an HTTP client and request like the floor's, so this "
         "counts some of the floor's own work again and sums to more than stopline's share above."]), medians
 
