@@ -115,13 +115,12 @@ else:
     app = create_app(target, str(root / "functions" / "main.py")).test_client()
     held = gc.get_threshold()
     collections.clear()
+    body = json.dumps({"action": "stop_build", "job_id": "f9d6c8466d614a9788e9a0acf6c15f46", "build_no": 7})
     if target == "on_event":
-        body = json.dumps({"action": "stop_build", "job_id": "f9d6c8466d614a9788e9a0acf6c15f46", "build_no": 7})
         headers = {"ce-specversion": "1.0", "ce-id": "gc-1", "ce-source": "tests", "ce-type": "stopline.stop_build",
                    "Content-Type": "application/json"}
     else:
         from stopline import webhooks
-        body = json.dumps({"action": "stop_build", "job_id": "f9d6c8466d614a9788e9a0acf6c15f46", "build_no": 7})
         headers = {**webhooks.sign("gc-probe-webhook-secret", "gc-1", body.encode()),
                    "Content-Type": "application/json"}
     status = app.post("/", data=body, headers=headers).status_code
