@@ -11,7 +11,7 @@ import functions_framework
 from cloudevents.exceptions import GenericException  # functions-framework's own dependency, already loaded
 
 from stopline.entry import hold_gc, release_gc, warm_if_asked
-from stopline.triggers.asgi_events import adopt_asgi_cloud_events
+from stopline.triggers.asgi_events import adopt_asgi_mode
 
 hold_gc()  # until the first invocation is answered: a cold start allocates much and leaves little garbage
 
@@ -122,5 +122,5 @@ def on_event(event: Any) -> None:
         release_gc()
 
 
-adopt_asgi_cloud_events()  # --asgi mode: on_event answers in JSON too (triggers/asgi_events.py)
+adopt_asgi_mode()  # --asgi mode: on_event and the router's refusals answer in JSON too
 warm_if_asked()  # STOPLINE_PREWARM=1: set up now, at instance start, instead of in the first request

@@ -117,7 +117,12 @@ def test_delete_and_dataarts_targets(stack: Stack) -> None:
 def test_request_level_statuses(stack: Stack, mode: str) -> None:
     """405, 413, 415, 401 (missing, wrong, stale, future, tampered), 400 (not JSON, not an object), 422."""
     target = url(stack, f"webhook-{mode}")
-    assert httpx.get(target).status_code == 405
+    for method in ("GET", "HEAD", "OPTIONS", "PUT"):
+        refused = httpx.request(method, target)
+        assert refused.status_code == 405 and refused.headers["allow"] == "POST", method
+    for path in ("robots.txt", "favicon.ico"):  # the framework's own routes answer in JSON too
+        missing = httpx.get(f"{target.rstrip('/')}/{path}")
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == "bad_request", path
     big = signed_post(target, None, raw=b'{"a":"' + b"x" * 300_000 + b'"}')
     assert big.status_code == 413 and big.json()["error"]["type"] == "payload_too_large"
     assert signed_post(target, stop_cmd(1), content_type="text/plain").status_code == 415

@@ -166,5 +166,11 @@ def test_what_the_framework_cannot_read_is_answered_in_json(stack: tuple[Emulato
                          headers={"Content-Type": "application/cloudevents+json"})
     assert partial.status_code == 400 and partial.json()["error"]["type"] == "invalid_json"
     assert "Missing required attributes" in partial.json()["error"]["message"]
+    for method in ("GET", "PUT"):  # the framework routes only POST here: its own 405, in JSON, naming POST
+        refused = httpx.request(method, url, timeout=30)
+        assert refused.status_code == 405 and refused.json()["error"]["type"] == "method_not_allowed", method
+        assert "POST" in refused.headers["allow"].split(", "), method
     text = procs[mode].log_path.read_text(errors="replace")
     assert "Traceback" not in text and "DataUnmarshallerError" not in text
+    refusals = [json.loads(line) for line in text.splitlines() if '"status": 405' in line]
+    assert [(r["level"], r["error_type"]) for r in refusals] == [("WARNING", "method_not_allowed")] * 2

@@ -75,7 +75,8 @@ def test_apig_answers_in_apig_shape_with_http_statuses() -> None:
         assert answer["headers"]["Content-Type"] == "application/json"
         assert json.loads(answer["body"])["outcome"] == "stopped"
         assert handler(apig(good, sign=False))["statusCode"] == 401
-        assert handler(apig(good, method="GET"))["statusCode"] == 405
+        refused = handler(apig(good, method="GET"))
+        assert refused["statusCode"] == 405 and refused["headers"]["Allow"] == "POST"
         assert handler(apig(good, content_type="text/plain"))["statusCode"] == 415
         assert handler(apig(b"x" * 300_000))["statusCode"] == 413
         assert handler(apig(b"[1]"))["statusCode"] == 400

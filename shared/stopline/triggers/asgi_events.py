@@ -4,7 +4,8 @@ functions-framework's ASGI CloudEvent endpoint answers an unreadable event with 
 convert a raw Pub/Sub push as its Flask mode does, and turns a redelivery request into a plain-text 500
 with a traceback. It builds that endpoint through one module-level factory, ``_cloudevent_func_wrapper``,
 looked up when the app is created -- after the function source is imported -- so the source replaces it
-(``adopt_asgi_cloud_events``). Nothing here imports pydantic or httpx until a request arrives.
+(``adopt_asgi_mode``); the app's class is replaced the same way, so that the router's own 404 and 405 are
+JSON too. Nothing here imports pydantic or httpx until a request arrives.
 """
 
 from __future__ import annotations
@@ -74,13 +75,42 @@ def asgi_cloud_event_handler(function: Any, is_async: bool, enable_id_logging: b
         return handler
 
 
-def adopt_asgi_cloud_events() -> None:
-    """Serve CloudEvents with ``asgi_cloud_event_handler`` when functions-framework runs in ``--asgi``
-    mode (its ``aio`` module is loaded before the function source). It builds the endpoint through a
-    module-level factory, so replacing that factory is the one seam it has; in Flask mode nothing changes."""
+def _answering_in_json(starlette: type[Any]) -> type[Any]:
+    """functions-framework's Starlette app, answering the router's own refusals in JSON: a method the
+    route does not take (every one but POST on ``on_event``) is a plain-text 405 there, and /robots.txt and
+    /favicon.ico a plain-text 404. Both reach the app as ``HTTPException``; its ``exception_handlers`` are
+    the documented place to answer them."""
+    from starlette.exceptions import HTTPException
+    from starlette.responses import Response
+
+    from stopline.triggers.frameworks import framework_refusal
+
+    async def refusal(request: Any, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        content, status, headers = framework_refusal(exc.status_code, exc.detail,
+                                                     (exc.headers or {}).get("Allow"))
+        return Response(content, status_code=status, headers=headers)
+
+    class JsonRefusals(starlette):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["exception_handlers"] = {HTTPException: refusal, **(kwargs.get("exception_handlers") or {})}
+            super().__init__(*args, **kwargs)
+
+    return JsonRefusals
+
+
+def adopt_asgi_mode() -> None:
+    """When functions-framework runs in ``--asgi`` mode (its ``aio`` module is loaded before the function
+    source), serve CloudEvents with ``asgi_cloud_event_handler`` and answer the router's own refusals in JSON.
+    It builds the app through module-level names looked up when the app is created -- after the source is
+    imported -- so replacing them is the one seam it has; in Flask mode nothing changes."""
     import sys
 
-    aio = sys.modules.get("functions_framework.aio")
+    aio: Any = sys.modules.get("functions_framework.aio")
     factory = "_cloudevent_func_wrapper"
-    if aio is not None and hasattr(aio, factory):
-        setattr(aio, factory, asgi_cloud_event_handler)
+    if aio is None or not hasattr(aio, factory):
+        return
+    setattr(aio, factory, asgi_cloud_event_handler)
+    app_class = getattr(aio, "Starlette", None)
+    if app_class is not None and app_class.__module__ != __name__:  # not wrapped yet (a source loaded twice)
+        aio.Starlette = _answering_in_json(app_class)

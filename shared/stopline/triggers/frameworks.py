@@ -82,6 +82,21 @@ def _pipeline_response_class() -> type:
     return PipelineResponse
 
 
+def framework_refusal(code: int, message: str, allow: str | None = None) -> tuple[bytes, int, dict[str, str]]:
+    """A refusal of the web framework's own (a method its route does not take, its 404 for /robots.txt and
+    /favicon.ico) in JSON like every other answer, with the ``Allow`` header a 405 must carry; logged once
+    at WARNING like every refusal (no target ran, so the line names none)."""
+    from stopline import logs
+
+    kind = "method_not_allowed" if code == 405 else "bad_request" if code < 500 else "internal"
+    logs.ensure_configured()
+    http.log.warning("request refused (%s) by the web framework: %s", code, message,
+                     extra={"status": code, "error_type": kind, "target": None, "event_id": None})
+    body = {"ok": False, "error": {"type": kind, "message": message, "details": []}}
+    headers = {"Content-Type": "application/json", **({"Allow": allow} if allow else {})}
+    return http.HttpReply(code, body).content(), code, headers
+
+
 def answer_raised(error: Exception) -> tuple[bytes, int, dict[str, str]]:
     """Flask mode's answer for an exception that left a target: an HTTP error of the framework's own (404,
     405) in JSON; a redelivery request (on_event) as 503 with Retry-After, logged once as JSON; else a bug."""
@@ -89,9 +104,8 @@ def answer_raised(error: Exception) -> tuple[bytes, int, dict[str, str]]:
 
     code = getattr(error, "code", None)
     if isinstance(code, int) and 400 <= code < 600 and hasattr(error, "description"):  # werkzeug's HTTPException
-        body = {"ok": False, "error": {"type": "bad_request" if code < 500 else "internal",
-                                       "message": str(error.description), "details": []}}
-        return http.HttpReply(code, body).content(), code, {"Content-Type": "application/json"}
+        allowed = getattr(error, "valid_methods", None)  # set on werkzeug's 405
+        return framework_refusal(code, str(error.description), ", ".join(allowed) if allowed else None)
     if isinstance(error, RedeliveryRequested):
         import logging
 

@@ -90,6 +90,8 @@ def error_reply(error: StoplineError) -> HttpReply:
     headers = {}
     if error.transient:
         headers["Retry-After"] = str(max(1, round(error.retry_after or 1)))
+    if isinstance(error, MethodNotAllowed):
+        headers["Allow"] = "POST"  # a 405 must say what the target accepts (RFC 9110, section 15.5.6)
     return HttpReply(error.status, {"ok": False, "error": error.to_json()}, headers)
 
 
