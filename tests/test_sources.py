@@ -167,8 +167,11 @@ def test_parse_checks_in_the_contract_order(tmp_path: Path) -> None:
 
     verifier: dict[str, Source] = {"github": GitHub((GITHUB_SECRET,)), "gitlab": GitLab(()),
                                    "webhook": StandardWebhooks(())}
-    with pytest.raises(UnsupportedMediaType):
+    with pytest.raises(UnsupportedMediaType, match="GitHub webhook's Content type to application/json"):
         parse("github", {"content-type": "application/x-www-form-urlencoded"}, b"payload=1", sources=verifier)
+    with pytest.raises(UnsupportedMediaType) as plain:  # the hint is GitHub's default, on GitHub's target only
+        parse("webhook", {"content-type": "application/x-www-form-urlencoded"}, b"payload=1", sources=verifier)
+    assert "GitHub" not in plain.value.message
     with pytest.raises(Unauthorized):
         parse("github", {"content-type": "application/json"}, b"not json", sources=verifier)
     import hashlib

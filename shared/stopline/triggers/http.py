@@ -113,6 +113,15 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def _not_json(target: str, content_type: str | None) -> str:
+    """The 415's message; on the ``github`` target a form body is GitHub's default for a new webhook, so
+    the message says which setting to change (every such delivery would fail, and GitHub never redelivers)."""
+    message = f"content type {content_type or '(none)'!r} is not JSON; send application/json"
+    if target == "github" and (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
+        message += " (set the GitHub webhook's Content type to application/json: Settings -> Webhooks -> Edit)"
+    return message
+
+
 def precheck(method: str, headers: Mapping[str, str], target: str) -> None:
     """The checks before the body is read: method, then the declared size."""
     if target not in TARGET_ACTIONS:
@@ -154,8 +163,7 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapp
     if len(body) > limit:
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes ({_size(limit)})")
     if not _is_json(headers.get("content-type")):
-        raise UnsupportedMediaType(
-            f"content type {headers.get('content-type') or '(none)'!r} is not JSON; send application/json")
+        raise UnsupportedMediaType(_not_json(target, headers.get("content-type")))
     source = source_for(target, sources)
     signed_id = source.verify(headers, body)
     data = jsonin.loads(body)
