@@ -251,6 +251,12 @@ def test_two_processes_sharing_redis_never_double_a_stop(redis_server: RedisServ
     queued = subprocess.run([sys.executable, "-m", "stopline.cli", "invoke", "functiongraph", "--event", str(path)],
                             env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert json.loads(queued.stdout)["pending"] == 20, queued.stdout + queued.stderr
+    # listing reads the store only: an operator's shell without cloud credentials sees all twenty
+    bare = {k: v for k, v in env.items() if not k.startswith("HUAWEICLOUD_")}
+    shown = subprocess.run([sys.executable, "-m", "stopline.cli", "retries", "list", "--json"], env=bare,
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    assert sorted(p["command"]["build_no"] for p in json.loads(shown.stdout)["pending"]) == list(range(1, 21))
     takers = [subprocess.Popen([sys.executable, "-m", "stopline.cli", "retries", "run", "--all", "--json"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
               for _ in range(2)]
@@ -261,6 +267,16 @@ def test_two_processes_sharing_redis_never_double_a_stop(redis_server: RedisServ
     listed = subprocess.run([sys.executable, "-m", "stopline.cli", "retries", "list"], env=env,
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert listed.returncode == 0 and listed.stdout.strip() == "nothing pending"
+
+
+def test_listing_a_memory_store_says_it_cannot_see_the_functions_retries() -> None:
+    """`stopline retries list` in a shell whose store is memory:// would read its own empty store: it says
+    so on stderr rather than let "nothing pending" pass for the functions' state."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    listed = subprocess.run([sys.executable, "-m", "stopline.cli", "retries", "list", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == {"pending": []}
+    assert "STOPLINE_IDEMPOTENCY_URL is memory://" in listed.stderr and "Redis" in listed.stderr
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

@@ -32,8 +32,9 @@ def _fields(exc: InvalidCommand) -> str:
     return "; ".join(f"{d['field'].replace('_', '-')}: {d['message']}" for d in exc.details) or exc.message
 
 
-def _configured_runtime(verbose: bool) -> Any:
-    """The runtime with credentials checked, quiet unless -v; exits 2 on a configuration problem."""
+def _configured_runtime(verbose: bool, *, cloud: bool = True) -> Any:
+    """The runtime, quiet unless -v, with its credentials checked when the command calls the cloud
+    (``cloud``); exits 2 on a configuration problem."""
     from stopline import logs
     from stopline.entry import get_runtime
 
@@ -44,7 +45,8 @@ def _configured_runtime(verbose: bool) -> Any:
         runtime = get_runtime()
         if quiet:
             logs.configure("CRITICAL")
-        runtime.client()
+        if cloud:
+            runtime.client()
     except ConfigurationError as exc:
         _die(exc.message)
     return runtime

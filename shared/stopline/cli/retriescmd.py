@@ -15,12 +15,21 @@ def retries() -> None:
     """Pending retries: commands whose sender never redelivers, kept until they succeed or are abandoned."""
 
 
+def _warn_if_private(store_url: str) -> None:
+    """A ``memory://`` store is this process's own: the pending retries of the functions are not in it, so
+    "nothing pending" would mislead. Said on stderr (``--json`` output stays parseable)."""
+    if store_url.startswith("memory://"):
+        click.echo("stopline: STOPLINE_IDEMPOTENCY_URL is memory://, which only the process holding it sees; "
+                   "set it to the Redis URL your functions use to see their pending retries", err=True)
+
+
 @retries.command("list")
 @_json_option
 @_verbose_option
 def retries_list(as_json: bool, verbose: bool) -> None:
-    """What is pending, when it is due, and why (the last error)."""
-    runtime = _configured_runtime(verbose)
+    """What is pending, when it is due, and why (the last error). Reads the store only: no credentials."""
+    runtime = _configured_runtime(verbose, cloud=False)
+    _warn_if_private(runtime.settings.idempotency_url)
     pending = runtime.pipeline.retries.pending()
     if as_json:
         click.echo(json.dumps({"pending": pending}, indent=2))
@@ -44,6 +53,7 @@ def retries_list(as_json: bool, verbose: bool) -> None:
 def retries_run(everything: bool, as_json: bool, verbose: bool) -> None:
     """Run the pending retries that are due now (or --all); one line per command run."""
     runtime = _configured_runtime(verbose)
+    _warn_if_private(runtime.settings.idempotency_url)
     pipeline = runtime.pipeline
     ran = pipeline.retries.run_due(pipeline, everything=everything, limit=1000)
     left = len(pipeline.retries.pending())
