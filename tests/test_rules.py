@@ -179,6 +179,10 @@ def test_cli_rules_check_and_explain(tmp_path: Path) -> None:
     assert checked.returncode == 0 and "3 rules, valid" in checked.stdout and "cancel-shop-ci" in checked.stdout
     bad = cli("rules", "check", write(tmp_path, "rules: [{name: r}]", "bad.yaml"))
     assert bad.returncode == 2 and "rule 0 'r': when" in bad.stderr and "Traceback" not in bad.stderr
+    spelled = cli("rules", "check", "--rules", path)  # as `rules explain` and `dev` take it
+    assert spelled.returncode == 0 and spelled.stdout == checked.stdout
+    both = cli("rules", "check", path, "--rules", str(tmp_path / "bad.yaml"))
+    assert both.returncode == 2 and "two rules files given" in both.stderr
     explained = cli("rules", "explain", "--source", "github", "--event",
                     str(ROOT / "events" / "github-workflow_run-cancelled.json"), "--event-type", "workflow_run",
                     env={"STOPLINE_RULES": path})

@@ -43,9 +43,12 @@ def _load(given: str | None, how: str) -> tuple[str, Rules]:
 
 @rules.command("check")
 @click.argument("file", required=False)
-def rules_check(file: str | None) -> None:
+@click.option("--rules", "rules_file", help="The same as FILE, spelled as `rules explain` and `dev` take it.")
+def rules_check(file: str | None, rules_file: str | None) -> None:
     """Validate FILE (default: STOPLINE_RULES) and print each rule."""
-    path, loaded = _load(file, "a rules FILE")
+    if file and rules_file and file != rules_file:
+        _die(f"two rules files given ({file} and --rules {rules_file}); give one")
+    path, loaded = _load(file or rules_file, "a rules FILE")
     click.echo(f"{path}: {len(loaded.rules)} rule{'s' if len(loaded.rules) != 1 else ''}, valid")
     for i, rule in enumerate(loaded.rules):
         when = rule.when.model_dump(exclude_none=True, exclude_defaults=False)
