@@ -26,6 +26,8 @@ class Source(Protocol):
     name: ClassVar[str]
     pipeline_source: ClassVar[bool]
     """Its deliveries are pipeline events for the rules (GitHub, GitLab), not commands."""
+    form_hint: ClassVar[str | None]
+    """What the 415 tells this sender's user when a body came form-encoded, if that is a setting of theirs."""
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> str | None: ...
 
@@ -57,6 +59,7 @@ class StandardWebhooks(_Sender):
 
     name: ClassVar[str] = "webhook"
     pipeline_source: ClassVar[bool] = False
+    form_hint: ClassVar[str | None] = None
     __slots__ = ("allow_unsigned", "keys", "tolerance_s")
 
     def __init__(self, keys: tuple[bytes, ...], allow_unsigned: bool = False, tolerance_s: int = 300) -> None:
@@ -90,6 +93,9 @@ class GitHub(_Sender):
 
     name: ClassVar[str] = "github"
     pipeline_source: ClassVar[bool] = True
+    # GitHub's webhook form defaults to a form body; left so, every delivery fails and none is redelivered.
+    form_hint: ClassVar[str | None] = "set the GitHub webhook's Content type to application/json (Settings -> " \
+        "Webhooks -> Edit)"
     __slots__ = ("allow_unsigned", "keys")
 
     def __init__(self, keys: tuple[bytes, ...], allow_unsigned: bool = False) -> None:
@@ -123,6 +129,7 @@ class GitLab(_Sender):
 
     name: ClassVar[str] = "gitlab"
     pipeline_source: ClassVar[bool] = True
+    form_hint: ClassVar[str | None] = None
     __slots__ = ("allow_unsigned", "signing_keys", "tokens", "tolerance_s")
 
     def __init__(self, tokens: tuple[bytes, ...], signing_keys: tuple[bytes, ...] = (), allow_unsigned: bool = False,

@@ -113,12 +113,11 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def _not_json(target: str, content_type: str | None) -> str:
-    """The 415's message; on the ``github`` target a form body is GitHub's default for a new webhook, so
-    the message says which setting to change (every such delivery would fail, and GitHub never redelivers)."""
+def _not_json(content_type: str | None, source: Source) -> str:
+    """The 415's message, with the sender's own advice when its body came form-encoded (GitHub's default)."""
     message = f"content type {content_type or '(none)'!r} is not JSON; send application/json"
-    if target == "github" and (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
-        message += " (set the GitHub webhook's Content type to application/json: Settings -> Webhooks -> Edit)"
+    if source.form_hint and (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
+        message += f" ({source.form_hint})"
     return message
 
 
@@ -162,9 +161,9 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapp
     limit = max_body(target)
     if len(body) > limit:
         raise PayloadTooLarge(f"body is over the limit of {limit} bytes ({_size(limit)})")
-    if not _is_json(headers.get("content-type")):
-        raise UnsupportedMediaType(_not_json(target, headers.get("content-type")))
     source = source_for(target, sources)
+    if not _is_json(headers.get("content-type")):
+        raise UnsupportedMediaType(_not_json(headers.get("content-type"), source))
     signed_id = source.verify(headers, body)
     data = jsonin.loads(body)
     if not isinstance(data, dict):
