@@ -106,12 +106,37 @@ def test_the_timer_taker_stops_it_exactly_once(cloud: Emulator) -> None:
     early = fg_handle(timer, None, runtime=get_runtime)
     assert early["retried"] == [] and early["results"] == [] and stops(cloud) == []  # not due yet (2 s)
     time.sleep(2.1)
-    answer = fg_handle(timer, None, runtime=get_runtime)
+    noted = {**timer, "user_event": "sweep stopline's retries"}  # a note typed into the console, not a command
+    answer = fg_handle(noted, None, runtime=get_runtime)
     assert [(r["outcome"], r["reason"]) for r in answer["retried"]] == [("stopped", WHY)] and stops(cloud) == [STOP_24]
+    assert [r["error"]["type"] for r in answer["results"]] == ["invalid_json"]  # the note itself is refused
     assert get_runtime().pipeline.retries.pending() == []
     after = github_cancel(delivery="d-3")  # the key now holds the finished result
     assert after["results"][0]["outcome"] == "duplicate" and after["results"][0]["first_outcome"] == "stopped"
     assert fg_handle(timer, None, runtime=get_runtime)["retried"] == [] and stops(cloud) == [STOP_24]
+
+
+def test_a_timer_during_a_store_outage_leaves_the_retries_for_the_next_tick(
+        log_lines: LogCapture, monkeypatch: pytest.MonkeyPatch, served: tuple[Emulator, EmulatorServer]) -> None:
+    """Redis unreachable when the 1-minute timer fires: answered (the invocation does not fail on an event
+    that carried nothing), one WARNING naming the store, no 'internal error' and no traceback."""
+    from .conftest import free_port
+
+    for name, value in {**demo_environment(served[1].url),
+                        "STOPLINE_IDEMPOTENCY_URL": f"redis://127.0.0.1:{free_port()}/0"}.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    timer = {"version": "v1.0", "time": "2026-12-07T10:00:00+08:00", "trigger_type": "TIMER",
+             "trigger_name": "stopline-retries", "user_event": ""}
+    try:
+        answer = fg_handle(timer, None, runtime=get_runtime)
+    finally:
+        reset_runtime()
+    assert answer == {"ok": True, "trigger": "timer", "results": [], "retried": []}
+    records = log_lines.records
+    assert [r["message"] for r in records if r["level"] == "WARNING"][-1].startswith(
+        "could not take the due pending retries (idempotency store unreachable")
+    assert not [r for r in records if r["level"] == "ERROR" or "exc_info" in r]
 
 
 def test_the_retries_target_runs_everything_pending(cloud: Emulator) -> None:

@@ -219,9 +219,12 @@ def _handle(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
                            "or a command", details=[{"field": "event", "message": "unknown trigger"}])
         return {"ok": False, "trigger": kind, "results": [failed(Delivery(None, trigger), error)
                                                           .to_json(with_status=True)]}
-    results: list[Result] = []
     try:
         pipeline = _pipeline_chooser(context)(runtime())
+        retried = _take_due(pipeline) if kind == "timer" else None
+    except StoplineError as exc:
+        return _answer(kind, [failed(Delivery(None, trigger), exc)], None)
+    try:
         if kind == "direct":
             raws = event["commands"] if isinstance(event.get("commands"), list) else [event]
             pairs: list[tuple[Any, str | None]] = [(raw, None) for raw in raws]
@@ -233,9 +236,7 @@ def _handle(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
                              details=[{"field": "records" if kind != "direct" else "commands",
                                        "message": f"{len(pairs)} commands, over {MAX_COMMANDS}"}])
     except StoplineError as exc:
-        results.append(failed(Delivery(None, trigger), exc))
-        raise_for_redelivery(results)
-        return {"ok": False, "trigger": kind, "results": [r.to_json(with_status=True) for r in results]}
+        return _answer(kind, [failed(Delivery(None, trigger), exc)], retried)
     slots: list[Result | None] = []
     runnable: list[tuple[object, Delivery, int | None]] = []
     deadline = deadline_of(context)
@@ -246,15 +247,32 @@ def _handle(event: Any, context: Any, runtime: RuntimeSource) -> dict[str, Any]:
             slots.append(None)
         except StoplineError as exc:
             slots.append(failed(delivery, exc))
-    retried = pipeline.retries.run_due(pipeline) if kind == "timer" else []  # a timer also takes due retries
     ran = iter(pipeline.handle_each(runnable))  # records run concurrently, bounded by STOPLINE_BATCH_CONCURRENCY
-    results = [slot if slot is not None else next(ran) for slot in slots]
+    return _answer(kind, [slot if slot is not None else next(ran) for slot in slots], retried)
+
+
+def _take_due(pipeline: Pipeline) -> list[Result]:
+    """A timer event's sweep of the due pending retries, whatever the event carries: a ``user_event`` that
+    is no command (a note typed into the console) must not stop the sweep the 1-minute timer is for. A
+    store outage leaves the retries where they are for the next tick: a warning, not an internal error."""
+    from stopline.idempotency import StoreUnavailable
+
+    try:
+        return pipeline.retries.run_due(pipeline)
+    except StoreUnavailable as exc:
+        log.warning("could not take the due pending retries (%s); the next timer event tries again", exc,
+                    extra={"trigger": "functiongraph:timer", "error_type": "unavailable"})
+        return []
+
+
+def _answer(kind: str, results: list[Result], retried: list[Result] | None) -> dict[str, Any]:
+    """The invocation's answer; raises first when a result asks the platform to redeliver the event."""
     raise_for_redelivery(results)
     pending = sum(1 for r in results if r.pending)
     return {"ok": all(r.ok for r in results), "trigger": kind,
             "results": [r.to_json(with_status=True) for r in results],
             **({"pending": pending} if pending else {}),
-            **({"retried": [r.to_json(with_status=True) for r in retried]} if kind == "timer" else {})}
+            **({"retried": [r.to_json(with_status=True) for r in retried]} if retried is not None else {})}
 
 
 def _cts(event: dict[str, Any], context: Any, runtime: RuntimeSource) -> dict[str, Any]:
