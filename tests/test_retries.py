@@ -134,7 +134,7 @@ def test_a_timer_during_a_store_outage_leaves_the_retries_for_the_next_tick(
         reset_runtime()
     assert answer == {"ok": True, "trigger": "timer", "results": [], "retried": []}
     records = log_lines.records
-    assert [r["message"] for r in records if r["level"] == "WARNING"][-1].startswith(
+    assert [str(r["message"]) for r in records if r["level"] == "WARNING"][-1].startswith(
         "could not take the due pending retries (idempotency store unreachable")
     assert not [r for r in records if r["level"] == "ERROR" or "exc_info" in r]
 
