@@ -132,6 +132,23 @@ def test_invoke_emulate_says_it_uses_its_own_emulator() -> None:
     assert json.loads(done.stdout)["results"][0]["outcome"] == "stopped"
 
 
+def test_invoke_answers_an_event_with_a_bad_base64_body_as_the_cloud_would(tmp_path: Path) -> None:
+    """An APIG event whose body is not valid base64 is the handler's to refuse (401: nothing it could
+    verify), and a CloudEvent with a bad data_base64 is a usage error naming the field -- neither a bare
+    "Incorrect padding" from the command line."""
+    apig = json.loads((ROOT / "events" / "functiongraph-apig.json").read_text())
+    path = tmp_path / "apig.json"
+    path.write_text(json.dumps({**apig, "body": "%%%not-base64", "isBase64Encoded": True}))
+    done = run(["invoke", "functiongraph", "--event", str(path), "--emulate"], {})
+    assert done.returncode == 1 and json.loads(done.stdout)["statusCode"] == 401, done.stderr
+    event = tmp_path / "ce.json"
+    event.write_text(json.dumps({"specversion": "1.0", "id": "x", "source": "//t", "type": "stopline.stop_build",
+                                 "data_base64": "%%%"}))
+    refused = run(["invoke", "on_event", "--event", str(event), "--emulate"], {})
+    assert refused.returncode == 2 and "data_base64 is not valid base64" in refused.stderr
+    assert "Traceback" not in done.stderr + refused.stderr
+
+
 @pytest.fixture
 def hook(served: tuple[Emulator, EmulatorServer], tmp_path: Path) -> Any:
     """A real webhook target signed with a known secret."""

@@ -8,6 +8,7 @@ production. ``--emulate`` runs inside :func:`stopline.emulator.mock_huaweicloud`
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import os
@@ -81,7 +82,10 @@ def _on_event(event: dict[str, Any]) -> tuple[int, Any]:
         attributes = {k: v for k, v in event.items() if k not in ("data", "data_base64")}
         data = event.get("data")
         if data is None and "data_base64" in event:
-            data = base64.b64decode(event["data_base64"])
+            try:
+                data = base64.b64decode(event["data_base64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("the CloudEvent's data_base64 is not valid base64") from None
     else:  # a Pub/Sub push body, as the push subscription posts it
         message = event.get("message") or {}
         attributes = {"id": message.get("messageId") or message.get("message_id"),
@@ -95,14 +99,20 @@ def _on_event(event: dict[str, Any]) -> tuple[int, Any]:
 
 
 def _resign_apig(event: dict[str, Any]) -> dict[str, Any]:
-    """Sign an APIG event's body afresh (sample files carry stale signatures), keeping its webhook-id."""
+    """Sign an APIG event's body afresh (sample files carry stale signatures), keeping its webhook-id. A
+    body that is not valid base64 has nothing to sign: its headers stay, and the handler refuses it as it
+    would in the cloud."""
     from stopline.webhooks import sign
 
+    secret = _signing_secret()
     raw = event.get("body") or ""
-    body = base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode()
+    try:
+        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else str(raw).encode()
+    except (binascii.Error, ValueError):
+        return event
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     msg_id = headers.get("webhook-id") or f"invoke_{uuid.uuid4().hex}"
-    return {**event, "headers": {**headers, **sign(_signing_secret(), msg_id, body)}}
+    return {**event, "headers": {**headers, **sign(secret, msg_id, body)}}
 
 
 def _functiongraph(event: Any) -> tuple[int, Any]:
