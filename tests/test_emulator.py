@@ -4,6 +4,7 @@ cloud's 401 body, the control API works over HTTP, and faults repeat by seed."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -99,6 +100,34 @@ def test_control_api(served: tuple[Emulator, EmulatorServer]) -> None:
     assert [(c["status"], c["auth"]) for c in calls] == [(429, "none"), (200, "token")]
     assert httpx.request("DELETE", f"{url}/faults").status_code == 200
     assert httpx.post(f"{url}/faults", json={"path": "x", "kind": "nope"}).status_code == 400
+
+
+@pytest.mark.parametrize(("route", "body", "says"), [
+    ("seed", [], "body must be a JSON object, not a list"),
+    ("seed", {"build_task": [{"job_id": "a" * 32}]}, "seed: build_task: Extra inputs are not permitted"),
+    ("seed", {"build_tasks": "x"}, "seed: build_tasks: Input should be a valid list"),
+    ("seed", {"build_tasks": [{"job_id": 1}]}, "seed: build_tasks.0.job_id: Input should be a valid string"),
+    ("seed", {"build_tasks": [{"job_id": "b" * 32, "builds": [{"build_no": 0}]}]},
+     "seed: build_tasks.0.builds.0.build_no: Input should be greater than or equal to 1"),
+    ("faults", {"path": "(", "kind": "error"}, "path: not a regular expression"),
+    ("faults", {"path": "x", "kind": "error", "status": "abc"}, "fault: status: Input should be a valid integer"),
+    ("faults", {"path": "x", "kind": "error", "count": -1}, "fault: count: Input should be greater than or equal"),
+    ("faults", ["x"], "body must be a JSON object, not a list"),
+])
+def test_control_api_refuses_what_it_cannot_use(served: tuple[Emulator, EmulatorServer], route: str, body: Any,
+                                                says: str) -> None:
+    """A control call the emulator cannot use is a 400 naming the field, and changes nothing: a list body
+    and a bad regular expression dropped the connection, a misspelt seed section seeded nothing and said
+    ok, a fault's wrong type was kept until it fired."""
+    emulator, server = served
+    before = (emulator.state.snapshot(), len(emulator.faults.rules))
+    answer = httpx.post(f"{server.url}/_emulator/{route}", json=body)
+    assert answer.status_code == 400 and answer.json()["ok"] is False
+    assert answer.json()["error"].startswith(says), answer.json()
+    assert (emulator.state.snapshot(), len(emulator.faults.rules)) == before
+    assert httpx.get(f"{server.url}/_emulator/health").json() == {"ok": True}
+    with pytest.raises(ValueError, match="build_task"):  # the in-process seed says the same
+        emulator.seed({"build_task": []})
 
 
 def test_faults_repeat_by_seed() -> None:

@@ -20,6 +20,8 @@ def handle(router: Router, request: EmuRequest) -> EmuReply:
         body = json.loads(request.body) if request.body else {}
     except ValueError:
         return json_reply(400, {"ok": False, "error": "body is not JSON"})
+    if not isinstance(body, dict):
+        return json_reply(400, {"ok": False, "error": f"body must be a JSON object, not a {type(body).__name__}"})
     try:
         if route == ("GET", "/_emulator/health"):
             return json_reply(200, {"ok": True})

@@ -129,7 +129,11 @@ class CloudState:
 
     # -- seeding -------------------------------------------------------------------------------
     def seed(self, data: dict[str, Any]) -> None:
-        """Add state in the shape of docs/cloud-answers.md (``POST /_emulator/seed``)."""
+        """Add state in the shape of docs/cloud-answers.md (``POST /_emulator/seed``); a bad field raises
+        ValueError naming it before anything changes."""
+        from stopline.emulator.control_schema import checked_seed
+
+        data = checked_seed(data)
         with self.lock:
             for c in data.get("credentials", []):
                 self.credentials[c["ak"]] = Credential(c["ak"], c["sk"], c.get("project_id"),
