@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import stopline
 from stopline.emulator import mock_huaweicloud
 from stopline.emulator.seeds import DEMO_JOB_ID
@@ -40,3 +42,13 @@ def test_every_client_method_returns_a_result_and_everything_needs_all_running()
         for result in (client.delete_build_task(DEMO_JOB_ID), client.stop_dataarts_job("nope"),
                        client.stop_pipeline_run("0" * 32, "1" * 32)):
             assert isinstance(result, stopline.Result)  # a cloud answer, success or not, is never raised
+
+
+def test_a_client_built_without_arguments_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stopline.Client()` is `Client.from_env()`: the functions' variables, and a bad one named."""
+    with mock_huaweicloud("demo") as cloud, stopline.Client() as client:
+        assert client.stop_build(DEMO_JOB_ID, 20).outcome == stopline.Outcome.STOPPED
+        assert [c["path"] for c in cloud.calls] == ["/v3/jobs/stop"]
+    monkeypatch.setenv("STOPLINE_TIMEOUT_S", "-1")
+    with pytest.raises(stopline.ConfigurationError, match="STOPLINE_TIMEOUT_S"):
+        stopline.Client()

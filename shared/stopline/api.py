@@ -32,15 +32,23 @@ def _when(value: datetime | str | None) -> str | None:
 class Client:
     """Stop CodeArts builds and Pipeline runs, delete build tasks and stop DataArts jobs from Python.
 
-    Build it with :meth:`from_env` (the functions' environment variables, docs/configuration.md) or
-    from a :class:`~stopline.settings.Settings`. Use it as a context manager, or call :meth:`close`, to
-    release its connections. Thread-safe: one instance can serve many threads.
+    ``Client()`` reads the functions' environment variables (docs/configuration.md); pass a
+    :class:`~stopline.settings.Settings`, or use :meth:`from_env` with overrides, to configure it in code.
+    Use it as a context manager, or call :meth:`close`, to release its connections. Thread-safe: one
+    instance can serve many threads.
+
+    Raises:
+        ConfigurationError: (without ``settings``) a variable is invalid; the message names it.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
         from stopline import transport
         from stopline.entry import Runtime
 
+        if settings is None:
+            from stopline.settings import load_settings
+
+            settings = load_settings()
         self.settings = settings
         # The functions' composition root, without their log handler; inside mock_huaweicloud() its
         # transport is the emulator's.
