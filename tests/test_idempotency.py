@@ -111,6 +111,31 @@ def test_redis_down_is_store_unavailable(redis_server: RedisServer) -> None:
     store.close()
 
 
+@pytest.mark.parametrize("policy", ["volatile-lru", "allkeys-lru", "noeviction"])
+def test_a_redis_that_may_evict_keys_is_named_once(redis_server: RedisServer, log_lines: LogCapture,
+                                                   policy: str) -> None:
+    """A Redis that may evict keys (managed services often run an evicting policy, and under a volatile-*
+    one every stopline key is a candidate, since all expire) could drop a claim or a result and let a
+    redelivery run twice: the first use of the store says so in one WARNING naming the policy; with
+    noeviction it says nothing."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_server.url)
+    admin.config_set("maxmemory-policy", policy)
+    admin.close()
+    store = open_store(redis_server.url)
+    assert store.get("k") is None  # the first use makes the client, and starts the check beside it
+    for thread in [t for t in threading.enumerate() if t.name == "stopline-redis-policy"]:
+        thread.join(timeout=10)
+    store.close()
+    warned = [str(r["message"]) for r in log_lines.records if "maxmemory-policy" in str(r["message"])]
+    if policy == "noeviction":
+        assert warned == []
+    else:
+        assert len(warned) == 1 and warned[0].startswith(f"Redis maxmemory-policy is {policy}: ")
+        assert "set maxmemory-policy to noeviction" in warned[0]
+
+
 @pytest.mark.parametrize("url", [
     "redis://:pa/ss@127.0.0.1:6379/0", "redis://:s3cret@127.0.0.1:99999/0", "redis://[::1/0",
     "redis+cluster://:s3cret@127.0.0.1", "redis+sentinel://:s3cret@127.0.0.1:26379", "rediss://:s3cret@/0",

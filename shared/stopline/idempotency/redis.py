@@ -13,6 +13,7 @@ Any Redis error becomes :class:`StoreUnavailable` -- the caller answers 503, nev
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any, cast
@@ -130,11 +131,37 @@ def connect(url: str) -> Callable[[], Any]:
     return lambda: client
 
 
+log = logging.getLogger("stopline")
+
+
+def warn_if_evicting(client: Any) -> None:
+    """Unless Redis's ``maxmemory-policy`` is ``noeviction``, a Redis short of memory may evict keys --
+    with the ``volatile-*`` policies exactly stopline's, which all expire -- and an evicted claim or result
+    lets a redelivered event run twice. One INFO call; a server that refuses it (some managed services
+    rename it) is not judged."""
+    try:
+        info = client.info("memory")
+    except _ERRORS as exc:
+        log.debug("could not read Redis's maxmemory-policy (%s)", type(exc).__name__)
+        return
+    nodes = [info] if "maxmemory_policy" in info else [v for v in info.values() if isinstance(v, dict)]
+    evicting = sorted({str(n["maxmemory_policy"]) for n in nodes if n.get("maxmemory_policy", "noeviction")
+                       != "noeviction"})
+    if evicting:
+        log.warning("Redis maxmemory-policy is %s: short of memory, Redis may evict stopline's claims and "
+                    "results, and a redelivered event would then run twice; set maxmemory-policy to "
+                    "noeviction (a full Redis then refuses writes, and stopline answers 503 until it has room)",
+                    ", ".join(evicting), extra={"error_type": "configuration"})
+
+
 class _Client:
-    """The redis-py client and its scripts, made once on first use."""
+    """The redis-py client and its scripts, made once on first use; its eviction policy is checked then,
+    on a daemon thread, off the first request's path."""
 
     def __init__(self, make: Callable[[], Any]) -> None:
         self.redis = make()
+        threading.Thread(target=warn_if_evicting, args=(self.redis,), name="stopline-redis-policy",
+                         daemon=True).start()
         self.replace_if = self.redis.register_script(_REPLACE_IF)
         self.release = self.redis.register_script(_RELEASE)
         self.add_retry = self.redis.register_script(_ADD_RETRY)
