@@ -20,6 +20,7 @@ from stopline import webhooks
 from stopline.emulator import Emulator
 from stopline.emulator.seeds import DEMO_PROJECT_ID, demo_environment
 
+from ..conftest import LogCapture
 from ..redis_topologies import TOPOLOGIES, Topology
 from .harness import SECRET, FunctionProcess, start_all
 
@@ -116,3 +117,25 @@ def test_a_store_restart_mid_run_loses_nothing_and_calls_nothing_twice(topology:
         for p in procs:
             p.stop()
         server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"], indirect=True)
+def test_an_evicting_node_is_named_whatever_the_topology(topology: Topology, log_lines: LogCapture) -> None:
+    """One data node set to evict (a cluster's last master, the Sentinel's master): the store reads every
+    node's policy through its own client and warns once, naming it."""
+    import subprocess
+
+    from stopline.idempotency import open_store
+
+    node = topology.data[-1]
+    subprocess.run(["redis-cli", "-p", str(node.port), "config", "set", "maxmemory-policy", "volatile-ttl"],
+                   check=True, capture_output=True, timeout=30)
+    store = open_store(topology.url)
+    try:
+        assert store.get("stopline:nothing") is None
+        for thread in [t for t in threading.enumerate() if t.name == "stopline-redis-policy"]:
+            thread.join(timeout=30)
+    finally:
+        store.close()
+    warned = [str(r["message"]) for r in log_lines.records if "maxmemory-policy" in str(r["message"])]
+    assert len(warned) == 1 and warned[0].startswith("Redis maxmemory-policy is volatile-ttl: "), warned

@@ -139,8 +139,9 @@ def warn_if_evicting(client: Any) -> None:
     with the ``volatile-*`` policies exactly stopline's, which all expire -- and an evicted claim or result
     lets a redelivered event run twice. One INFO call; a server that refuses it (some managed services
     rename it) is not judged."""
-    try:
-        info = client.info("memory")
+    try:  # a cluster client asks one node unless told: every primary holds keys of its own
+        info = client.info("memory", target_nodes=client.PRIMARIES) if hasattr(client, "get_primaries") \
+            else client.info("memory")
     except _ERRORS as exc:
         log.debug("could not read Redis's maxmemory-policy (%s)", type(exc).__name__)
         return
