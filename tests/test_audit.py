@@ -203,3 +203,34 @@ def test_an_smn_topic_that_fails_keeps_the_event_pending(signed_cloud: Emulator,
     pipeline.retries.run_due(pipeline, everything=True)
     assert [json.loads(m["message"])["subject"] for m in signed_cloud.smn_messages] == [f"{DEMO_JOB_ID}/21"]
     assert pipeline.retries.pending() == []
+
+
+def test_a_receiver_that_dribbles_its_answer_cannot_hold_the_stop(
+        signed_cloud: Emulator, monkeypatch: pytest.MonkeyPatch, log_lines: LogCapture) -> None:
+    """A receiver that answers one byte every 0.25 s, status line included (each read quick, so httpx's own
+    timeouts never fire): with STOPLINE_TIMEOUT_S=1 the stop is answered, the receiver sees its connection
+    closed long before its last byte (asserted at the receiver, not with a clock), and the event waits as a
+    pending retry."""
+    import time
+
+    from .conftest import configured_secret
+    from .reliability.test_slow_headers import ANSWER, SlowHead
+
+    configured_secret(AUDIT_SECRET)
+    receiver = SlowHead().start()
+    try:
+        for name, value in {"STOPLINE_AUDIT_URL": receiver.url, "STOPLINE_AUDIT_SECRET": AUDIT_SECRET,
+                            "STOPLINE_TIMEOUT_S": "1"}.items():
+            monkeypatch.setenv(name, value)
+        reset_runtime()
+        answer = post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}, "slow-sink-1")
+        assert answer["outcome"] == "stopped"
+        waited = time.monotonic() + 30
+        while not receiver.sent_bytes and time.monotonic() < waited:  # the receiver notes the close
+            time.sleep(0.05)
+        assert receiver.requests and receiver.sent_bytes and max(receiver.sent_bytes) < len(ANSWER) // 4
+        pending = get_runtime().pipeline.retries.pending()
+        assert [p["event"]["subject"] for p in pending] == [f"{DEMO_JOB_ID}/20"]
+        assert any("did not answer within 1.0 s" in str(r["message"]) for r in log_lines.records)
+    finally:
+        receiver.stop()

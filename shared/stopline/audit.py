@@ -135,13 +135,19 @@ class Auditor:
 
         if self.url is None or self._secret is None:  # settings refuse an http(s) sink without a secret
             return StoplineError("no audit receiver or secret configured")
+        from stopline.bounded import bounded_exchange
+
         body = json.dumps(one, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/cloudevents+json", "User-Agent": "stopline-audit",
                    **sign(self._secret, str(one["id"]), body)}
-        try:
-            answer = self._http().post(self.url, content=body, headers=headers, timeout=timeout_s or self.timeout_s)
-        except httpx.HTTPError as exc:
-            return Transient(f"audit receiver unreachable: {type(exc).__name__}")
+        budget = timeout_s or self.timeout_s
+        with bounded_exchange(budget) as ends:  # a receiver that dribbles its answer is cut off at the bound
+            try:
+                answer = self._http().post(self.url, content=body, headers=headers, timeout=budget)
+            except httpx.HTTPError as exc:
+                if time.monotonic() >= ends:
+                    return Transient(f"audit receiver did not answer within {budget:.1f} s")
+                return Transient(f"audit receiver unreachable: {type(exc).__name__}")
         if 200 <= answer.status_code < 300:
             return None
         said = f"audit receiver answered HTTP {answer.status_code}"
@@ -169,7 +175,10 @@ class Auditor:
 
         with self._lock:
             if self._client is None:
+                from stopline.bounded import bound_client
+
                 self._client = httpx.Client(timeout=self.timeout_s, transport=self._transport)
+                bound_client(self._client)
             return self._client
 
     def close(self) -> None:

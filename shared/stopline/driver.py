@@ -9,7 +9,7 @@ status line, headers or body one byte at a time can hold a request far past any 
 attempt gets one absolute end -- ``STOPLINE_TIMEOUT_S`` from its start, or the delivery's deadline if
 sooner -- and every socket operation of that exchange (connect, TLS, each write, each read of the
 status line, headers and body) is given only the time left until then: a network backend wrapped
-around httpcore's own (:class:`_BoundedBackend`) reads the end from the sending thread. When it
+around httpcore's own (:mod:`stopline.bounded`) reads the end from the sending thread. When it
 passes, the read fails, httpcore closes the connection, and only then does the failure reach the
 pipeline -- so a claim is released only after its connection is closed. This costs two clock reads
 per socket operation and no thread; a watchdog thread closing sockets would cost a thread hand-off
@@ -27,9 +27,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from stopline.bounded import bound_client, bound_transport, bounded_exchange
 from stopline.client import FAN_OUT, ClientCore
 from stopline.errors import StoplineError, Transient
 from stopline.models import Command, StopBuild, StopDataArtsJob, StopPipelineRun
@@ -39,7 +40,6 @@ from stopline.wire import Call, RawReply
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    import httpcore
     import httpx
 
     from stopline.auth.iam import IamPasswordToken
@@ -47,79 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stopline")
 _R = TypeVar("_R")
-_exchange = threading.local()
-"""``ends``: the ``time.monotonic()`` second at which the current thread's exchange is abandoned."""
-
-
-def _bounded(timeout: float | None, expired: type[Exception]) -> float | None:
-    """A socket operation's timeout, cut to what is left of this thread's exchange."""
-    ends: float | None = getattr(_exchange, "ends", None)
-    if ends is None:
-        return timeout
-    left = ends - time.monotonic()
-    if left <= 0:
-        raise expired("the exchange ran past its time bound")
-    return left if timeout is None else min(timeout, left)
-
-
-@functools.cache
-def _bounded_classes() -> tuple[type[Any], type[Any]]:
-    """The backend and stream wrappers, made on first use so httpcore is imported only when sending."""
-    import httpcore
-
-    class BoundedStream(httpcore.NetworkStream):
-        def __init__(self, inner: httpcore.NetworkStream) -> None:
-            self._inner = inner
-
-        def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-            return self._inner.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
-
-        def write(self, buffer: bytes, timeout: float | None = None) -> None:
-            self._inner.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
-
-        def close(self) -> None:
-            self._inner.close()
-
-        def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
-                      timeout: float | None = None) -> httpcore.NetworkStream:
-            inner = self._inner.start_tls(ssl_context, server_hostname, _bounded(timeout, httpcore.ConnectTimeout))
-            return BoundedStream(inner)
-
-        def get_extra_info(self, info: str) -> Any:
-            return self._inner.get_extra_info(info)
-
-    class BoundedBackend(httpcore.NetworkBackend):
-        def __init__(self, inner: httpcore.NetworkBackend) -> None:
-            self._inner = inner
-
-        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                        socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-            return BoundedStream(self._inner.connect_tcp(host, port, _bounded(timeout, httpcore.ConnectTimeout),
-                                                         local_address, socket_options))
-
-        def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-            return BoundedStream(self._inner.connect_unix_socket(
-                path, _bounded(timeout, httpcore.ConnectTimeout), socket_options))
-
-        def sleep(self, seconds: float) -> None:
-            self._inner.sleep(seconds)
-
-    return BoundedBackend, BoundedStream
-
-
-def bound_transport(transport: Any) -> bool:
-    """Give an httpx network transport's connection pool the bounded backend; False when ``transport`` has
-    no httpcore pool (the emulator's in-process transport, which has no sockets to hold)."""
-    import httpcore
-
-    pool = getattr(transport, "_pool", None)
-    if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
-        return False
-    backend, _ = _bounded_classes()
-    if not isinstance(pool._network_backend, backend):
-        pool._network_backend = backend(pool._network_backend)
-    return True
 
 
 def _connect(core: ClientCore, given: httpx.BaseTransport | None) -> tuple[httpx.Client | None,
@@ -139,8 +66,7 @@ def _connect(core: ClientCore, given: httpx.BaseTransport | None) -> tuple[httpx
     if any(os.environ.get(name) or os.environ.get(name.upper()) for name in ("http_proxy", "https_proxy",
                                                                               "all_proxy")):
         client = httpx.Client(timeout=core.timeout_s, verify=verify, limits=limits)
-        for mounted in [client._transport, *client._mounts.values()]:
-            bound_transport(mounted)
+        bound_client(client)
         return client, None
     plain = httpx.HTTPTransport(verify=verify, limits=limits)
     bound_transport(plain)
@@ -362,11 +288,13 @@ class Client:
 
     def _send(self, what: str, call: Call, deadline: Deadline | None) -> RawReply:
         """One exchange, bounded as a whole by the timeout and the deadline, whichever ends first."""
+        budget = attempt_budget(self.core.timeout_s, what, deadline)
+        with bounded_exchange(budget) as ends:
+            return self._exchange(what, call, budget, ends)
+
+    def _exchange(self, what: str, call: Call, budget: float, ends: float) -> RawReply:
         import httpx
 
-        budget = attempt_budget(self.core.timeout_s, what, deadline)
-        ends = time.monotonic() + budget
-        _exchange.ends = ends
         try:
             if self._transport is None:
                 assert self._http is not None
@@ -389,8 +317,6 @@ class Client:
             if time.monotonic() >= ends:
                 raise overdue(what, budget) from None
             raise transport_failure(what, exc, call, self.core) from None
-        finally:
-            _exchange.ends = None
         return RawReply(response.status_code, response.headers, b"".join(chunks))
 
     def _token(self, deadline: Deadline | None) -> str:
