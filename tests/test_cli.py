@@ -105,12 +105,15 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
     rows = listed.stdout.splitlines()[1:]
     assert [r.split()[0] for r in rows] == ["20", "21", "22", "23", "24"]
     assert rows[0].split()[1:] == ["Running", "feature/x", DEMO_COMMIT] and rows[3].split()[1] == "InQueue"
-    by_commit = run(["stop-build", DEMO_JOB_ID, "--commit-id", DEMO_COMMIT[:7]], env)
+    early = run(["stop-build", DEMO_JOB_ID, "--commit", DEMO_COMMIT[:7], "--started-before", "2000-01-01T00:00:00Z"],
+                env)
+    assert early.returncode == 0 and early.stdout.startswith("nothing_running:"), early.stderr
+    by_commit = run(["stop-build", DEMO_JOB_ID, "--commit", DEMO_COMMIT[:7]], env)  # the documented spelling
     assert by_commit.returncode == 0, by_commit.stderr
     lines = by_commit.stdout.splitlines()
     assert lines[0].startswith("stopped: stop_build") and [ln.split(":")[0].strip() for ln in lines[1:]] == [
         "build 20", "build 21"]
-    superseded = run(["stop-build", DEMO_JOB_ID, "--branch", "feature/x", "--except-commit-id", DEMO_NEW_COMMIT[:7]],
+    superseded = run(["stop-build", DEMO_JOB_ID, "--branch", "feature/x", "--except-commit", DEMO_NEW_COMMIT[:7]],
                      env)
     assert superseded.stdout.startswith("nothing_running:") and superseded.returncode == 0
     listed_json = json.loads(run(["running", DEMO_JOB_ID, "--json"], env).stdout)
@@ -119,8 +122,32 @@ def test_running_and_stop_by_commit_and_branch(served: tuple[Emulator, EmulatorS
     assert job.returncode == 0
     assert job.stdout.splitlines()[1].strip().startswith(f"instance {DEMO_INSTANCE_ID}: stopped")
     assert [e["effect"] for e in served[0].effects] == ["build_stopped", "build_stopped", "instance_stopped"]
-    clash = run(["stop-build", DEMO_JOB_ID, "20", "--commit-id", DEMO_COMMIT[:7]], env)
+    clash = run(["stop-build", DEMO_JOB_ID, "20", "--commit-id", DEMO_COMMIT[:7]], env)  # the field's name works too
     assert clash.returncode == 2 and "commit-id" in clash.stderr and "build_no" in clash.stderr
+
+
+def test_pipeline_runs_from_the_command_line(served: tuple[Emulator, EmulatorServer], env: dict[str, str]) -> None:
+    """`running --pipeline` lists the running runs; `stop-pipeline` takes the documented filters (--commit,
+    --branch, --except-commit, --started-before) and a run id, and stops only what they name."""
+    from stopline.emulator.seeds import DEMO_COMMIT, DEMO_EVENT_COMMIT, DEMO_OLD_RUN_ID, DEMO_PIPELINE_ID, DEMO_RUN_ID
+
+    listed = run(["running", "--pipeline", DEMO_PIPELINE_ID], env)
+    assert listed.returncode == 0, listed.stderr
+    assert [row.split()[0] for row in listed.stdout.splitlines()[1:]] == [DEMO_OLD_RUN_ID, DEMO_RUN_ID]
+    newest_only = run(["stop-pipeline", DEMO_PIPELINE_ID, "--branch", "main", "--except-commit",
+                       DEMO_EVENT_COMMIT[:7]], env)
+    too_early = run(["stop-pipeline", DEMO_PIPELINE_ID, "--commit", DEMO_COMMIT[:7], "--started-before",
+                     "2000-01-01T00:00:00Z"], env)
+    assert [r.stdout.split(":")[0] for r in (newest_only, too_early)] == ["nothing_running"] * 2
+    by_commit = run(["stop-pipeline", DEMO_PIPELINE_ID, "--commit", DEMO_COMMIT[:7]], env)
+    lines = by_commit.stdout.splitlines()
+    assert by_commit.returncode == 0 and len(lines) == 2
+    assert lines[1].strip().startswith(f"run {DEMO_OLD_RUN_ID}: stopped")
+    one = run(["stop-pipeline", DEMO_PIPELINE_ID, DEMO_RUN_ID, "--json"], env)
+    assert json.loads(one.stdout)["outcome"] == "stopped"
+    assert json.loads(run(["running", "--pipeline", DEMO_PIPELINE_ID, "--json"], env).stdout)["runs"] == []
+    stopped = [e for e in served[0].effects if e["effect"] == "pipeline_run_stopped"]
+    assert sorted(e["pipeline_run_id"] for e in stopped) == sorted([DEMO_OLD_RUN_ID, DEMO_RUN_ID])
 
 
 def test_invoke_emulate_says_it_uses_its_own_emulator() -> None:

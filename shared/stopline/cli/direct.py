@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -82,21 +83,43 @@ def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _commit_option(what: str) -> Callable[[_F], _F]:
+    # --commit is the documented spelling; --commit-id, the field's name, is kept as an alias
+    return click.option("--commit", "--commit-id", "commit_id", metavar="SHA",
+                        help=f"Only {what} of this commit (a sha or a 7+ hex prefix).")
+
+
+def _filter_options(what: str) -> Callable[[_F], _F]:
+    """The resolution filters of a stop without a number (commit, branch, except-commit, started-before)."""
+    def add(command: _F) -> _F:
+        for option in reversed([
+                _commit_option(what),
+                click.option("--branch", metavar="NAME", help=f"Only {what} of this branch."),
+                click.option("--except-commit", "--except-commit-id", "except_commit_id", metavar="SHA",
+                             help=f"Leave the {what} of this commit running."),
+                click.option("--started-before", metavar="TIME", help=f"Only {what} started before this RFC 3339 "
+                             "time (e.g. 2026-12-07T10:00:00Z).")]):
+            command = option(command)
+        return command
+    return add
+
+
 @main.command("stop-build", short_help="Stop a CodeArts Build build, or the running builds of a commit or branch.")
 @click.argument("job_id")
 @click.argument("build_no", required=False)
-@click.option("--commit-id", "commit_id", metavar="SHA", help="Only builds of this commit (a sha or a 7+ hex prefix).")
-@click.option("--branch", metavar="NAME", help="Only builds of this branch.")
-@click.option("--except-commit-id", "except_commit_id", metavar="SHA", help="Leave the builds of this commit running.")
+@_filter_options("builds")
 @_json_option
 @_verbose_option
 def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch: str | None,
-               except_commit_id: str | None, as_json: bool, verbose: bool) -> None:
+               except_commit_id: str | None, started_before: str | None, as_json: bool, verbose: bool) -> None:
     """Stop build BUILD_NO of CodeArts Build task JOB_ID; without BUILD_NO, every running or queued build
     that matches the filters (one line per build)."""
     raw: dict[str, Any] = {"action": "stop_build", "job_id": job_id}
     for name, value in (("build_no", build_no), ("commit_id", commit_id), ("branch", branch),
-                        ("except_commit_id", except_commit_id)):
+                        ("except_commit_id", except_commit_id), ("started_before", started_before)):
         if value is not None:
             raw[name] = value
     _run_direct(raw, as_json, verbose)
@@ -108,7 +131,7 @@ def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch:
               "Pipeline instead of a task's builds.")
 @click.option("--codearts-project-id", metavar="ID", help="The pipeline's CodeArts project (default: "
               "STOPLINE_CODEARTS_PROJECT_ID).")
-@click.option("--commit-id", "commit_id", metavar="SHA", help="Only builds (runs) of this commit.")
+@_commit_option("builds (runs)")
 @click.option("--branch", metavar="NAME", help="Only builds (runs) of this branch.")
 @_json_option
 @_verbose_option
@@ -179,11 +202,7 @@ def _print_running(owner: dict[str, str], name: str, rows: list[dict[str, Any]],
 @click.argument("run_id", required=False)
 @click.option("--codearts-project-id", metavar="ID", help="The pipeline's CodeArts project (default: "
               "STOPLINE_CODEARTS_PROJECT_ID; not the IAM project).")
-@click.option("--commit-id", "commit_id", metavar="SHA", help="Only runs of this commit (a sha or a 7+ hex prefix).")
-@click.option("--branch", metavar="NAME", help="Only runs of this source branch.")
-@click.option("--except-commit-id", "except_commit_id", metavar="SHA", help="Leave the runs of this commit running.")
-@click.option("--started-before", metavar="TIME", help="Only runs started before this RFC 3339 time "
-              "(e.g. 2026-12-07T10:00:00Z).")
+@_filter_options("runs")
 @_json_option
 @_verbose_option
 def stop_pipeline(pipeline_id: str, run_id: str | None, codearts_project_id: str | None, commit_id: str | None,
