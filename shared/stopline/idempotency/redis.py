@@ -23,6 +23,8 @@ import redis
 
 from stopline.idempotency import StoreUnavailable
 
+log = logging.getLogger("stopline")
+
 _REPLACE_IF = """
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
@@ -129,9 +131,6 @@ def connect(url: str) -> Callable[[], Any]:
             raise ValueError("no host")
     client = redis.Redis.from_url(url, health_check_interval=30, **TIMEOUTS)  # parses, does not connect
     return lambda: client
-
-
-log = logging.getLogger("stopline")
 
 
 def warn_if_evicting(client: Any) -> None:
