@@ -214,7 +214,7 @@ def test_a_receiver_that_dribbles_its_answer_cannot_hold_the_stop(
     import time
 
     from .conftest import configured_secret
-    from .reliability.test_slow_headers import ANSWER, SlowHead
+    from .dribbling import ANSWER, SlowHead
 
     configured_secret(AUDIT_SECRET)
     receiver = SlowHead().start()
