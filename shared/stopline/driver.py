@@ -4,16 +4,13 @@ Every function target, the CLI and the Python API send through :class:`Client`; 
 (async) send path to keep correct. ASGI mode runs it on a worker thread (bench/README.md: httpx's async
 pool slows down with many concurrent requests).
 
-**One bound per exchange.** httpx's timeouts apply per socket operation, so a server that sends its
-status line, headers or body one byte at a time can hold a request far past any timeout. Here each
-attempt gets one absolute end -- ``STOPLINE_TIMEOUT_S`` from its start, or the delivery's deadline if
-sooner -- and every socket operation of that exchange (connect, TLS, each write, each read of the
-status line, headers and body) is given only the time left until then: a network backend wrapped
-around httpcore's own (:mod:`stopline.bounded`) reads the end from the sending thread. When it
-passes, the read fails, httpcore closes the connection, and only then does the failure reach the
-pipeline -- so a claim is released only after its connection is closed. This costs two clock reads
-per socket operation and no thread; a watchdog thread closing sockets would cost a thread hand-off
-per request (measured with ``python -m bench --only percall``, bench/README.md).
+**One bound per exchange** (:mod:`stopline.bounded`). Each attempt gets one absolute end --
+``STOPLINE_TIMEOUT_S`` from its start, or the delivery's deadline if sooner -- and every socket operation
+of that exchange only the time left until then, so a server that dribbles its status line, headers or
+body is abandoned at the end; httpcore closes the connection before the failure reaches the pipeline, so
+a claim is released only after its connection is closed. Two clock reads per socket operation and no
+thread; a watchdog thread closing sockets would cost a thread hand-off per request (measured with
+``python -m bench --only percall``, bench/README.md).
 
 Requests go to the transport directly rather than through ``httpx.Client``: stopline uses none of the client layer
 (cookies, redirects, auth hooks), and skipping it saves a fifth of a call's CPU. With a proxy in the environment the
