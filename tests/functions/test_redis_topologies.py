@@ -123,13 +123,13 @@ def test_a_store_restart_mid_run_loses_nothing_and_calls_nothing_twice(topology:
 def test_an_evicting_node_is_named_whatever_the_topology(topology: Topology, log_lines: LogCapture) -> None:
     """One data node set to evict (a cluster's last master, the Sentinel's master): the store reads every
     node's policy through its own client and warns once, naming it."""
-    import subprocess
+    import redis
 
     from stopline.idempotency import open_store
 
-    node = topology.data[-1]
-    subprocess.run(["redis-cli", "-p", str(node.port), "config", "set", "maxmemory-policy", "volatile-ttl"],
-                   check=True, capture_output=True, timeout=30)
+    node = redis.Redis(port=topology.data[-1].port)  # that node alone, not through the cluster's client
+    node.config_set("maxmemory-policy", "volatile-ttl")
+    node.close()
     store = open_store(topology.url)
     try:
         assert store.get("stopline:nothing") is None
