@@ -273,8 +273,15 @@ def test_more_errors_say_where_and_what_to_do(served: Any) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     down = run(["stop-build", DEMO_JOB_ID, "20"], {**demo_environment(closed), "STOPLINE_MAX_ATTEMPTS": "1"})
     assert down.returncode == 1
-    assert closed in down.stdout and "STOPLINE_CODEARTS_BUILD_ENDPOINT" in down.stdout
+    assert f"{closed} (set by STOPLINE_CODEARTS_BUILD_ENDPOINT / " in down.stdout  # every demo endpoint is it
     assert "is `stopline dev` (or `stopline emulator`) running there?" in down.stdout
+    # the region's own endpoint, unreachable from here: named as the default, with the variable to change it
+    cloud = {**demo_environment(closed), "STOPLINE_MAX_ATTEMPTS": "1", "STOPLINE_TIMEOUT_S": "2",
+             "STOPLINE_REGION": "xx-nowhere-0"}
+    del cloud["STOPLINE_CODEARTS_BUILD_ENDPOINT"]
+    default = run(["stop-build", DEMO_JOB_ID, "20"], cloud)
+    assert default.returncode == 1 and "https://cloudbuild-ext.xx-nowhere-0.myhuaweicloud.com (the region's " \
+        "default; STOPLINE_CODEARTS_BUILD_ENDPOINT overrides it)" in default.stdout, default.stdout
 
 
 def test_every_help_summary_is_whole() -> None:

@@ -144,7 +144,10 @@ def transport_failure(what: str, exc: Exception, call: Call | None = None, core:
 
     base = f"{call.scheme}://{call.host}"
     variables = [env_name(f"{name}_endpoint") for name, url in core.endpoints._asdict().items() if url == base]
-    where = f" to {base}" + (f" (set by {' / '.join(variables)})" if variables else "")
+    given = {key.upper() for key in os.environ}  # read case-insensitively, as the settings read them
+    named = [variable for variable in variables if variable in given]
+    where = f" to {base}" + (f" (set by {' / '.join(named)})" if named else
+                             f" (the region's default; {' / '.join(variables)} overrides it)" if variables else "")
     local = call.host.split(":")[0] in ("127.0.0.1", "localhost", "::1")
     hint = "; is `stopline dev` (or `stopline emulator`) running there?" if local and kind != "timed out" else ""
     return Transient(f"{what}: the request{where} {kind} ({type(exc).__name__}){hint}")
