@@ -139,6 +139,37 @@ def test_a_timer_during_a_store_outage_leaves_the_retries_for_the_next_tick(
     assert not [r for r in records if r["level"] == "ERROR" or "exc_info" in r]
 
 
+def test_every_other_taker_answers_a_store_outage_without_a_traceback(
+        log_lines: LogCapture, monkeypatch: pytest.MonkeyPatch, served: tuple[Emulator, EmulatorServer]) -> None:
+    """Redis unreachable: the `retries` target answers 503 with Retry-After (its scheduler comes back),
+    logged once at WARNING; `stopline retries list` and `retries run` exit 1 with one line naming the store.
+    None of them writes a traceback; the retries stay in the store for the next taker."""
+    from stopline import webhooks
+
+    from .conftest import free_port
+
+    env = {**demo_environment(served[1].url), "STOPLINE_IDEMPOTENCY_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "STOPLINE_WEBHOOK_SECRETS": SECRET}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    body = b"{}"
+    headers = {"content-type": "application/json", **webhooks.sign(SECRET, "sweep-down", body)}
+    try:
+        reply = http.handle("retries", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
+    finally:
+        reset_runtime()
+    assert reply.status == 503 and reply.body["error"]["type"] == "unavailable" and "Retry-After" in reply.headers
+    assert "idempotency store unreachable" in reply.body["error"]["message"]
+    assert [r["level"] for r in log_lines.records if r.get("target") == "retries"] == ["WARNING"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    for args in (["retries", "list"], ["retries", "run"]):
+        done = subprocess.run([sys.executable, "-m", "stopline.cli", *args], env={**clean, **env},
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "store unreachable" in done.stderr
+
+
 def test_the_retries_target_runs_everything_pending(cloud: Emulator) -> None:
     from stopline import webhooks
 

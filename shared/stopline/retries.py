@@ -131,9 +131,13 @@ class Retries:
     def run_due(self, pipeline: Pipeline, *, limit: int = PASS_LIMIT, everything: bool = False,
                 concurrency: int = 16) -> list[Result]:
         """Take what is due (or, ``everything``, what is pending at all), run each through ``pipeline``
-        concurrently, and keep, reschedule or drop it by its result."""
+        concurrently, and keep, reschedule or drop it by its result. Raises Transient when the store cannot
+        be read: the retries stay where they are for the next taker."""
         now = time.time() + (self.retry_for_s + MAX_WAIT_S if everything else 0)
-        items = self.store.take_retries(now, limit, self.hold_s)
+        try:
+            items = self.store.take_retries(now, limit, self.hold_s)
+        except StoreUnavailable as exc:
+            raise Transient(str(exc)) from None
         if not items:
             return []
         from concurrent.futures import ThreadPoolExecutor  # only a sweep with work loads it
@@ -192,8 +196,13 @@ class Retries:
         return result
 
     def pending(self) -> list[dict[str, Any]]:
-        """What is pending, soonest first: the item and when it is due (``retry_at``)."""
-        return [{**item, "retry_at": audit.iso(due)} for due, item in self.store.list_retries()]
+        """What is pending, soonest first: the item and when it is due (``retry_at``). Raises Transient when
+        the store cannot be read."""
+        try:
+            listed = self.store.list_retries()
+        except StoreUnavailable as exc:
+            raise Transient(str(exc)) from None
+        return [{**item, "retry_at": audit.iso(due)} for due, item in listed]
 
 
 class Worker:

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from stopline.cli import EXIT_FAILED, EXIT_OK, _configured_runtime, _json_option, _verbose_option, main
+from stopline.cli import EXIT_FAILED, EXIT_OK, _configured_runtime, _die, _json_option, _verbose_option, main
+from stopline.errors import StoplineError
 
 
 @main.group(short_help="List or run the pending retries of senders that never redeliver.")
@@ -30,7 +31,10 @@ def retries_list(as_json: bool, verbose: bool) -> None:
     """What is pending, when it is due, and why (the last error). Reads the store only: no credentials."""
     runtime = _configured_runtime(verbose, cloud=False)
     _warn_if_private(runtime.settings.idempotency_url)
-    pending = runtime.pipeline.retries.pending()
+    try:
+        pending = runtime.pipeline.retries.pending()
+    except StoplineError as exc:
+        _die(exc.message, EXIT_FAILED)
     if as_json:
         click.echo(json.dumps({"pending": pending}, indent=2))
         sys.exit(EXIT_OK)
@@ -55,8 +59,11 @@ def retries_run(everything: bool, as_json: bool, verbose: bool) -> None:
     runtime = _configured_runtime(verbose)
     _warn_if_private(runtime.settings.idempotency_url)
     pipeline = runtime.pipeline
-    ran = pipeline.retries.run_due(pipeline, everything=everything, limit=1000)
-    left = len(pipeline.retries.pending())
+    try:
+        ran = pipeline.retries.run_due(pipeline, everything=everything, limit=1000)
+        left = len(pipeline.retries.pending())
+    except StoplineError as exc:
+        _die(exc.message, EXIT_FAILED)
     if as_json:
         click.echo(json.dumps({"ran": [r.to_json(with_status=True) for r in ran], "pending": left}, indent=2))
     else:

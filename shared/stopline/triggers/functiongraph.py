@@ -255,11 +255,11 @@ def _take_due(pipeline: Pipeline) -> list[Result]:
     """A timer event's sweep of the due pending retries, whatever the event carries: a ``user_event`` that
     is no command (a note typed into the console) must not stop the sweep the 1-minute timer is for. A
     store outage leaves the retries where they are for the next tick: a warning, not an internal error."""
-    from stopline.idempotency import StoreUnavailable
+    from stopline.errors import Transient
 
     try:
         return pipeline.retries.run_due(pipeline)
-    except StoreUnavailable as exc:
+    except Transient as exc:
         log.warning("could not take the due pending retries (%s); the next timer event tries again", exc,
                     extra={"trigger": "functiongraph:timer", "error_type": "unavailable"})
         return []

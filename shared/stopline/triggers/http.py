@@ -22,6 +22,7 @@ from stopline.errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     StoplineError,
+    Transient,
     UnsupportedMediaType,
 )
 from stopline.models import Result
@@ -283,16 +284,27 @@ def run_rules(pipeline: Pipeline, rules: Rules | None, event: SourceEvent | CtsE
                      **({"pending": pending} if pending else {}), **({"warnings": warnings} if warnings else {})}
 
 
+def _sweep(pipeline: Pipeline, everything: bool) -> HttpReply:
+    """The ``retries`` target: run what is due (or everything pending). A store that cannot be read is a 503
+    the scheduler retries, logged once at WARNING; the retries stay where they are."""
+    try:
+        ran = pipeline.retries.run_due(pipeline, everything=everything, limit=1000 if everything else 100)
+        left = len(pipeline.retries.pending())
+    except Transient as exc:
+        log.warning("could not take the pending retries: %s", exc.message,
+                    extra={"status": exc.status, "error_type": exc.type, "target": "retries"})
+        return error_reply(exc)
+    return HttpReply(200, {"ok": all(r.ok for r in ran), "ran": len(ran),
+                           "results": [r.to_json(with_status=True) for r in ran], "pending": left})
+
+
 def _dispatch(pipeline: Pipeline, parsed: Parsed, delivery: Delivery, rules: Rules | None) -> HttpReply:
     """Run the parsed command (or batch) and render its answer; both drivers end here."""
     try:
         if parsed.event is not None:
             return source_reply(pipeline, rules, parsed.event, delivery)
         if parsed.sweep is not None:
-            ran = pipeline.retries.run_due(pipeline, everything=parsed.sweep, limit=1000 if parsed.sweep else 100)
-            return HttpReply(200, {"ok": all(r.ok for r in ran), "ran": len(ran),
-                                   "results": [r.to_json(with_status=True) for r in ran],
-                                   "pending": len(pipeline.retries.pending())})
+            return _sweep(pipeline, parsed.sweep)
         if parsed.commands is not None:
             return batch_reply(pipeline.handle_batch(parsed.commands, delivery))
         return result_reply(pipeline.handle(parsed.command, delivery))
