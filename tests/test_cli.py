@@ -251,10 +251,17 @@ def test_send_to_something_that_is_not_stopline(tmp_path: Path) -> None:
 
 
 def test_send_help_lists_the_field_flags() -> None:
+    """Every field a command takes is named in `send --help`, under its action (or "any command")."""
+    from stopline.models import COMMAND_TYPES
+
     done = run(["send", "--help"], {})
     assert done.returncode == 0
-    for flag in ("--job-id", "--build-no", "--commit-id", "--job-name", "--workspace", "--scope"):
-        assert flag in done.stdout, flag
+    lines = {line.split()[0]: line for line in done.stdout.split("per ACTION:", 1)[1].splitlines() if line.strip()}
+    for action, model in COMMAND_TYPES.items():
+        for field in model.model_fields:
+            if field != "action":
+                flag = "--" + field.replace("_", "-")
+                assert flag in lines[str(action)] or flag in lines["any"], (action, flag)
 
 
 def test_more_errors_say_where_and_what_to_do(served: Any) -> None:

@@ -24,7 +24,8 @@ from stopline.errors import InvalidCommand
 GITHUB_EVENTS = ("workflow_run", "workflow_job", "ping")
 GITLAB_EVENTS = ("Pipeline Hook", "Job Hook")
 _SEND_FIELDS = {
-    "stop_build": "--job-id ID [--build-no N | --commit-id SHA --branch NAME --except-commit-id SHA]",
+    "stop_build": "--job-id ID [--build-no N | --commit-id SHA --branch NAME --except-commit-id SHA "
+                  "--started-before TIME]",
     "delete_build_task": "--job-id ID",
     "stop_dataarts_job": "--job-name NAME [--project-id P] [--workspace W] [--scope job|instances|both]",
     "stop_pipeline_run": "--pipeline-id ID [--pipeline-run-id ID | --commit-id SHA --branch NAME "
@@ -32,7 +33,7 @@ _SEND_FIELDS = {
 }
 _SEND_EPILOG = "\b\nFields, as --field value (or --field=value), per ACTION:\n" + "\n".join(
     f"  {action:<18} {fields}" for action, fields in _SEND_FIELDS.items()) + \
-    "\n  any command        [--idempotency-key KEY]\n\n" \
+    "\n  any command        [--idempotency-key KEY] [--reason TEXT] [--verify true|false]\n\n" \
     "\b\nPipeline sources: --github EVENT / --gitlab EVENT with --file PAYLOAD send a payload as GitHub\n" \
     "(signed with STOPLINE_GITHUB_SECRET) or GitLab (token STOPLINE_GITLAB_TOKEN) would."
 
