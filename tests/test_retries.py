@@ -4,8 +4,7 @@ The cloud fails while a GitHub or GitLab cancel (or a FunctionGraph queue event)
 200 with the command ``pending``, a duplicate delivery answers it as pending without a call, and each taker
 -- the worker thread of a serving process, a FunctionGraph timer event, the ``retries`` target, the CLI --
 stops the build exactly once. On ``memory://`` and on a real redis-server; two processes sharing one Redis
-never double a stop; past STOPLINE_RETRY_FOR_S a retry is abandoned, loudly. Also here, on the same served
-cloud and senders: superseding events that arrive out of order never stop the newer build.
+never double a stop; past STOPLINE_RETRY_FOR_S a retry is abandoned, loudly.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,54 +32,10 @@ from stopline.triggers.queue import RedeliveryRequested
 from .conftest import ROOT, LogCapture, RedisServer, configured_secret
 from .functions.harness import SECRET, FunctionProcess, start_all, wait_until
 from .in_process import post_reply
+from .served_cloud import CANCELLED, GH_SECRET, RULES, STOP_24, WHY, github_cancel, serve_cloud, stops
 
-GH_SECRET = "gh-retry-secret-0123456789"
-configured_secret(GH_SECRET)
-RULES = f"""
-rules:
-  - name: cancel-ci
-    when: {{source: any, kind: cancelled}}
-    then:
-      - {{action: stop_build, job_id: {DEMO_JOB_ID}, commit_id: "{{sha}}"}}
-"""
-CANCELLED = (ROOT / "events" / "github-workflow_run-cancelled.json").read_bytes()
-STOP_24 = ("build_stopped", DEMO_JOB_ID, 24)
-JOB_S = "5555bbbb2222bbbb3333cccc4444dddd"
-"""The task of the superseding tests (two running builds on one branch)."""
-WHY = "github cancelled: Codertocat/Hello-World Manually triggered workflow run 1589141559 (5779607)"
-"""The reason the rule gives the cancel of events/github-workflow_run-cancelled.json (it sets none)."""
-
-
-def stops(emulator: Emulator) -> list[tuple[str, str, int]]:
-    return [(e["effect"], e["job_id"], e["build_no"]) for e in emulator.effects if e["effect"] == "build_stopped"]
-
-
-@pytest.fixture(params=["memory", "redis"])
-def cloud(request: pytest.FixtureRequest, served: tuple[Emulator, EmulatorServer], tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """The served demo emulator, the environment pointing at it (one attempt per try, so every failure is
-    a transient one at once), a rules file, and the store under test."""
-    emulator, server = served
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    env = {**demo_environment(server.url), "STOPLINE_RULES": str(rules), "STOPLINE_GITHUB_SECRETS": GH_SECRET,
-           "STOPLINE_MAX_ATTEMPTS": "1", "STOPLINE_WEBHOOK_SECRETS": SECRET}
-    if request.param == "redis":
-        redis_server: RedisServer = request.getfixturevalue("redis_server")
-        env["STOPLINE_IDEMPOTENCY_URL"] = redis_server.url
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_runtime()
-    yield emulator
-    reset_runtime()
-
-
-def github_cancel(body: bytes = CANCELLED, delivery: str = "d-1") -> dict[str, Any]:
-    headers = {"content-type": "application/json", "x-github-event": "workflow_run", "x-github-delivery": delivery,
-               "x-hub-signature-256": "sha256=" + hmac.new(GH_SECRET.encode(), body, hashlib.sha256).hexdigest()}
-    reply = http.handle("github", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
-    assert reply.status == 200, reply.body
-    return reply.body
+cloud = pytest.fixture(params=["memory", "redis"])(serve_cloud)
+"""The served cloud, on each store (tests/served_cloud.py)."""
 
 
 def test_a_failing_cloud_makes_the_cancel_pending_not_lost(cloud: Emulator) -> None:
@@ -397,76 +351,3 @@ def test_a_gitlab_cancel_is_pending_then_stopped_once(cloud: Emulator, monkeypat
     assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["pending"]  # 3rd
     assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["stopped"]
     assert stops(cloud) == [STOP_24] and pipeline.retries.pending() == []
-
-
-def two_runs_on_a_branch(cloud: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> int:
-    """The superseding recipe for ``source`` as the rules, and two running builds on feature/y: build 1 of
-    commit a...a started 100 s ago, build 2 of b...b 20 s ago. Returns now (epoch seconds)."""
-    rules = tmp_path / "supersede.yaml"
-    rules.write_text(f"""rules:
-  - name: supersede
-    when: {{source: {source}, kind: started}}
-    then:
-      - {{action: stop_build, job_id: {JOB_S}, branch: "{{branch}}", except_commit_id: "{{sha}}",
-         started_before: "{{created_at}}"}}
-""")
-    monkeypatch.setenv("STOPLINE_RULES", str(rules))
-    reset_runtime()
-    now = int(time.time())
-    cloud.seed(build_tasks=[{"job_id": JOB_S, "project_id": "b384b9e9ab9b4ee8994c8633aabc9505", "builds": [
-        {"build_no": 1, "branch": "feature/y", "commit_id": "a" * 40, "start_time": (now - 100) * 1000},
-        {"build_no": 2, "branch": "feature/y", "commit_id": "b" * 40, "start_time": (now - 20) * 1000}]}])
-    return now
-
-
-def test_superseding_events_out_of_order_never_stop_the_newer_build(cloud: Emulator, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs A (older commit) and B (newer) on one branch, each with its running build. B's `requested`
-    arrives, then A's late `in_progress`: with the recipe (started_before: "{created_at}"), A's event stops
-    nothing of B's, and B's stops A's build."""
-    now = two_runs_on_a_branch(cloud, tmp_path, monkeypatch, "github")
-    template = json.loads((ROOT / "events" / "github-workflow_run-requested.json").read_text())
-
-    def started(run_id: int, sha: str, created: int, action: str) -> bytes:
-        event = json.loads(json.dumps(template))
-        run = event["workflow_run"]
-        run.update(id=run_id, head_sha=sha, head_branch="feature/y", created_at=time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)))
-        event["action"] = action
-        return json.dumps(event).encode()
-
-    by_b = github_cancel(started(2, "b" * 40, now - 22, "requested"), delivery="b")
-    assert by_b["matched"] == ["supersede"] and by_b["results"][0]["builds"] == [
-        {"build_no": 1, "outcome": "stopped", "upstream_request_id": by_b["results"][0]["builds"][0][
-            "upstream_request_id"]}]
-    assert by_b["results"][0]["reason"] == "superseded by bbbbbbb (run 2)"
-    late_a = github_cancel(started(1, "a" * 40, now - 102, "in_progress"), delivery="a")
-    assert late_a["results"][0]["outcome"] == "nothing_running"  # B's build started after A was created
-    assert stops(cloud) == [("build_stopped", JOB_S, 1)]
-
-
-def test_gitlab_superseding_out_of_order_never_stops_the_newer_build(cloud: Emulator, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same with GitLab's documented Pipeline Hook (status running): pipeline B (newer) arrives, then
-    A's late one; B's stops A's build, A's stops nothing."""
-    token = "gl-supersede-token-0123456789"
-    configured_secret(token)
-    monkeypatch.setenv("STOPLINE_GITLAB_TOKENS", token)
-    now = two_runs_on_a_branch(cloud, tmp_path, monkeypatch, "gitlab")
-    template = json.loads((ROOT / "events" / "gitlab-pipeline-running.json").read_text())
-
-    def running(pipeline_id: int, sha: str, created: int) -> dict[str, Any]:
-        event = json.loads(json.dumps(template))
-        event["object_attributes"].update(id=pipeline_id, sha=sha, ref="feature/y", created_at=time.strftime(
-            "%Y-%m-%d %H:%M:%S UTC", time.gmtime(created)))
-        body = json.dumps(event).encode()
-        headers = {"content-type": "application/json", "x-gitlab-event": "Pipeline Hook", "x-gitlab-token": token}
-        reply = http.handle("gitlab", "POST", headers, lambda n: body[: n + 1], runtime=get_runtime)
-        assert reply.status == 200, reply.body
-        return reply.body
-
-    by_b = running(2, "b" * 40, now - 22)
-    assert [b["build_no"] for b in by_b["results"][0]["builds"]] == [1]
-    late_a = running(1, "a" * 40, now - 102)
-    assert late_a["results"][0]["outcome"] == "nothing_running"
-    assert stops(cloud) == [("build_stopped", JOB_S, 1)]
