@@ -134,6 +134,16 @@ def test_superseding_out_of_order_never_stops_the_newer_run(client: Client, demo
     assert run_status(demo_env, PIPELINE, run_id(2)) == "RUNNING"
 
 
+def test_a_run_that_names_no_commit_is_spared_by_except_commit_id(client: Client, demo_env: Emulator) -> None:
+    seed_pipeline(demo_env, [
+        {"pipeline_run_id": run_id(1), "status": "RUNNING", "branch": "main", "commit_id": "a" * 40},
+        {"pipeline_run_id": run_id(2), "status": "RUNNING", "branch": "main", "commit_id": ""}])
+    result = client.stop_pipeline_run(PIPELINE, branch="main", except_commit_id="b" * 40)
+    assert str(result.outcome) == "stopped" and result.resolved is not None
+    assert [e["pipeline_run_id"] for e in result.resolved[1]] == [run_id(1)]
+    assert run_status(demo_env, PIPELINE, run_id(2)) == "RUNNING"
+
+
 def test_filters_cannot_be_empty_or_combined_with_a_run_id(client: Client, demo_env: Emulator) -> None:
     cases: tuple[tuple[dict[str, Any], str], ...] = (
         ({"branch": ""}, "branch"), ({"pipeline_run_id": DEMO_RUN_ID, "branch": "main"}, "branch"),

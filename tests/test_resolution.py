@@ -56,6 +56,20 @@ def test_superseded_builds_of_a_branch(demo_env: Emulator) -> None:
     assert stopped(demo_env) == [20, 21]
 
 
+def test_a_build_whose_record_names_no_commit_is_spared_by_except_commit_id(demo_env: Emulator) -> None:
+    """A build whose record names no commit could be of the very commit ``except_commit_id`` spares (a
+    superseding run must not stop its own build): it keeps running, while the other commit's build stops."""
+    job = "4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c"
+    demo_env.seed(build_tasks=[{"job_id": job, "project_id": DEMO_PROJECT_ID, "builds": [
+        {"build_no": 1, "branch": "dev", "commit_id": "a" * 40},
+        {"build_no": 2, "branch": "dev", "commit_id": ""},
+        {"build_no": 3, "branch": "dev", "commit_id": "b" * 40}]}])
+    out = run({"action": "stop_build", "job_id": job, "branch": "dev", "except_commit_id": "b" * 40})
+    assert [b["build_no"] for b in out["builds"]] == [1] and stopped(demo_env, job) == [1]
+    out = run({"action": "stop_build", "job_id": job, "branch": "dev"})  # named by the branch alone: stopped
+    assert [b["build_no"] for b in out["builds"]] == [2, 3] and stopped(demo_env, job) == [1, 2, 3]
+
+
 def test_queued_builds_count_as_running(demo_env: Emulator) -> None:
     out = run({"action": "stop_build", "job_id": DEMO_JOB_ID, "commit_id": DEMO_NEW_COMMIT})
     assert [(b["build_no"], b["outcome"]) for b in out["builds"]] == [(23, "stopped")]

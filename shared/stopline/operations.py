@@ -104,6 +104,11 @@ def commit_matches(commit: Any, prefix: str) -> bool:
     return isinstance(commit, str) and commit.strip().lower().startswith(prefix)
 
 
+def known_commit(commit: Any) -> bool:
+    """Whether a record names its commit at all (a build of a task without a code source may not)."""
+    return isinstance(commit, str) and bool(commit.strip())
+
+
 class Found(NamedTuple):
     """One look-up page read: what it holds and whether another page follows."""
 

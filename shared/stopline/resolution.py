@@ -11,7 +11,17 @@ from typing import Any
 
 from stopline.errors import StoplineError
 from stopline.models import Outcome, StopBuild, StopDataArtsJob, StopPipelineRun
-from stopline.operations import Member, Reply, Resolving, StopInstance, build_no, commit_matches, describe, failed
+from stopline.operations import (
+    Member,
+    Reply,
+    Resolving,
+    StopInstance,
+    build_no,
+    commit_matches,
+    describe,
+    failed,
+    known_commit,
+)
 from stopline.wire import epoch_ms
 
 RUNNING_BUILD_STATES = frozenset({"running", "inqueue", "queued", "building", "waiting"})
@@ -21,10 +31,11 @@ RUNNING_INSTANCE_STATES = frozenset({"running", "waiting", "waiting-confirm", "p
 def passes(command: StopBuild | StopPipelineRun, commit: Any, branch: Any, started: Any) -> bool:
     """Whether work of ``commit`` on ``branch``, started at ``started`` (as the record gives it), is what
     the command's filters name: the same rules for builds and pipeline runs. Work without a start time
-    never passes ``started_before``."""
+    never passes ``started_before``, and work without a commit never passes ``except_commit_id``: it could
+    be the very commit the command spares (a superseding run must not stop the build of its own commit)."""
     if command.commit_id and not commit_matches(commit, command.commit_id):
         return False
-    if command.except_commit_id and commit_matches(commit, command.except_commit_id):
+    if command.except_commit_id and (not known_commit(commit) or commit_matches(commit, command.except_commit_id)):
         return False
     if command.branch is not None and branch != command.branch:
         return False

@@ -81,8 +81,13 @@ class PipelineRun:
     run_number: int
 
 
-def _default_commit(job_id: str, build_no: int) -> str:
-    return hashlib.sha1(f"{job_id}:{build_no}".encode()).hexdigest()  # noqa: S324 - a fake commit id
+def _seeded_commit(seed: dict[str, Any], owner: str, number: int) -> str:
+    """The seed's commit; ``""`` seeds a record that names none (a task without a code source), and a seed
+    without the field gets a made-up commit of its own."""
+    given = seed.get("commit_id")
+    if given is not None:
+        return str(given)
+    return hashlib.sha1(f"{owner}:{number}".encode()).hexdigest()  # noqa: S324 - a fake commit id
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ class CloudState:
                     started = b.get("start_time")
                     if started is None:
                         started = now_ms - int(float(b.get("age_s", 60)) * 1000)
-                    commit = str(b.get("commit_id") or _default_commit(entry.job_id, number))
+                    commit = _seeded_commit(b, entry.job_id, number)
                     entry.builds[number] = Build(state, commit, str(b.get("branch") or "master"), int(started),
                                                  float(b.get("stop_takes_s", 0)))
             for job in data.get("dataarts_jobs", []):
@@ -188,7 +193,7 @@ class CloudState:
             if started is None:
                 started = now_ms - int(float(r.get("age_s", 60)) * 1000)
             run_id = str(r["pipeline_run_id"])
-            found[run_id] = PipelineRun(run_id, status, str(r.get("commit_id") or _default_commit(run_id, number)),
+            found[run_id] = PipelineRun(run_id, status, _seeded_commit(r, run_id, number),
                                         str(r.get("branch") or "master"), int(started),
                                         int(r.get("run_number", number)))
 
