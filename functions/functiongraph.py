@@ -4,9 +4,11 @@ and timer triggers. Does not import functions_framework, which FunctionGraph doe
 from typing import Any
 
 from stopline.entry import get_runtime, hold_gc, release_gc
+from stopline.logs import ensure_configured
 from stopline.triggers.functiongraph import handle, initialize
 
 hold_gc()  # until the initializer or the first event is done: a cold start leaves little garbage
+ensure_configured()  # every line on stderr is JSON from the first, even one logged before the runtime exists
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

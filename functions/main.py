@@ -11,9 +11,11 @@ import functions_framework
 from cloudevents.exceptions import GenericException  # functions-framework's own dependency, already loaded
 
 from stopline.entry import hold_gc, release_gc, warm_if_asked
+from stopline.logs import ensure_configured
 from stopline.triggers.asgi_events import adopt_asgi_mode
 
 hold_gc()  # until the first invocation is answered: a cold start allocates much and leaves little garbage
+ensure_configured()  # every line on stderr is JSON from the first, even one logged before the runtime exists
 
 
 def _serve(target: str, request: Any) -> Any:

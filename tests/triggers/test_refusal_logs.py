@@ -99,3 +99,35 @@ def test_the_first_line_of_a_fresh_process_is_json(tmp_path: Path) -> None:
     assert lines, done.stderr
     first = json.loads(lines[0])
     assert first["status"] == 405 and first["level"] == "WARNING"
+
+
+def test_every_entry_point_writes_json_from_its_first_line(tmp_path: Path) -> None:
+    """A fresh on_event process (Flask and --asgi) whose first request is a Pub/Sub push with data that is
+    not base64, and a fresh FunctionGraph handler whose first event it cannot recognise: both refuse before
+    the runtime exists, and the refusal -- every line the process writes -- is JSON, at ERROR."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from ..conftest import ROOT
+    from ..functions.harness import FunctionProcess, start_all
+
+    procs = start_all([FunctionProcess("on_event", mode == "asgi", {}, tmp_path / f"{mode}.log",
+                                       signature="cloudevent") for mode in ("flask", "asgi")])
+    try:
+        for proc in procs:
+            push = {"message": {"data": "!!!", "messageId": "first-1"}, "subscription": "projects/p/subscriptions/s"}
+            assert httpx.post(proc.url, json=push, timeout=30).status_code == 200  # acknowledged: a poison message
+    finally:
+        for proc in procs:
+            proc.stop()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    probe = "import functiongraph; functiongraph.handler('not an event', None)"
+    fg = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, env=env,
+                        cwd=ROOT / "functions")
+    for name, text in [(p.log_path.name, p.log_path.read_text()) for p in procs] + [("functiongraph", fg.stderr)]:
+        lines = [line for line in text.splitlines() if line.strip()]
+        assert lines, name
+        records = [json.loads(line) for line in lines]  # raises on the first line that is not JSON
+        assert records[0]["level"] == "ERROR" and records[0]["message"].startswith("message refused"), (name, text)
