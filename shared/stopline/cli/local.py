@@ -24,7 +24,7 @@ from stopline.errors import ConfigurationError, StoplineError
 @click.option("--port", default=8790, show_default=True, type=int, help="Port (0 = any free port).")
 @click.option("--seed", type=click.Choice(["demo"]), help="Start with the demo state.")
 def emulator(host: str, port: int, seed: str | None) -> None:
-    """Serve the Huawei Cloud emulator (IAM, CodeArts Build, DataArts Studio) on one port."""
+    """Serve the Huawei Cloud emulator (every API stopline calls) on one port."""
     import signal
 
     from stopline.emulator import Emulator

@@ -1,5 +1,5 @@
-"""A moto-style fake of Huawei Cloud IAM, CodeArts Build, DataArts Studio and CodeArts Pipeline
-(docs/cloud-answers.md).
+"""A moto-style fake of Huawei Cloud IAM, CodeArts Build, DataArts Studio, CodeArts Pipeline, SMN and
+FunctionGraph's management API (docs/cloud-answers.md).
 
 In process::
 
