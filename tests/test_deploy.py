@@ -181,5 +181,9 @@ def test_the_google_commands_give_each_target_what_it_needs(tmp_path: Path) -> N
                 assert needed in command, (target, needed)
             if target in own_secret:
                 assert own_secret[target] + "=" in command and "--allow-unauthenticated" in command, target
+    # private, called by Cloud Scheduler, which cannot sign: the platform authenticates, the target knows it
     assert "--no-allow-unauthenticated" in deployed["retries"][0]
-    assert any(line.startswith("scheduler jobs create http stopline-retries") for line in done.stdout.splitlines())
+    assert "STOPLINE_RETRIES_AUTH=platform" in deployed["retries"][0]
+    scheduler = [line for line in done.stdout.splitlines() if line.startswith("scheduler jobs create http ")]
+    assert len(scheduler) == 1 and "--http-method=POST" in scheduler[0] and "--message-body={}" in scheduler[0]
+    assert "--headers=Content-Type=application/json" in scheduler[0] and "--oidc-service-account-email=" in scheduler[0]

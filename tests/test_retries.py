@@ -351,3 +351,39 @@ def test_a_gitlab_cancel_is_pending_then_stopped_once(cloud: Emulator, monkeypat
     assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["pending"]  # 3rd
     assert [str(r.outcome) for r in pipeline.retries.run_due(pipeline, everything=True)] == ["stopped"]
     assert stops(cloud) == [STOP_24] and pipeline.retries.pending() == []
+
+
+def test_a_scheduler_that_cannot_sign_reaches_a_platform_authenticated_retries_target(
+        served: tuple[Emulator, EmulatorServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cloud Scheduler sends a fixed body with an OIDC token that Cloud Run checks; it cannot sign each
+    request. With STOPLINE_RETRIES_AUTH=platform a real `retries` process (Flask and --asgi) runs its sweep
+    for that unsigned POST; without it the same POST is refused 401; and the setting opens no other target."""
+    _, server = served
+    env = {**demo_environment(server.url), "STOPLINE_WEBHOOK_SECRETS": SECRET}
+    procs = start_all([FunctionProcess("retries", asgi, {**env, "STOPLINE_RETRIES_AUTH": "platform"},
+                                       tmp_path / f"platform-{asgi}.log") for asgi in (False, True)]
+                      + [FunctionProcess("retries", False, env, tmp_path / "signature.log")])
+    try:
+        *platform, signature = procs
+        for proc in platform:
+            swept = httpx.post(proc.url, json={}, headers={"Authorization": "Bearer a-token-cloud-run-checked"},
+                               timeout=30)
+            assert swept.status_code == 200 and swept.json()["ok"] is True, swept.text
+            assert {"ran", "pending"} <= set(swept.json())
+            refused = httpx.post(proc.url, json={"all": "yes"}, timeout=30)
+            assert refused.status_code == 422 and refused.json()["error"]["details"][0]["field"] == "all"
+        unsigned = httpx.post(signature.url, json={}, timeout=30)
+        assert unsigned.status_code == 401 and unsigned.json()["error"]["type"] == "unauthorized"
+    finally:
+        for proc in procs:
+            proc.stop()
+    for name, value in {**env, "STOPLINE_RETRIES_AUTH": "platform"}.items():
+        monkeypatch.setenv(name, value)
+    reset_runtime()
+    try:
+        body = json.dumps({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 20}).encode()
+        other = http.handle("webhook", "POST", {"content-type": "application/json"}, lambda n: body[: n + 1],
+                            runtime=get_runtime)
+        assert other.status == 401  # the webhook target still wants its signature
+    finally:
+        reset_runtime()

@@ -78,7 +78,7 @@ class Runtime:
         # GitHub and GitLab secret tokens are whatever the user typed into the hook's form: used as bytes.
         github_keys = tuple(s.encode() for s in plain(settings.github_secrets))
         gitlab_tokens = tuple(s.encode() for s in plain(settings.gitlab_tokens))
-        from stopline.senders import GitHub, GitLab, Source, StandardWebhooks
+        from stopline.senders import GitHub, GitLab, PlatformAuthenticated, Source, StandardWebhooks
 
         unsigned, window = settings.allow_unsigned, settings.webhook_tolerance_s
         self.sources: dict[str, Source] = {
@@ -86,6 +86,8 @@ class Runtime:
             "github": GitHub(github_keys, unsigned),
             "gitlab": GitLab(gitlab_tokens, self.gitlab_signing_keys, unsigned, window),
         }
+        if settings.retries_auth == "platform":
+            self.sources["retries"] = PlatformAuthenticated()
         self.rules: Rules | None = None
         if settings.rules:
             from stopline.rules import load

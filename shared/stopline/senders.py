@@ -82,6 +82,27 @@ class StandardWebhooks(_Sender):
         return value[:200] if value else None
 
 
+class PlatformAuthenticated(_Sender):
+    """The ``retries`` target with ``STOPLINE_RETRIES_AUTH=platform``: its callers are authenticated before
+    the request reaches stopline (Cloud Run or Cloud Functions IAM, with Cloud Scheduler's OIDC token), and
+    a scheduler cannot compute a signature per request. Nothing to verify, and nothing keys the request:
+    running what is due is safe to repeat (each retry is claimed, and its own key guards its call)."""
+
+    name: ClassVar[str] = "retries"
+    pipeline_source: ClassVar[bool] = False
+    form_hint: ClassVar[str | None] = None
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> str | None:
+        return None
+
+    def key(self, signed_id: str | None, data: dict[str, Any]) -> str | None:
+        return None
+
+    @staticmethod
+    def logged_id(headers: Mapping[str, str]) -> str | None:
+        return None
+
+
 def _part(value: Any) -> str:
     return "" if value is None else str(value)
 

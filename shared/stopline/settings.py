@@ -160,6 +160,9 @@ class Settings(BaseModel):
     rules: str | None = None
     webhook_tolerance_s: int = Field(300, ge=1, le=86400)
     allow_unsigned: bool = False
+    retries_auth: Literal["signature", "platform"] = "signature"
+    """``platform``: the ``retries`` target takes unsigned requests, because the platform authenticates its
+    callers (Cloud Scheduler's OIDC token checked by Cloud Run IAM); a scheduler cannot sign each request."""
     allowed_actions: Annotated[CommaList, AfterValidator(_known_actions)] = tuple(a.value for a in Action)
     allowed_job_ids: CommaList = ()
     allowed_project_ids: CommaList = ()

@@ -82,9 +82,9 @@ class Parsed(NamedTuple):
 
 
 def source_for(target: str, sources: Mapping[str, Source]) -> Source:
-    """The sender behind a target: GitHub and GitLab have their own; every other target takes Standard
-    Webhooks."""
-    return sources[target] if target in SOURCE_TARGETS else sources["webhook"]
+    """The sender behind a target: GitHub and GitLab have their own, and so has ``retries`` when the
+    platform authenticates its callers; every other target takes Standard Webhooks."""
+    return sources.get(target) or sources["webhook"]
 
 
 def error_reply(error: StoplineError) -> HttpReply:
