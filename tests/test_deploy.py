@@ -181,6 +181,8 @@ def test_the_google_commands_give_each_target_what_it_needs(tmp_path: Path) -> N
                 assert needed in command, (target, needed)
             if target in own_secret:
                 assert own_secret[target] + "=" in command and "--allow-unauthenticated" in command, target
+    # a transient failure of on_event is redelivered only when the function retries (off by default)
+    assert "--retry" in deployed["on_event"][0].split()
     # private, called by Cloud Scheduler, which cannot sign: the platform authenticates, the target knows it
     assert "--no-allow-unauthenticated" in deployed["retries"][0]
     assert "STOPLINE_RETRIES_AUTH=platform" in deployed["retries"][0]
