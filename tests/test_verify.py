@@ -4,6 +4,7 @@ keeps running past STOPLINE_VERIFY_S stays ``stopped`` with ``verified: false`` 
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -17,7 +18,8 @@ from stopline.emulator.seeds import (
     DEMO_PROJECT_ID,
     DEMO_RUN_ID,
 )
-from stopline.entry import reset_runtime
+from stopline.entry import get_runtime, reset_runtime
+from stopline.triggers.functiongraph import handle as fg_handle
 
 from .conftest import LogCapture
 from .in_process import post
@@ -25,7 +27,14 @@ from .in_process import post
 MANY = "e" * 32
 
 
+class _Context:
+    """A FunctionGraph context whose invocation ends ``remaining_ms`` after it is made."""
 
+    def __init__(self, remaining_ms: float) -> None:
+        self.ends = time.monotonic() + remaining_ms / 1000
+
+    def getRemainingTimeInMilliSeconds(self) -> float:
+        return (self.ends - time.monotonic()) * 1000
 
 
 def listings(emulator: Emulator) -> int:
@@ -67,6 +76,26 @@ def test_a_build_still_running_past_the_limit_is_stopped_but_not_verified(
     assert len(warned) == 1 and "not seen stopped" in str(warned[0]["message"])
     skipped = post({"action": "stop_build", "job_id": DEMO_JOB_ID, "build_no": 22, "verify": False}, "v-off")
     assert "verified" not in skipped  # a command's own verify: false wins over STOPLINE_VERIFY
+
+
+def test_reading_back_never_outlives_the_invocation(signed_cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FunctionGraph invocation with 3 s left and STOPLINE_VERIFY_S=30: a build that keeps running is read
+    back only until the delivery's deadline (a few looks, not thirty seconds of them), then answered
+    ``stopped`` and not verified, while the platform still waits for the answer."""
+    monkeypatch.setenv("STOPLINE_VERIFY_S", "30")
+    monkeypatch.setenv("STOPLINE_TIMEOUT_S", "1")  # an attempt needs one timeout left to start
+    reset_runtime()
+    signed_cloud.seed(build_tasks=[{"job_id": MANY, "project_id": DEMO_PROJECT_ID,
+                                    "builds": [{"build_no": 9, "stop_takes_s": 120}]}])
+    command = {"action": "stop_build", "job_id": MANY, "build_no": 9, "verify": True}
+    event = {"record": [{"event_source": "smn", "smn": {"message_id": "v-deadline", "type": "notification",
+                                                        "message": json.dumps(command)}}]}
+    context = _Context(remaining_ms=3000)
+    answer = fg_handle(event, context, runtime=get_runtime)
+    (result,) = answer["results"]
+    assert (result["outcome"], result["verified"], result["state_after"]) == ("stopped", False, "Running")
+    assert 2 <= result["verify_calls"] <= 5  # at once, then 0.5, 1 and 2 s apart, cut at the deadline
+    assert context.getRemainingTimeInMilliSeconds() > 0
 
 
 def test_dataarts_instances_are_read_back_and_a_schedule_has_nothing_to_read(signed_cloud: Emulator) -> None:
