@@ -155,6 +155,25 @@ def test_gitlab_canceling_and_job_statuses() -> None:
         assert (event.kind if isinstance(event, SourceEvent) else None) == kind
 
 
+def test_a_gitlab_job_hook_without_project_names_its_repository_from_what_it_has() -> None:
+    """Older GitLab (and some gitlab.com deliveries) send Job Hooks without ``project``: the repository is
+    the homepage less the instance's URL (which may have a path of its own), else the project's id."""
+    data = load("gitlab-job-canceled.json")
+    del data["project"]
+
+    def repository(event: dict[str, Any], instance: str | None) -> Any:
+        found = normalise("gitlab", "Job Hook", event, instance=instance)
+        assert isinstance(found, SourceEvent)
+        return found.fields()["repository"]
+
+    assert repository(data, "https://gitlab.example.com") == "acme/shop"
+    assert repository(data, None) == "acme/shop"  # no instance header: the homepage's path
+    data["repository"]["homepage"] = "https://example.com/gitlab/acme/shop"
+    assert repository(data, "https://example.com/gitlab") == "acme/shop"  # not "gitlab/acme/shop"
+    del data["repository"]["homepage"]
+    assert repository(data, "https://example.com/gitlab") == "15"  # the project id, as the payload gives it
+
+
 def test_malformed_supported_event_names_the_field() -> None:
     with pytest.raises(InvalidCommand) as info:
         normalise("github", "workflow_run", {"action": "completed"})
