@@ -1,4 +1,5 @@
-"""The shared store: one Redis key per idempotency key, claimed with ``SET NX PX``.
+"""The shared store: one Redis key per idempotency key, claimed with ``SET NX PX`` -- or read, when it is
+taken -- in one Lua script.
 
 Topologies, all through redis-py's own clients: ``redis://`` and ``rediss://`` (TLS; redis-py's query
 options such as ``ssl_cert_reqs`` and ``ssl_ca_certs``), ``unix://``, ``redis+cluster://h:p[,h:p]`` and
@@ -7,6 +8,8 @@ options such as ``ssl_cert_reqs`` and ``ssl_ca_certs``), ``unix://``, ``redis+cl
 
 Records are JSON. ``complete`` and ``release`` are compare-and-set on the claim token (one Lua script
 each, on the key's own slot), so a delivery whose lease expired cannot overwrite or drop a newer claim.
+The claim is a script too: one round trip whether it wins or finds a twin, and a Redis user who may not
+run scripts is refused at the claim, before the cloud is called, not when the result is to be written.
 Any Redis error becomes :class:`StoreUnavailable` -- the caller answers 503, never calls twice.
 """
 
@@ -25,6 +28,11 @@ from stopline.idempotency import StoreUnavailable
 
 log = logging.getLogger("stopline")
 
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+return redis.call('GET', KEYS[1])
+"""
+"""Claim the key with the record ARGV[1] for ARGV[2] ms; nil when claimed, else the record that holds it."""
 _REPLACE_IF = """
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
@@ -162,6 +170,7 @@ class _Client:
         self.redis = make()
         threading.Thread(target=warn_if_evicting, args=(self.redis,), name="stopline-redis-policy",
                          daemon=True).start()
+        self.claim = self.redis.register_script(_CLAIM)
         self.replace_if = self.redis.register_script(_REPLACE_IF)
         self.release = self.redis.register_script(_RELEASE)
         self.add_retry = self.redis.register_script(_ADD_RETRY)
@@ -193,25 +202,27 @@ class RedisStore:
         return self._client
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        """The failure as the store's, in words that say what to fix when it will not go away by itself."""
         kind = type(exc).__name__
         text = str(exc).lower()
+        if isinstance(exc, redis.AuthenticationError):  # NOAUTH, WRONGPASS: no retry will get past it
+            return StoreUnavailable(f"idempotency store refused stopline's credentials ({kind}): check the "
+                                    "password (and ACL user) in STOPLINE_IDEMPOTENCY_URL, e.g. "
+                                    "redis://:PASSWORD@host:6379/0 or redis://USER:PASSWORD@host:6379/0")
+        if isinstance(exc, redis.exceptions.NoPermissionError):
+            return StoreUnavailable(f"idempotency store: the Redis ACL user may not run a command stopline needs "
+                                    f"({exc}); docs/exactly-once.md lists them")
         if self._tls and ("timeout" in kind.lower() or "ssl" in kind.lower() or "ssl" in text or "tls" in text):
             return StoreUnavailable(f"idempotency store unreachable: the TLS handshake failed ({kind}); a rediss:// "
                                     "URL needs a server that speaks TLS on that port (plain Redis takes redis://)")
         return StoreUnavailable(f"idempotency store unreachable ({kind})")
 
     def claim(self, key: str, record: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
-        for _ in range(3):  # the key may expire between SET NX and GET: look again
-            try:
-                client = self._c().redis
-                if client.set(key, json.dumps(record), nx=True, px=max(1, int(ttl_s * 1000))):
-                    return None
-                raw = client.get(key)
-            except _ERRORS as exc:
-                raise self._unavailable(exc) from None
-            if raw is not None:
-                return json.loads(cast(bytes, raw))  # type: ignore[no-any-return]
-        raise StoreUnavailable("idempotency store: the key kept expiring while being claimed")
+        try:
+            raw = self._c().claim(keys=[key], args=[json.dumps(record), max(1, int(ttl_s * 1000))])
+        except _ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return None if raw is None else json.loads(cast(bytes, raw))
 
     def complete(self, key: str, token: str, record: dict[str, Any], ttl_s: float) -> bool:
         try:
