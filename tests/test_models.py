@@ -53,11 +53,22 @@ def test_build_no_numeric_string_is_accepted_and_normalized() -> None:
     ],
 )
 def test_bad_fields_are_named(payload: dict[str, Any], field: str) -> None:
-    """Each invalid field yields InvalidCommand (422) whose details name that field."""
+    """Each invalid field yields InvalidCommand (422) whose details name that field, and say what it must
+    be in words -- never as the regular expression it failed."""
     with pytest.raises(InvalidCommand) as info:
         parse_command(payload)
     assert info.value.status == 422
     assert field in [d["field"] for d in info.value.details]
+    assert "pattern" not in info.value.message and "[" not in info.value.message, info.value.message
+
+
+def test_a_malformed_id_says_what_it_should_look_like() -> None:
+    with pytest.raises(InvalidCommand) as info:
+        parse_command({"action": "stop_dataarts_job", "job_name": "x", "workspace": "bad space"})
+    assert info.value.details[0]["message"] == "expected a DataArts workspace id: 1 to 64 letters, digits, '_' or '-'"
+    with pytest.raises(InvalidCommand) as info:
+        parse_command({"action": "stop_build", "job_id": "0a1b2c"})
+    assert "the 32 letters/digits at the end of the task's edit URL" in info.value.details[0]["message"]
 
 
 def test_every_bad_field_is_reported_at_once() -> None:

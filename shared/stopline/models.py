@@ -14,7 +14,7 @@ import json
 import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -72,17 +72,19 @@ JobId = Annotated[
     str,
     Field(
         pattern=r"^[A-Za-z0-9]{32}$",
-        description="CodeArts Build task id: the 32 letters/digits at the end of the task's edit URL",
+        description="a CodeArts Build task id: the 32 letters/digits at the end of the task's edit URL",
     ),
 ]
 BuildNo = Annotated[int, BeforeValidator(_build_no), Field(ge=1, le=2**31 - 1, strict=True)]
 # A slash would be signed as two path segments but sent as one (the official SDK's signer does the same).
-JobName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f\x7f]+$"),
+JobName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00-\x1f\x7f]+$",
+                                description="a DataArts job name, without '/', '\\' or control characters"),
                     AfterValidator(_no_dot_segment)]
 CommitSha = Annotated[str, BeforeValidator(_commit), Field(
     pattern=r"^[0-9a-f]{7,64}$", description="a full commit sha or a prefix of at least 7 hex characters")]
-Branch = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
-ProjectId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]
+Branch = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$",
+                              description="a branch name, without control characters (line breaks, tabs)")]
+ProjectId = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,64}$", description="a project id: 1 to 64 letters/digits")]
 Id32 = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{32}$", description="32 letters/digits")]
 
 
@@ -96,7 +98,8 @@ StartedBefore = Annotated[datetime, AfterValidator(_aware)]
 """An RFC 3339 time with a zone: only work that started before it is stopped."""
 FILTERS = ("commit_id", "branch", "except_commit_id", "started_before")
 """The resolution filters: given as null or "" they are refused, never read as "no filter"."""
-Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                 description="a DataArts workspace id: 1 to 64 letters, digits, '_' or '-'")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
 Scope = Annotated[Literal["job", "instances", "both"], AfterValidator(lambda value: None if value == "job" else value)]
 """What a DataArts stop covers. "job" is the default: stored as absent, so both spellings are one command
@@ -231,11 +234,25 @@ def _refuse_empty(data: dict[str, Any], action: str, where: str) -> None:
             details=[{"field": f"{where}{name}", "message": "must not be null or empty"} for name in empty])
 
 
-def _invalid(exc: ValidationError, action: str, where: str) -> InvalidCommand:
+def _message(model: CommandType, err: Any) -> str:
+    """One error in words a sender can act on: a field that does not match its pattern says what it must
+    be (its description), not the regular expression."""
+    if err["type"] == "string_pattern_mismatch" and err["loc"]:
+        found = model.model_fields.get(str(err["loc"][0]))
+        # An optional field's description sits on its type inside the union (``Workspace | None``).
+        described = [found.description] if found is not None else []
+        for member in get_args(found.annotation) if found is not None else ():
+            described += [getattr(meta, "description", None) for meta in get_args(member)[1:]]
+        for description in described:
+            if description:
+                return f"expected {description}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _invalid(exc: ValidationError, model: CommandType, action: str, where: str) -> InvalidCommand:
     """pydantic's errors in stopline's words: each bad field named, prefixed for batch members."""
     details = [
-        {"field": f"{where}{_field_name(err['loc'])}", "message": err["msg"].removeprefix("Value error, "),
-         "type": err["type"]}
+        {"field": f"{where}{_field_name(err['loc'])}", "message": _message(model, err), "type": err["type"]}
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
     names = ", ".join(sorted({d["field"] for d in details}))
@@ -296,7 +313,7 @@ def parse_command(data: object, *, action: str | None = None, where: str = "") -
     try:
         command = model.model_validate({**data, "action": chosen})
     except ValidationError as exc:
-        raise _invalid(exc, str(chosen), where) from None
+        raise _invalid(exc, model, str(chosen), where) from None
     if isinstance(command, StopBuild | StopPipelineRun):
         _refuse_filters_with_a_number(command, where)
     return command
