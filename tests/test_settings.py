@@ -55,6 +55,16 @@ def test_bad_optional_values_name_the_variable(name: str, value: str, monkeypatc
         load_settings()
 
 
+def test_a_malformed_region_or_project_says_what_it_should_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOPLINE_REGION", "CN North 4")
+    monkeypatch.setenv("STOPLINE_CODEARTS_PROJECT_ID", "my-project")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "STOPLINE_REGION: expected a region id such as cn-north-4" in info.value.message
+    assert "STOPLINE_CODEARTS_PROJECT_ID: expected the CodeArts project's id: 32 letters/digits" in info.value.message
+    assert "pattern" not in info.value.message
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("STOPLINE_TIMEOUT_S", "soon"), ("STOPLINE_MAX_ATTEMPTS", "0"), ("STOPLINE_BUILD_STOP_API", "v2"),
     ("STOPLINE_ALLOWED_ACTIONS", "stop_build,launch"), ("STOPLINE_IDEMPOTENCY_URL", "postgres://x"),

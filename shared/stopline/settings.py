@@ -242,6 +242,11 @@ def env_name(field_name: str) -> str:
     return str(_ENV_NAMES.get(field_name, f"STOPLINE_{field_name.upper()}"))
 
 
+_PATTERNS = {"region": "expected a region id such as cn-north-4 (lower-case letters, digits and '-')",
+             "codearts_project_id": "expected the CodeArts project's id: 32 letters/digits"}
+"""What a variable that fails its pattern should look like, in words rather than the regular expression."""
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment; on bad values raise one error naming every offending variable."""
     try:
@@ -254,5 +259,6 @@ def load_settings(**overrides: Any) -> Settings:
                 continue
             loc = str(err["loc"][0])
             name = env_name(loc) if loc in _ENV_NAMES else loc.upper()
-            problems.append(f"{name}: {err['msg']}")
+            expected = _PATTERNS.get(loc) if err["type"] == "string_pattern_mismatch" else None
+            problems.append(f"{name}: {expected or err['msg']}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
