@@ -176,6 +176,33 @@ def test_invoke_answers_an_event_with_a_bad_base64_body_as_the_cloud_would(tmp_p
     assert "Traceback" not in done.stderr + refused.stderr
 
 
+def test_invoke_runs_the_pipeline_sources_and_the_retries_target(tmp_path: Path) -> None:
+    """`stopline invoke github|gitlab` sends a payload as its sender would (signature or token, the event
+    header read from the payload unless --event-type says it), through the demo rules; `retries` runs what
+    is due. A payload that is not JSON is the target's to refuse, as in production."""
+    events = ROOT / "events"
+    github = run(["invoke", "github", "--event", str(events / "github-workflow_run-cancelled.json"), "--emulate"], {})
+    assert github.returncode == 0, github.stderr
+    body = json.loads(github.stdout)["body"]
+    assert body["event"]["kind"] == "cancelled" and body["results"][0]["builds"] == [
+        {"build_no": 24, "outcome": "stopped", "upstream_request_id": body["results"][0]["upstream_request_id"]}]
+    gitlab = run(["invoke", "gitlab", "--event", str(events / "gitlab-pipeline-canceled.json"), "--emulate"], {})
+    assert gitlab.returncode == 0 and json.loads(gitlab.stdout)["body"]["results"][0]["outcome"] == "stopped"
+    told = run(["invoke", "gitlab", "--event", str(events / "gitlab-pipeline-canceled.json"), "--event-type",
+                "Push Hook", "--emulate"], {})
+    assert told.returncode == 0 and "is not acted on" in json.loads(told.stdout)["body"]["ignored"]
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    swept = run(["invoke", "retries", "--event", str(empty), "--emulate"], {})
+    assert swept.returncode == 0 and json.loads(swept.stdout)["body"]["ran"] == 0, swept.stderr
+    garbled = tmp_path / "garbled.json"
+    garbled.write_text("not json")
+    refused = run(["invoke", "github", "--event", str(garbled), "--event-type", "workflow_run", "--emulate"], {})
+    assert refused.returncode == 1 and json.loads(refused.stdout)["status"] == 400
+    misused = run(["invoke", "webhook", "--event", str(empty), "--event-type", "workflow_run"], {})
+    assert misused.returncode == 2 and "--event-type is for the github and gitlab targets" in misused.stderr
+
+
 @pytest.fixture
 def hook(served: tuple[Emulator, EmulatorServer], tmp_path: Path) -> Any:
     """A real webhook target signed with a known secret."""

@@ -204,6 +204,17 @@ def _utc(value: str | None) -> str | None:
     return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def guess_event_type(source: Source, data: dict[str, Any]) -> str:
+    """The event header a payload was sent with, read from the payload itself (for a file without its
+    headers: ``stopline rules explain``, ``stopline invoke``); "" when it is none stopline acts on."""
+    if source == "gitlab":
+        return {"pipeline": "Pipeline Hook", "build": "Job Hook"}.get(str(data.get("object_kind")), "")
+    for name in ("workflow_run", "workflow_job"):
+        if name in data:
+            return name
+    return "ping" if "zen" in data else ""
+
+
 def normalise(source: Source, event_type: str | None, data: dict[str, Any], *,
               instance: str | None = None) -> SourceEvent | Ignored:
     """The event a rule matches on, or why it is ignored (docs/sources.md's ``kind`` list). ``instance``

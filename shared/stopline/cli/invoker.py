@@ -2,7 +2,9 @@
 
 HTTP targets get the file as their body, signed with the first configured webhook secret (or, with
 none configured, a one-off secret set for this process only), so the signature check runs as in
-production. ``--emulate`` runs inside :func:`stopline.emulator.mock_huaweicloud` with the demo state.
+production; the ``github`` and ``gitlab`` targets get it as their sender would send it (GitHub's
+signature, GitLab's token, the event header given or read from the payload). ``--emulate`` runs inside
+:func:`stopline.emulator.mock_huaweicloud` with the demo state (and the demo rules).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from stopline.entry import get_runtime
 
-HTTP_TARGETS = ("stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run", "webhook")
+HTTP_TARGETS = ("stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run", "webhook", "retries")
+SOURCE_TARGETS = ("github", "gitlab")
 
 
 class LocalContext:
@@ -51,24 +54,47 @@ class LocalContext:
         return os.environ.get(key, default)
 
 
-def _signing_secret() -> str:
-    """The first configured webhook secret, or a one-off one set for this process."""
+def _signing_secret(variable: str = "STOPLINE_WEBHOOK_SECRETS") -> str:
+    """The first configured secret of ``variable``, or a one-off one set for this process."""
     from stopline.entry import reset_runtime
 
-    configured = [s.strip() for s in os.environ.get("STOPLINE_WEBHOOK_SECRETS", "").split(",") if s.strip()]
+    configured = [s.strip() for s in os.environ.get(variable, "").split(",") if s.strip()]
     if configured:
         return configured[0]
-    os.environ["STOPLINE_WEBHOOK_SECRETS"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    os.environ[variable] = ("whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+                            if variable == "STOPLINE_WEBHOOK_SECRETS" else secrets.token_urlsafe(24))
     reset_runtime()
-    return os.environ["STOPLINE_WEBHOOK_SECRETS"]
+    return os.environ[variable]
 
 
-def _http(target: str, body: bytes) -> tuple[int, Any]:
+def _source_headers(target: str, body: bytes, event_type: str | None) -> dict[str, str]:
+    """What GitHub or GitLab sends with the payload: its event header and its proof of origin."""
+    import hashlib
+    import hmac
+
+    from stopline.sources import EVENT_HEADER, guess_event_type
+
+    source: Literal["github", "gitlab"] = "github" if target == "github" else "gitlab"
+    try:
+        data = json.loads(body)
+    except ValueError:  # not JSON: sent as it is, and refused by the target as it would be in production
+        data = None
+    kind = event_type or (guess_event_type(source, data) if isinstance(data, dict) else "")
+    if source == "github":
+        digest = hmac.new(_signing_secret("STOPLINE_GITHUB_SECRETS").encode(), body, hashlib.sha256).hexdigest()
+        return {EVENT_HEADER[source]: kind, "x-github-delivery": str(uuid.uuid4()),
+                "x-hub-signature-256": f"sha256={digest}"}
+    return {EVENT_HEADER[source]: kind, "x-gitlab-token": _signing_secret("STOPLINE_GITLAB_TOKENS"),
+            "x-gitlab-webhook-uuid": str(uuid.uuid4())}
+
+
+def _http(target: str, body: bytes, event_type: str | None = None) -> tuple[int, Any]:
     from stopline.triggers import http
     from stopline.webhooks import sign
 
-    headers = {"content-type": "application/json", "content-length": str(len(body)),
-               **sign(_signing_secret(), f"invoke_{uuid.uuid4().hex}", body)}
+    proof = _source_headers(target, body, event_type) if target in SOURCE_TARGETS else \
+        sign(_signing_secret(), f"invoke_{uuid.uuid4().hex}", body)
+    headers = {"content-type": "application/json", "content-length": str(len(body)), **proof}
     reply = http.handle(target, "POST", headers, lambda limit: body[: limit + 1], runtime=get_runtime)
     ok = 200 <= reply.status < 300 and bool(reply.body.get("ok"))
     return (0 if ok else 1), {"status": reply.status, "headers": reply.all_headers(), "body": reply.body}
@@ -130,13 +156,13 @@ def _functiongraph(event: Any) -> tuple[int, Any]:
     return (0 if answer.get("ok") else 1), answer
 
 
-def invoke_file(target: str, path: Path, *, emulate: bool = False) -> tuple[int, Any]:
+def invoke_file(target: str, path: Path, *, emulate: bool = False, event_type: str | None = None) -> tuple[int, Any]:
     """(exit code, printed answer) of running ``target`` on the event in ``path``."""
     raw = path.read_bytes()
     try:
         event = json.loads(raw)
     except ValueError as exc:
-        if target not in HTTP_TARGETS:
+        if target not in HTTP_TARGETS and target not in SOURCE_TARGETS:  # an HTTP target answers it itself
             raise ValueError(f"{path}: not JSON ({exc})") from None
         event = None
     manager: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -149,8 +175,8 @@ def invoke_file(target: str, path: Path, *, emulate: bool = False) -> tuple[int,
             from stopline.entry import get_runtime
 
             get_runtime().client()  # missing credentials: a usage error (exit 2), not a failed invocation
-        if target in HTTP_TARGETS:
-            return _http(target, raw)
+        if target in HTTP_TARGETS or target in SOURCE_TARGETS:
+            return _http(target, raw, event_type)
         if target == "on_event":
             if not isinstance(event, dict):
                 raise ValueError(f"{path}: a CloudEvent or Pub/Sub envelope must be a JSON object")

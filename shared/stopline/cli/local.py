@@ -76,23 +76,28 @@ def secret_new() -> None:
 
 @main.command()
 @click.argument("target", type=click.Choice(
-    ["stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run", "webhook", "on_event",
-     "functiongraph"]))
+    ["stop_build", "delete_build_task", "stop_dataarts_job", "stop_pipeline_run", "webhook", "github", "gitlab",
+     "retries", "on_event", "functiongraph"]))
 @click.option("--event", "event_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The event file: an HTTP body, a CloudEvent, a Pub/Sub envelope or a FunctionGraph event.")
+              help="The event file: an HTTP body (a GitHub or GitLab payload for those targets), a CloudEvent, a "
+                   "Pub/Sub envelope or a FunctionGraph event.")
+@click.option("--event-type", help="github/gitlab: X-GitHub-Event / X-Gitlab-Event (default: read from the payload).")
 @click.option("--emulate", is_flag=True,
               help="Run against a private in-process emulator with the demo state (not a running `stopline "
                    "dev`: to use that one, drop --emulate and set the endpoints its banner prints).")
-def invoke(target: str, event_file: Path, emulate: bool) -> None:
+def invoke(target: str, event_file: Path, event_type: str | None, emulate: bool) -> None:
     """Run one function target in-process on an event file and print its answer."""
-    from stopline.cli.invoker import invoke_file
+    from stopline.cli.invoker import SOURCE_TARGETS, invoke_file
+
+    if event_type and target not in SOURCE_TARGETS:
+        _die(f"--event-type is for the github and gitlab targets, not {target}")
 
     if emulate:
         click.echo("--emulate: using a private in-process emulator with the demo state; a running `stopline "
                    "dev` (and its call log) is not involved", err=True)
 
     try:
-        code, output = invoke_file(target, event_file, emulate=emulate)
+        code, output = invoke_file(target, event_file, emulate=emulate, event_type=event_type)
     except (ValueError, OSError) as exc:
         _die(str(exc))
     except StoplineError as exc:

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -72,13 +72,14 @@ def rules_check(file: str | None, rules_file: str | None) -> None:
 def rules_explain(source: str, event_file: Path, event_type: str | None, rules_file: str | None) -> None:
     """Print the normalised event, the rules that match and the commands they produce; calls nothing."""
     from stopline import cts
-    from stopline.sources import Ignored, normalise
+    from stopline.sources import Ignored, guess_event_type, normalise
 
     _, loaded = _load(rules_file, "--rules FILE")
     data = _read_json_file(event_file, "event file")
     if not isinstance(data, dict):
         _die(f"event file {event_file} must hold a JSON object")
-    kind = "cts" if source == "cts" else event_type or _guess_event_type(source, data)
+    kind = "cts" if source == "cts" else event_type or guess_event_type(
+        "github" if source == "github" else "gitlab", data)
     try:
         event = cts.normalise(data) if source == "cts" else \
             normalise("github" if source == "github" else "gitlab", kind, data)
@@ -95,12 +96,3 @@ def rules_explain(source: str, event_file: Path, event_type: str | None, rules_f
                                         for f in evaluation.fired],
                            **({"warnings": evaluation.warnings} if evaluation.warnings else {})}, indent=2))
     sys.exit(EXIT_OK)
-
-
-def _guess_event_type(source: str, data: dict[str, Any]) -> str:
-    if source == "gitlab":
-        return {"pipeline": "Pipeline Hook", "build": "Job Hook"}.get(str(data.get("object_kind")), "")
-    for name in ("workflow_run", "workflow_job"):
-        if name in data:
-            return name
-    return "ping" if "zen" in data else ""
