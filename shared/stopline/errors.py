@@ -126,6 +126,12 @@ class UnsupportedMediaType(RequestError):
     type = "unsupported_media_type"
 
 
+class UnsupportedEncoding(UnsupportedMediaType):
+    """A compressed body (``Content-Encoding: gzip``): refused rather than decoded, since what a sender
+    signs is the uncompressed payload and a 401 "signature does not match" would hide the cause; the answer
+    says ``Accept-Encoding: identity`` (RFC 9110, section 15.5.16)."""
+
+
 class InvalidCommand(RequestError):
     status = 422
     type = "invalid"

@@ -3,6 +3,7 @@ emulator: every status of docs/commands.md, signatures, duplicates, batches."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import Iterator
@@ -126,6 +127,14 @@ def test_request_level_statuses(stack: Stack, mode: str) -> None:
     big = signed_post(target, None, raw=b'{"a":"' + b"x" * 300_000 + b'"}')
     assert big.status_code == 413 and big.json()["error"]["type"] == "payload_too_large"
     assert signed_post(target, stop_cmd(1), content_type="text/plain").status_code == 415
+    # a compressed body: what the sender signed is the plain one, so 415 naming the encoding, not a 401
+    from stopline import webhooks
+
+    plain = json.dumps(stop_cmd(1)).encode()
+    packed = httpx.post(target, content=gzip.compress(plain), headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip", **webhooks.sign(SECRET, "gz-1", plain)})
+    assert packed.status_code == 415 and packed.headers["accept-encoding"] == "identity"
+    assert packed.json()["error"]["details"][0]["field"] == "content-encoding"
     unsigned = httpx.post(target, json=stop_cmd(1))
     assert unsigned.status_code == 401
     assert {d["field"] for d in unsigned.json()["error"]["details"]} == {
@@ -134,8 +143,6 @@ def test_request_level_statuses(stack: Stack, mode: str) -> None:
     assert signed_post(target, stop_cmd(1), timestamp=int(time.time()) - 310).status_code == 401
     assert signed_post(target, stop_cmd(1), timestamp=int(time.time()) + 310).status_code == 401
     good = json.dumps(stop_cmd(1)).encode()
-    from stopline import webhooks
-
     headers = {"Content-Type": "application/json", **webhooks.sign(SECRET, "tamper", good)}
     assert httpx.post(target, content=good.replace(b'"build_no": 1', b'"build_no": 2'),
                       headers=headers).status_code == 401

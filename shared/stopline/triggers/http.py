@@ -23,6 +23,7 @@ from stopline.errors import (
     PayloadTooLarge,
     StoplineError,
     Transient,
+    UnsupportedEncoding,
     UnsupportedMediaType,
 )
 from stopline.models import Result
@@ -93,6 +94,8 @@ def error_reply(error: StoplineError) -> HttpReply:
         headers["Retry-After"] = str(max(1, round(error.retry_after or 1)))
     if isinstance(error, MethodNotAllowed):
         headers["Allow"] = "POST"  # a 405 must say what the target accepts (RFC 9110, section 15.5.6)
+    if isinstance(error, UnsupportedEncoding):
+        headers["Accept-Encoding"] = "identity"
     return HttpReply(error.status, {"ok": False, "error": error.to_json()}, headers)
 
 
@@ -165,6 +168,11 @@ def parse(target: str, headers: Mapping[str, str], body: bytes, *, sources: Mapp
     source = source_for(target, sources)
     if not _is_json(headers.get("content-type")):
         raise UnsupportedMediaType(_not_json(headers.get("content-type"), source))
+    encoding = (headers.get("content-encoding") or "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedEncoding(f"content encoding {encoding!r} is not accepted; send the body uncompressed "
+                                  "(the signature covers the uncompressed bytes)",
+                                  details=[{"field": "content-encoding", "message": "only identity"}])
     signed_id = source.verify(headers, body)
     data = jsonin.loads(body)
     if not isinstance(data, dict):
