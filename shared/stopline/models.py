@@ -234,16 +234,16 @@ def _refuse_empty(data: dict[str, Any], action: str, where: str) -> None:
             details=[{"field": f"{where}{name}", "message": "must not be null or empty"} for name in empty])
 
 
-def _message(model: CommandType, err: Any) -> str:
-    """One error in words a sender can act on: a field that does not match its pattern says what it must
-    be (its description), not the regular expression."""
-    if err["type"] == "string_pattern_mismatch" and err["loc"]:
-        found = model.model_fields.get(str(err["loc"][0]))
+def expected(model: type[BaseModel], err: Any) -> str:
+    """One validation error in words a sender (or an operator) can act on: a value that does not match its
+    field's pattern says what it must be -- the field's description -- rather than the regular expression.
+    Settings use it too."""
+    field = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
+    if err["type"] == "string_pattern_mismatch" and field is not None:
         # An optional field's description sits on its type inside the union (``Workspace | None``).
-        described = [found.description] if found is not None else []
-        for member in get_args(found.annotation) if found is not None else ():
-            described += [getattr(meta, "description", None) for meta in get_args(member)[1:]]
-        for description in described:
+        inner = [getattr(meta, "description", None) for member in get_args(field.annotation)
+                 for meta in get_args(member)[1:]]
+        for description in (field.description, *inner):
             if description:
                 return f"expected {description}"
     return str(err["msg"]).removeprefix("Value error, ")
@@ -252,7 +252,7 @@ def _message(model: CommandType, err: Any) -> str:
 def _invalid(exc: ValidationError, model: CommandType, action: str, where: str) -> InvalidCommand:
     """pydantic's errors in stopline's words: each bad field named, prefixed for batch members."""
     details = [
-        {"field": f"{where}{_field_name(err['loc'])}", "message": _message(model, err), "type": err["type"]}
+        {"field": f"{where}{_field_name(err['loc'])}", "message": expected(model, err), "type": err["type"]}
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
     names = ", ".join(sorted({d["field"] for d in details}))

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from stopline.errors import ConfigurationError
-from stopline.models import Action
+from stopline.models import Action, expected
 
 CredentialMode = Literal["aksk", "token", "iam"]
 
@@ -120,7 +120,8 @@ Secrets = Annotated[tuple[SecretStr, ...], BeforeValidator(_split)]
 Endpoint = Annotated[str | None, AfterValidator(_http_url)]
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                      BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)]
-ProjectId32 = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{32}$")] | None,
+ProjectId32 = Annotated[Annotated[str, Field(pattern=r"^[A-Za-z0-9]{32}$",
+                                             description="the CodeArts project's id: 32 letters/digits")] | None,
                         BeforeValidator(lambda value: None if value == "" else value)]
 
 
@@ -139,7 +140,8 @@ class Settings(BaseModel):
     iam_password: SecretStr | None = None
     iam_domain: str | None = None
 
-    region: str = Field("cn-north-4", pattern=r"^[a-z0-9-]+$")
+    region: str = Field("cn-north-4", pattern=r"^[a-z0-9-]+$",
+                        description="a region id such as cn-north-4 (lower-case letters, digits and '-')")
     codearts_build_endpoint: Endpoint = None
     dataarts_endpoint: Endpoint = None
     iam_endpoint: Endpoint = None
@@ -242,11 +244,6 @@ def env_name(field_name: str) -> str:
     return str(_ENV_NAMES.get(field_name, f"STOPLINE_{field_name.upper()}"))
 
 
-_PATTERNS = {"region": "expected a region id such as cn-north-4 (lower-case letters, digits and '-')",
-             "codearts_project_id": "expected the CodeArts project's id: 32 letters/digits"}
-"""What a variable that fails its pattern should look like, in words rather than the regular expression."""
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment; on bad values raise one error naming every offending variable."""
     try:
@@ -259,6 +256,5 @@ def load_settings(**overrides: Any) -> Settings:
                 continue
             loc = str(err["loc"][0])
             name = env_name(loc) if loc in _ENV_NAMES else loc.upper()
-            expected = _PATTERNS.get(loc) if err["type"] == "string_pattern_mismatch" else None
-            problems.append(f"{name}: {expected or err['msg']}")
+            problems.append(f"{name}: {expected(Settings, err)}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
