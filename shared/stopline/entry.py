@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from stopline.pipeline import Pipeline
     from stopline.retries import Worker
     from stopline.rules import Rules
+    from stopline.senders import Source
     from stopline.settings import Settings
 
 log = logging.getLogger("stopline")
@@ -42,11 +43,9 @@ class Runtime:
         """``configure_logging``: the functions write JSON lines to stderr; a library caller (the Python
         API) leaves log output to its application."""
         from stopline import logs
-        from stopline.errors import ConfigurationError
         from stopline.idempotency import open_store
         from stopline.idempotency.handler import Idempotency
         from stopline.pipeline import Pipeline
-        from stopline.webhooks import secret_keys
 
         self.settings = settings
         self._transport = transport_override
@@ -60,41 +59,16 @@ class Runtime:
         elif not logging.getLogger("stopline").handlers:
             # without a handler Python's last-resort one would print every failed result to stderr
             logging.getLogger("stopline").addHandler(logging.NullHandler())
-        def plain(values: tuple[SecretStr, ...]) -> list[str]:
-            return [v.get_secret_value() for v in values]
-
-        logs.register_secret(
-            *plain(settings.webhook_secrets), *plain(settings.github_secrets), *plain(settings.gitlab_tokens),
-            *plain(settings.gitlab_signing_secrets),
-            *(s.get_secret_value() for s in (settings.sk, settings.security_token, settings.auth_token,
-                                              settings.iam_password) if s is not None),
-        )
-        try:
-            self.webhook_keys = secret_keys(plain(settings.webhook_secrets), "STOPLINE_WEBHOOK_SECRETS")
-            self.gitlab_signing_keys = secret_keys(plain(settings.gitlab_signing_secrets),
-                                                   "STOPLINE_GITLAB_SIGNING_SECRETS")
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        # GitHub and GitLab secret tokens are whatever the user typed into the hook's form: used as bytes.
-        github_keys = tuple(s.encode() for s in plain(settings.github_secrets))
-        gitlab_tokens = tuple(s.encode() for s in plain(settings.gitlab_tokens))
-        from stopline.senders import GitHub, GitLab, PlatformAuthenticated, Source, StandardWebhooks
-
-        unsigned, window = settings.allow_unsigned, settings.webhook_tolerance_s
-        self.sources: dict[str, Source] = {
-            "webhook": StandardWebhooks(self.webhook_keys, unsigned, window),
-            "github": GitHub(github_keys, unsigned),
-            "gitlab": GitLab(gitlab_tokens, self.gitlab_signing_keys, unsigned, window),
-        }
-        if settings.retries_auth == "platform":
-            self.sources["retries"] = PlatformAuthenticated()
+        logs.register_secret(*(secret.get_secret_value() for secret in (
+            *settings.webhook_secrets, *settings.github_secrets, *settings.gitlab_tokens,
+            *settings.gitlab_signing_secrets, settings.sk, settings.security_token, settings.auth_token,
+            settings.iam_password) if secret is not None))
+        self.sources = _senders(settings)
         self.rules: Rules | None = None
         if settings.rules:
             from stopline.rules import load
 
             self.rules = load(settings.rules)
-        if not self.webhook_keys and settings.allow_unsigned:
-            log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
         store = open_store(settings.idempotency_url, max_entries=settings.idempotency_max_entries,
                            protect_s=settings.webhook_tolerance_s, prefix=settings.idempotency_prefix)
         self.idempotency = Idempotency(store, ttl_s=settings.idempotency_ttl_s, wait_s=settings.timeout_s,
@@ -166,6 +140,36 @@ class Runtime:
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+
+
+def _senders(settings: Settings) -> dict[str, Source]:
+    """Who may send what: one verifier per HTTP sender, holding the keys the settings name (as bytes)."""
+    from stopline.errors import ConfigurationError
+    from stopline.senders import GitHub, GitLab, PlatformAuthenticated, StandardWebhooks
+    from stopline.webhooks import secret_keys
+
+    def plain(values: tuple[SecretStr, ...]) -> list[str]:
+        return [v.get_secret_value() for v in values]
+
+    try:
+        webhook_keys = secret_keys(plain(settings.webhook_secrets), "STOPLINE_WEBHOOK_SECRETS")
+        signing_keys = secret_keys(plain(settings.gitlab_signing_secrets), "STOPLINE_GITLAB_SIGNING_SECRETS")
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    # GitHub and GitLab secret tokens are whatever the user typed into the hook's form: used as bytes.
+    github_keys = tuple(s.encode() for s in plain(settings.github_secrets))
+    gitlab_tokens = tuple(s.encode() for s in plain(settings.gitlab_tokens))
+    unsigned, window = settings.allow_unsigned, settings.webhook_tolerance_s
+    sources: dict[str, Source] = {
+        "webhook": StandardWebhooks(webhook_keys, unsigned, window),
+        "github": GitHub(github_keys, unsigned),
+        "gitlab": GitLab(gitlab_tokens, signing_keys, unsigned, window),
+    }
+    if settings.retries_auth == "platform":
+        sources["retries"] = PlatformAuthenticated()
+    if not webhook_keys and unsigned:
+        log.warning("STOPLINE_ALLOW_UNSIGNED=1: HTTP targets accept unsigned requests (local development only)")
+    return sources
 
 
 def get_runtime() -> Runtime:
