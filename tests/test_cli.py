@@ -150,6 +150,40 @@ def test_pipeline_runs_from_the_command_line(served: tuple[Emulator, EmulatorSer
     assert sorted(e["pipeline_run_id"] for e in stopped) == sorted([DEMO_OLD_RUN_ID, DEMO_RUN_ID])
 
 
+def at_a_terminal(args: list[str], env: dict[str, str], answer: str) -> subprocess.CompletedProcess[str]:
+    """Run ``stopline`` with a terminal as its stdin (a person typing), answering ``answer`` to any prompt."""
+    import pty
+
+    main_fd, terminal = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
+    try:
+        proc = subprocess.Popen([*STOPLINE, *args], env={**clean, **env}, stdin=terminal, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        os.write(main_fd, answer.encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main_fd)
+        os.close(terminal)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_a_person_is_asked_before_everything_running_is_stopped(served: tuple[Emulator, EmulatorServer],
+                                                               env: dict[str, str]) -> None:
+    """`stop-build JOB` with no number and no filter, typed at a terminal, asks first: "n" stops nothing;
+    `--yes` (or a script, with no terminal) stops every running build as the documented form says."""
+    declined = at_a_terminal(["stop-build", DEMO_JOB_ID], env, "n\n")
+    assert declined.returncode == 1 and "stop every running build of task" in declined.stderr
+    assert "nothing stopped" in declined.stderr and served[0].effects == []
+    filtered = at_a_terminal(["stop-build", DEMO_JOB_ID, "--branch", "feature/x"], env, "")
+    assert filtered.returncode == 0 and "stop every" not in filtered.stderr  # a filter names what to stop
+    assert at_a_terminal(["stop-pipeline", "794514e0a3184e5db0a4740112deee0f"], env, "n\n").returncode == 1
+    confirmed = at_a_terminal(["stop-build", DEMO_JOB_ID, "--yes"], env, "")
+    assert confirmed.returncode == 0 and "stop every" not in confirmed.stderr
+    assert sorted(e["build_no"] for e in served[0].effects) == [20, 21, 22, 23, 24]
+    scripted = run(["stop-build", DEMO_JOB_ID], env)  # no terminal: nothing to ask, nothing left running
+    assert scripted.returncode == 0 and scripted.stdout.startswith("nothing_running")
+
+
 def test_invoke_emulate_says_it_uses_its_own_emulator() -> None:
     """Issue 15: `stopline invoke --emulate` silently used a private emulator, not the dev stack's."""
     done = run(["invoke", "functiongraph", "--event", str(ROOT / "events" / "functiongraph-smn.json"), "--emulate"],

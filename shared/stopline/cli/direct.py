@@ -55,14 +55,32 @@ def _member_lines(result: Any) -> list[str]:
     return lines
 
 
-def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool) -> NoReturn:
+def _confirm_everything(command: Any) -> None:
+    """A person at a terminal who gave no number and no filter is asked before every running build (run)
+    is stopped: a forgotten BUILD_NO must not stop a whole task. Scripts (no terminal) and --yes are not
+    asked: the documented form stays usable unattended."""
+    from stopline.models import FILTERS, StopBuild, StopPipelineRun
+
+    if not isinstance(command, StopBuild | StopPipelineRun) or not command.resolves:
+        return
+    if any(getattr(command, name) is not None for name in FILTERS) or not sys.stdin.isatty():
+        return
+    what = (f"build of task {command.job_id}" if isinstance(command, StopBuild)
+            else f"run of pipeline {command.pipeline_id}")
+    if not click.confirm(f"No number and no filter given: stop every running {what}?", err=True):
+        _die("nothing stopped (give a number or a filter, or --yes)", EXIT_FAILED)
+
+
+def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool, *, yes: bool = True) -> NoReturn:
     from stopline.models import parse_command
     from stopline.pipeline import Delivery
 
     try:
-        parse_command(raw)
+        command = parse_command(raw)
     except InvalidCommand as exc:
         _die(f"invalid arguments: {_fields(exc)}")
+    if not yes:
+        _confirm_everything(command)
     # A person reads the one-line summary; the JSON log lines are for -v or an explicit log level.
     runtime = _configured_runtime(verbose)
     if raw.get("action") == "stop_dataarts_job" and not raw.get("project_id") and not runtime.settings.project_id:
@@ -93,7 +111,8 @@ def _commit_option(what: str) -> Callable[[_F], _F]:
 
 
 def _filter_options(what: str) -> Callable[[_F], _F]:
-    """The resolution filters of a stop without a number (commit, branch, except-commit, started-before)."""
+    """The resolution filters of a stop without a number (commit, branch, except-commit, started-before),
+    and --yes for a stop of everything that runs."""
     def add(command: _F) -> _F:
         for option in reversed([
                 _commit_option(what),
@@ -101,7 +120,9 @@ def _filter_options(what: str) -> Callable[[_F], _F]:
                 click.option("--except-commit", "--except-commit-id", "except_commit_id", metavar="SHA",
                              help=f"Leave the {what} of this commit running."),
                 click.option("--started-before", metavar="TIME", help=f"Only {what} started before this RFC 3339 "
-                             "time (e.g. 2026-12-07T10:00:00Z).")]):
+                             "time (e.g. 2026-12-07T10:00:00Z)."),
+                click.option("--yes", "-y", is_flag=True, help=f"With no number and no filter, stop all running "
+                             f"{what} without asking (a terminal is asked; a script never is).")]):
             command = option(command)
         return command
     return add
@@ -114,7 +135,8 @@ def _filter_options(what: str) -> Callable[[_F], _F]:
 @_json_option
 @_verbose_option
 def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch: str | None,
-               except_commit_id: str | None, started_before: str | None, as_json: bool, verbose: bool) -> None:
+               except_commit_id: str | None, started_before: str | None, yes: bool, as_json: bool,
+               verbose: bool) -> None:
     """Stop build BUILD_NO of CodeArts Build task JOB_ID; without BUILD_NO, every running or queued build
     that matches the filters (one line per build)."""
     raw: dict[str, Any] = {"action": "stop_build", "job_id": job_id}
@@ -122,7 +144,7 @@ def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch:
                         ("except_commit_id", except_commit_id), ("started_before", started_before)):
         if value is not None:
             raw[name] = value
-    _run_direct(raw, as_json, verbose)
+    _run_direct(raw, as_json, verbose, yes=yes)
 
 
 @main.command(short_help="List what runs: the builds of a task, or the runs of a pipeline.")
@@ -206,8 +228,8 @@ def _print_running(owner: dict[str, str], name: str, rows: list[dict[str, Any]],
 @_json_option
 @_verbose_option
 def stop_pipeline(pipeline_id: str, run_id: str | None, codearts_project_id: str | None, commit_id: str | None,
-                  branch: str | None, except_commit_id: str | None, started_before: str | None, as_json: bool,
-                  verbose: bool) -> None:
+                  branch: str | None, except_commit_id: str | None, started_before: str | None, yes: bool,
+                  as_json: bool, verbose: bool) -> None:
     """Stop run RUN_ID of CodeArts Pipeline PIPELINE_ID; without RUN_ID, every running run that matches the
     filters (one line per run)."""
     raw: dict[str, Any] = {"action": "stop_pipeline_run", "pipeline_id": pipeline_id}
@@ -216,7 +238,7 @@ def stop_pipeline(pipeline_id: str, run_id: str | None, codearts_project_id: str
                         ("started_before", started_before)):
         if value is not None:
             raw[name] = value
-    _run_direct(raw, as_json, verbose)
+    _run_direct(raw, as_json, verbose, yes=yes)
 
 
 @main.command("delete-build-task")
