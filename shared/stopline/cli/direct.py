@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from stopline.cli import (
     main,
 )
 from stopline.errors import ConfigurationError, InvalidCommand, StoplineError
+
+if TYPE_CHECKING:
+    from stopline.models import Command
 
 
 def _summary(result: Any) -> str:
@@ -55,7 +58,7 @@ def _member_lines(result: Any) -> list[str]:
     return lines
 
 
-def _confirm_everything(command: Any) -> None:
+def _confirm_everything(command: Command) -> None:
     """A person at a terminal who gave no number and no filter is asked before every running build (run)
     is stopped: a forgotten BUILD_NO must not stop a whole task. Scripts (no terminal) and --yes are not
     asked: the documented form stays usable unattended."""
