@@ -357,3 +357,25 @@ def test_every_help_summary_is_whole() -> None:
         done = run([*args, "--help"], {})
         commands = done.stdout.split("Commands:", 1)[1]
         assert done.returncode == 0 and "..." not in commands, commands
+
+
+def test_a_cron_asks_a_retries_target_with_send(served: tuple[Emulator, EmulatorServer], tmp_path: Path) -> None:
+    """`stopline send --retries` is the signed POST a cron makes to a `retries` target (Standard Webhooks,
+    the default): it answers what ran and what is still pending; a wrong secret is the target's 401."""
+    from .functions.harness import SECRET, FunctionProcess, start_all
+
+    (proc,) = start_all([FunctionProcess("retries", True, {**demo_environment(served[1].url),
+                                                           "STOPLINE_WEBHOOK_SECRETS": SECRET},
+                                         tmp_path / "retries.log")])
+    try:
+        due = run(["send", "--retries", "--url", proc.url, "--secret", SECRET], {})
+        assert due.returncode == 0 and due.stdout.strip() == "HTTP 200: ran 0 pending retries, 0 still pending"
+        everything = run(["send", "--retries-all", "--url", proc.url, "--secret", SECRET, "--json"], {})
+        assert everything.returncode == 0 and json.loads(everything.stdout) == {
+            "ok": True, "ran": 0, "results": [], "pending": 0}
+        refused = run(["send", "--retries", "--url", proc.url, "--secret", "whsec_" + "QUJD" * 8], {})
+        assert refused.returncode == 1 and "HTTP 401" in refused.stdout
+        mixed = run(["send", "stop_build", "--retries", "--url", proc.url, "--secret", SECRET], {})
+        assert mixed.returncode == 2 and "give no ACTION" in one_line_error(mixed)
+    finally:
+        proc.stop()

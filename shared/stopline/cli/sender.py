@@ -112,6 +112,11 @@ def describe_reply(status: int, reply: dict[str, Any]) -> str:
     if "ok" not in reply and ("error_code" in reply or "error_msg" in reply):
         return (f"HTTP {status}: this is not a stopline target (it answered like the cloud, or the emulator: "
                 f"{reply.get('error_code')}); send to a function target's URL, e.g. the webhook's from the banner")
+    if "ran" in reply:  # a retries target
+        lines = [f"HTTP {status}: ran {reply['ran']} pending retr{'y' if reply['ran'] == 1 else 'ies'}, "
+                 f"{reply.get('pending', 0)} still pending"]
+        lines += [f"  [{i}] {r.get('status', '')} {_line(r)}" for i, r in enumerate(reply.get("results") or [])]
+        return "\n".join(lines)
     if "results" in reply:
         lines = [f"HTTP {status}: batch of {len(reply['results'])}, ok={reply.get('ok')}"]
         lines += [f"  [{i}] {r.get('status', '')} {_line(r)}" for i, r in enumerate(reply["results"])]

@@ -35,7 +35,8 @@ _SEND_EPILOG = "\b\nFields, as --field value (or --field=value), per ACTION:\n" 
     f"  {action:<18} {fields}" for action, fields in _SEND_FIELDS.items()) + \
     "\n  any command        [--idempotency-key KEY] [--reason TEXT] [--verify true|false]\n\n" \
     "\b\nPipeline sources: --github EVENT / --gitlab EVENT with --file PAYLOAD send a payload as GitHub\n" \
-    "(signed with STOPLINE_GITHUB_SECRET) or GitLab (token STOPLINE_GITLAB_TOKEN) would."
+    "(signed with STOPLINE_GITHUB_SECRET) or GitLab (token STOPLINE_GITLAB_TOKEN) would.\n\n" \
+    "\b\nA cron taking the pending retries: stopline send --retries --url https://.../retries"
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, epilog=_SEND_EPILOG,
@@ -53,11 +54,14 @@ _SEND_EPILOG = "\b\nFields, as --field value (or --field=value), per ACTION:\n" 
               "(\"Pipeline Hook\", \"Job Hook\").")
 @click.option("--file", "payload_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The payload for --github / --gitlab.")
+@click.option("--retries", "sweep", flag_value="due", help="Ask a retries target to run the pending retries that "
+              "are due (a cron's call; signed like a command).")
+@click.option("--retries-all", "sweep", flag_value="all", help="The same for every pending retry, due or not.")
 @_json_option
 @click.pass_context
 def send(ctx: click.Context, action: str | None, url: str, secret: str | None, msg_id: str | None,
          batch_file: Path | None, github_event: str | None, gitlab_event: str | None, payload_file: Path | None,
-         as_json: bool) -> None:
+         sweep: str | None, as_json: bool) -> None:
     """Sign (Standard Webhooks) and send one command: stopline send stop_build --job-id ID --build-no 20."""
     from stopline.cli.sender import describe_reply, post, send_signed, source_headers
 
@@ -87,16 +91,7 @@ def send(ctx: click.Context, action: str | None, url: str, secret: str | None, m
         if not secret:
             _die("no signing secret to send with: pass --secret or set STOPLINE_WEBHOOK_SECRET (the `webhook "
                  "secret` line of `stopline dev`'s banner; for a GitHub or GitLab target use --github / --gitlab)")
-        if batch_file is not None:
-            loaded = _read_json_file(batch_file, "batch file")
-            if not isinstance(loaded, list | dict):
-                _die(f"batch file {batch_file} must hold a list of commands or {{\"commands\": [...]}}")
-            body: dict[str, Any] = loaded if isinstance(loaded, dict) else {"commands": loaded}
-        elif action is None:
-            _die("give an ACTION (stop_build, delete_build_task, stop_dataarts_job, stop_pipeline_run) or "
-                 "--batch FILE; see stopline send --help")
-        else:
-            body = _command_from_words(action, ctx.args)
+        body = _signed_body(action, ctx.args, batch_file, sweep)
         try:
             status, reply = send_signed(url, body, secret=secret, msg_id=msg_id)
         except ValueError as exc:
@@ -115,6 +110,23 @@ def send(ctx: click.Context, action: str | None, url: str, secret: str | None, m
             click.echo("hint: the target refused the signature; send the secret it was started with "
                        "(stopline dev prints a new one each time it starts)", err=True)
     sys.exit(EXIT_OK if 200 <= status < 300 and reply.get("ok") else EXIT_FAILED)
+
+
+def _signed_body(action: str | None, words: list[str], batch_file: Path | None, sweep: str | None) -> dict[str, Any]:
+    """What a Standard Webhooks send carries: a retries call, a batch from a file, or one command."""
+    if sweep is not None:
+        if action is not None or batch_file is not None:
+            _die("--retries asks a retries target to run what is pending: give no ACTION and no --batch")
+        return {"all": True} if sweep == "all" else {}
+    if batch_file is not None:
+        loaded = _read_json_file(batch_file, "batch file")
+        if not isinstance(loaded, list | dict):
+            _die(f"batch file {batch_file} must hold a list of commands or {{\"commands\": [...]}}")
+        return loaded if isinstance(loaded, dict) else {"commands": loaded}
+    if action is None:
+        _die("give an ACTION (stop_build, delete_build_task, stop_dataarts_job, stop_pipeline_run), --batch FILE "
+             "or --retries; see stopline send --help")
+    return _command_from_words(action, words)
 
 
 def _command_from_words(action: str, words: list[str]) -> dict[str, Any]:
