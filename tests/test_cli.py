@@ -377,5 +377,9 @@ def test_a_cron_asks_a_retries_target_with_send(served: tuple[Emulator, Emulator
         assert refused.returncode == 1 and "HTTP 401" in refused.stdout
         mixed = run(["send", "stop_build", "--retries", "--url", proc.url, "--secret", SECRET], {})
         assert mixed.returncode == 2 and "give no ACTION" in one_line_error(mixed)
+        payload = str(ROOT / "events" / "github-workflow_run-cancelled.json")
+        for extra in (["stop_build"], ["--retries"], ["--gitlab", "Pipeline Hook"]):  # one of them was dropped
+            both = run(["send", "--github", "workflow_run", "--file", payload, *extra, "--url", proc.url], {})
+            assert both.returncode == 2 and "give no ACTION, --batch or --retries" in one_line_error(both), extra
     finally:
         proc.stop()

@@ -66,6 +66,9 @@ def send(ctx: click.Context, action: str | None, url: str, secret: str | None, m
     from stopline.cli.sender import describe_reply, post, send_signed, source_headers
 
     if github_event or gitlab_event:
+        if action is not None or batch_file is not None or sweep is not None or (github_event and gitlab_event):
+            _die("--github / --gitlab send one payload file as that sender would: give no ACTION, --batch or "
+                 "--retries, and only one of them")
         source, event = ("github", github_event) if github_event else ("gitlab", gitlab_event)
         known = GITHUB_EVENTS if source == "github" else GITLAB_EVENTS
         if event not in known:
