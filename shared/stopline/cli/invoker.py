@@ -68,11 +68,10 @@ def _signing_secret(variable: str = "STOPLINE_WEBHOOK_SECRETS") -> str:
 
 
 def _source_headers(target: str, body: bytes, event_type: str | None) -> dict[str, str]:
-    """What GitHub or GitLab sends with the payload: its event header and its proof of origin."""
-    import hashlib
-    import hmac
-
-    from stopline.sources import EVENT_HEADER, guess_event_type
+    """What GitHub or GitLab sends with the payload (``stopline send``'s headers): its event header -- given,
+    or read from the payload -- and its proof of origin, with the configured (or a one-off) secret."""
+    from stopline.cli.sender import source_headers
+    from stopline.sources import guess_event_type
 
     source: Literal["github", "gitlab"] = "github" if target == "github" else "gitlab"
     try:
@@ -80,12 +79,8 @@ def _source_headers(target: str, body: bytes, event_type: str | None) -> dict[st
     except ValueError:  # not JSON: sent as it is, and refused by the target as it would be in production
         data = None
     kind = event_type or (guess_event_type(source, data) if isinstance(data, dict) else "")
-    if source == "github":
-        digest = hmac.new(_signing_secret("STOPLINE_GITHUB_SECRETS").encode(), body, hashlib.sha256).hexdigest()
-        return {EVENT_HEADER[source]: kind, "x-github-delivery": str(uuid.uuid4()),
-                "x-hub-signature-256": f"sha256={digest}"}
-    return {EVENT_HEADER[source]: kind, "x-gitlab-token": _signing_secret("STOPLINE_GITLAB_TOKENS"),
-            "x-gitlab-webhook-uuid": str(uuid.uuid4())}
+    secret = _signing_secret("STOPLINE_GITHUB_SECRETS" if source == "github" else "STOPLINE_GITLAB_TOKENS")
+    return {name.lower(): value for name, value in source_headers(source, kind, body, secret=secret).items()}
 
 
 def _http(target: str, body: bytes, event_type: str | None = None) -> tuple[int, Any]:
