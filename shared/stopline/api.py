@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from stopline.settings import Settings
 
 Scope = Literal["job", "instances", "both"]
-_FILTERS = {"commit_id", "branch", "except_commit_id", "started_before"}
 
 
 def _when(value: datetime | str | None) -> str | None:
@@ -69,10 +68,11 @@ class Client:
         return self._runtime.client()
 
     def _run(self, command: dict[str, Any], *, named: str | None = None, all_running: bool = False) -> Result:
+        from stopline.models import names_nothing
         from stopline.pipeline import Delivery
 
         raw = {k: v for k, v in command.items() if v is not None}
-        if named is not None and not all_running and named not in raw and not set(raw) & _FILTERS:
+        if named is not None and not all_running and names_nothing(raw, named):
             from stopline.errors import InvalidCommand
             from stopline.models import Outcome, Result
 

@@ -98,6 +98,12 @@ StartedBefore = Annotated[datetime, AfterValidator(_aware)]
 """An RFC 3339 time with a zone: only work that started before it is stopped."""
 FILTERS = ("commit_id", "branch", "except_commit_id", "started_before")
 """The resolution filters: given as null or "" they are refused, never read as "no filter"."""
+
+
+def names_nothing(raw: dict[str, Any], number: str) -> bool:
+    """Whether a stop gives neither its ``number`` (``build_no``, ``pipeline_run_id``) nor any filter: it
+    would stop everything that runs, so the library and a person at the CLI must mean it."""
+    return raw.get(number) is None and all(raw.get(name) is None for name in FILTERS)
 Workspace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                  description="a DataArts workspace id: 1 to 64 letters, digits, '_' or '-'")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -21,9 +21,6 @@ from stopline.cli import (
     main,
 )
 from stopline.errors import ConfigurationError, InvalidCommand, StoplineError
-
-if TYPE_CHECKING:
-    from stopline.models import Command
 
 
 def _summary(result: Any) -> str:
@@ -58,32 +55,32 @@ def _member_lines(result: Any) -> list[str]:
     return lines
 
 
-def _confirm_everything(command: Command) -> None:
+def _confirm_everything(raw: dict[str, Any], number: str) -> None:
     """A person at a terminal who gave no number and no filter is asked before every running build (run)
     is stopped: a forgotten BUILD_NO must not stop a whole task. Scripts (no terminal) and --yes are not
     asked: the documented form stays usable unattended."""
-    from stopline.models import FILTERS, StopBuild, StopPipelineRun
+    from stopline.models import names_nothing
 
-    if not isinstance(command, StopBuild | StopPipelineRun) or not command.resolves:
+    if not names_nothing(raw, number) or not sys.stdin.isatty():
         return
-    if any(getattr(command, name) is not None for name in FILTERS) or not sys.stdin.isatty():
-        return
-    what = (f"build of task {command.job_id}" if isinstance(command, StopBuild)
-            else f"run of pipeline {command.pipeline_id}")
+    what = (f"build of task {raw['job_id']}" if raw["action"] == "stop_build"
+            else f"run of pipeline {raw['pipeline_id']}")
     if not click.confirm(f"No number and no filter given: stop every running {what}?", err=True):
         _die("nothing stopped (give a number or a filter, or --yes)", EXIT_FAILED)
 
 
-def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool, *, yes: bool = True) -> NoReturn:
+def _run_direct(raw: dict[str, Any], as_json: bool, verbose: bool, *, ask_without: str | None = None) -> NoReturn:
+    """Validate the command, ask first when it would stop everything that runs (``ask_without``: the
+    number it may leave out; None: never ask), run it, print the answer and exit with its code."""
     from stopline.models import parse_command
     from stopline.pipeline import Delivery
 
     try:
-        command = parse_command(raw)
+        parse_command(raw)
     except InvalidCommand as exc:
         _die(f"invalid arguments: {_fields(exc)}")
-    if not yes:
-        _confirm_everything(command)
+    if ask_without is not None:
+        _confirm_everything(raw, ask_without)
     # A person reads the one-line summary; the JSON log lines are for -v or an explicit log level.
     runtime = _configured_runtime(verbose)
     if raw.get("action") == "stop_dataarts_job" and not raw.get("project_id") and not runtime.settings.project_id:
@@ -147,7 +144,7 @@ def stop_build(job_id: str, build_no: str | None, commit_id: str | None, branch:
                         ("except_commit_id", except_commit_id), ("started_before", started_before)):
         if value is not None:
             raw[name] = value
-    _run_direct(raw, as_json, verbose, yes=yes)
+    _run_direct(raw, as_json, verbose, ask_without=None if yes else "build_no")
 
 
 @main.command(short_help="List what runs: the builds of a task, or the runs of a pipeline.")
@@ -241,7 +238,7 @@ def stop_pipeline(pipeline_id: str, run_id: str | None, codearts_project_id: str
                         ("started_before", started_before)):
         if value is not None:
             raw[name] = value
-    _run_direct(raw, as_json, verbose, yes=yes)
+    _run_direct(raw, as_json, verbose, ask_without=None if yes else "pipeline_run_id")
 
 
 @main.command("delete-build-task")
