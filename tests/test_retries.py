@@ -31,7 +31,7 @@ from stopline.triggers.queue import RedeliveryRequested
 
 from .conftest import ROOT, LogCapture, RedisServer, configured_secret
 from .functions.harness import SECRET, FunctionProcess, start_all, wait_until
-from .in_process import post_reply
+from .in_process import EndingContext, post_reply
 from .served_cloud import CANCELLED, GH_SECRET, RULES, STOP_24, WHY, github_cancel, serve_cloud, stops
 
 cloud = pytest.fixture(params=["memory", "redis"])(serve_cloud)
@@ -183,16 +183,6 @@ def test_a_kafka_batch_of_1000_never_drops_what_it_could_not_finish(cloud: Emula
     assert sorted(effects) == list(range(1, 1000)) and len(set(effects)) == len(effects)
 
 
-class _Context:
-    """A FunctionGraph context that gives the invocation ``remaining_ms`` from when it is made."""
-
-    def __init__(self, remaining_ms: float) -> None:
-        self.ends = time.monotonic() + remaining_ms / 1000
-
-    def getRemainingTimeInMilliSeconds(self) -> float:
-        return (self.ends - time.monotonic()) * 1000
-
-
 def test_a_rabbitmq_batch_of_150_cut_by_its_deadline_leaves_the_rest_pending(
         cloud: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """150 records (once refused whole for being over 100), a slow cloud and an invocation with 2.5 s left:
@@ -210,7 +200,7 @@ def test_a_rabbitmq_batch_of_150_cut_by_its_deadline_leaves_the_rest_pending(
              "records": [{"messages": [json.dumps({"action": "stop_build", "job_id": job, "build_no": n})
                                        for n in range(1, 151)],
                           "instance_id": "r1", "exchange": "stops"}]}
-    answer = fg_handle(event, _Context(2500), runtime=get_runtime)
+    answer = fg_handle(event, EndingContext(2500), runtime=get_runtime)
     outcomes = [r.get("outcome") for r in answer["results"]]
     assert len(outcomes) == 150 and set(outcomes) == {"stopped", "pending"}, set(outcomes)
     assert 0 < outcomes.count("stopped") < 150 and answer["pending"] == outcomes.count("pending")

@@ -22,19 +22,9 @@ from stopline.entry import get_runtime, reset_runtime
 from stopline.triggers.functiongraph import handle as fg_handle
 
 from .conftest import LogCapture
-from .in_process import post
+from .in_process import EndingContext, post
 
 MANY = "e" * 32
-
-
-class _Context:
-    """A FunctionGraph context whose invocation ends ``remaining_ms`` after it is made."""
-
-    def __init__(self, remaining_ms: float) -> None:
-        self.ends = time.monotonic() + remaining_ms / 1000
-
-    def getRemainingTimeInMilliSeconds(self) -> float:
-        return (self.ends - time.monotonic()) * 1000
 
 
 def listings(emulator: Emulator) -> int:
@@ -90,7 +80,7 @@ def test_reading_back_never_outlives_the_invocation(signed_cloud: Emulator, monk
     command = {"action": "stop_build", "job_id": MANY, "build_no": 9, "verify": True}
     event = {"record": [{"event_source": "smn", "smn": {"message_id": "v-deadline", "type": "notification",
                                                         "message": json.dumps(command)}}]}
-    context = _Context(remaining_ms=3000)
+    context = EndingContext(remaining_ms=3000)
     answer = fg_handle(event, context, runtime=get_runtime)
     (result,) = answer["results"]
     assert (result["outcome"], result["verified"], result["state_after"]) == ("stopped", False, "Running")
