@@ -19,9 +19,14 @@ from .conftest import ROOT, free_port, wait_port
 STOPLINE = [sys.executable, "-m", "stopline.cli"]
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def environment(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without stopline's and the SDK's variables, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
-    return subprocess.run([*STOPLINE, *args], env={**clean, **env}, capture_output=True, text=True,
+    return {**clean, **env}
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*STOPLINE, *args], env=environment(env), capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
 
 
@@ -155,9 +160,8 @@ def at_a_terminal(args: list[str], env: dict[str, str], answer: str) -> subproce
     import pty
 
     main_fd, terminal = pty.openpty()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("STOPLINE_", "HUAWEICLOUD_"))}
     try:
-        proc = subprocess.Popen([*STOPLINE, *args], env={**clean, **env}, stdin=terminal, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*STOPLINE, *args], env=environment(env), stdin=terminal, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=ROOT)
         os.write(main_fd, answer.encode())
         out, err = proc.communicate(timeout=60)
